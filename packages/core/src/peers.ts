@@ -1,0 +1,70 @@
+/**
+ * How a group reaches other nodes. `core` knows no network: a transport (for
+ * example `@distcache/transport-connect`) implements these two interfaces and
+ * a group registered with it routes misses, deletes and sets through them.
+ *
+ * The contract that keeps a cluster loop-free: every call a group makes on a
+ * {@link PeerClient} is a *peer request*, and the node receiving it serves it
+ * from its own cache or its own getter (see {@link Group.getLocal} and the
+ * other `*Local` methods) — it never forwards it again.
+ */
+
+/** Per-call options for {@link PeerClient} methods. */
+export interface PeerCallOptions {
+  /** Aborts the call (the caller's deadline, or every waiter gone). */
+  signal?: AbortSignal;
+}
+
+/** Options for {@link PeerClient.get}. */
+export interface PeerGetOptions extends PeerCallOptions {
+  /**
+   * `false` (asking the owner): the peer answers from its cache or loads with
+   * its getter. `true` (asking a replica): the peer answers from its cache
+   * only, and `undefined` when it holds no copy.
+   */
+  cacheOnly: boolean;
+}
+
+/** One other node of the cluster. */
+export interface PeerClient {
+  /** The peer's identity on the ring, e.g. `"127.0.0.1:8002"`. */
+  readonly id: string;
+  /**
+   * The value of `key` in `group` on that peer.
+   * @returns the bytes, or `undefined` when `cacheOnly` and the peer has no copy.
+   * @throws NotFoundError or RemoteLoadError when the peer's getter failed;
+   *   any other error means the peer could not be asked (down, timed out).
+   */
+  get(group: string, key: string, options: PeerGetOptions): Promise<Uint8Array | undefined>;
+  /**
+   * Stores a copy of `value` in the peer's cache. With `replicate`, the peer
+   * acts as the key's owner and copies the value on to its replicas (a client
+   * Set); without, it only keeps the copy (the owner's replication push).
+   */
+  store(
+    group: string,
+    key: string,
+    value: Uint8Array,
+    options: PeerCallOptions & { replicate: boolean },
+  ): Promise<void>;
+  /** Drops the peer's copy of `key`, and voids any load of it in flight there. */
+  remove(group: string, key: string, options?: PeerCallOptions): Promise<void>;
+}
+
+/** Where a key lives, as this node sees the ring. */
+export interface Placement {
+  /** The key's owner; `undefined` when this node is the owner. */
+  readonly owner: PeerClient | undefined;
+  /** The replica holders after the owner, in ring order, without this node. */
+  readonly replicas: readonly PeerClient[];
+  /** Whether this node is one of the key's replica holders. */
+  readonly selfIsReplica: boolean;
+}
+
+/** The membership as a group sees it. */
+export interface PeerPicker {
+  /** Where `key` lives. Called on every miss, delete and set. */
+  placement(key: string): Placement;
+  /** Every member except this node (the audience of an invalidation). */
+  others(): readonly PeerClient[];
+}

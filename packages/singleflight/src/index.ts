@@ -1,0 +1,7 @@
+export {
+  type DoOptions,
+  SingleFlight,
+  type SingleFlightOptions,
+  TimeoutError,
+  type Work,
+} from "./singleflight.js";

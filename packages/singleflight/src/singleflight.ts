@@ -1,0 +1,153 @@
+/**
+ * Collapses concurrent calls for the same key into one: the first caller
+ * starts the work, later callers wait on the same promise, and the key is
+ * forgotten as soon as the work settles — a singleflight is a deduplicator,
+ * not a cache.
+ */
+
+/** Options for {@link SingleFlight}. */
+export interface SingleFlightOptions {
+  /**
+   * Milliseconds after which a call that has not settled is abandoned: its
+   * signal aborts with a `TimeoutError`, every waiter rejects with it, and the
+   * key is free for a new call. Default `0`: no timeout (a call that never
+   * settles wedges its key until {@link SingleFlight.forget}). Costs one timer
+   * per call when set.
+   */
+  timeout?: number;
+}
+
+/** Per-caller options for {@link SingleFlight.do}. */
+export interface DoOptions {
+  /**
+   * Aborts this caller's wait only: it rejects at once with the signal's
+   * reason (an `AbortError` by default) while the shared call goes on for
+   * the others. When every waiter of a call has aborted, the call's own
+   * signal aborts too and the key is forgotten.
+   */
+  signal?: AbortSignal;
+}
+
+/** The work a call runs; `signal` aborts when no waiter is left or on timeout. */
+export type Work<T> = (signal: AbortSignal) => Promise<T> | T;
+
+interface Flight<T> {
+  readonly promise: Promise<T>;
+  readonly controller: AbortController;
+  /** Waiters that can still leave; `Infinity` once one that cannot has joined. */
+  waiters: number;
+}
+
+/** The error a call rejects with when {@link SingleFlightOptions.timeout} passes. */
+export class TimeoutError extends Error {
+  override readonly name = "TimeoutError";
+}
+
+/**
+ * Concurrent calls for one key share one execution.
+ *
+ * ```ts
+ * const flight = new SingleFlight<Uint8Array>({ timeout: 5_000 });
+ * const value = await flight.do(key, (signal) => db.load(key, { signal }));
+ * ```
+ */
+export class SingleFlight<T> {
+  private readonly flights = new Map<string, Flight<T>>();
+  private readonly timeout: number;
+
+  constructor(options: SingleFlightOptions = {}) {
+    const timeout = options.timeout ?? 0;
+    if (!Number.isFinite(timeout) || timeout < 0) {
+      throw new RangeError(`SingleFlight: timeout must be a finite number >= 0, got ${timeout}`);
+    }
+    this.timeout = timeout;
+  }
+
+  /** Number of keys with a call in flight. */
+  get size(): number {
+    return this.flights.size;
+  }
+
+  /** Whether a call for `key` is in flight (a `do` now would join it). */
+  has(key: string): boolean {
+    return this.flights.has(key);
+  }
+
+  /**
+   * Runs `work` for `key`, or joins the call already in flight for it.
+   * Every caller gets the shared result or error.
+   */
+  do(key: string, work: Work<T>, options?: DoOptions): Promise<T> {
+    const signal = options?.signal;
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    let flight = this.flights.get(key);
+    if (flight === undefined) flight = this.start(key, work);
+    if (signal === undefined) {
+      flight.waiters = Number.POSITIVE_INFINITY;
+      return flight.promise;
+    }
+    flight.waiters++;
+    return this.waitOrLeave(key, flight, signal);
+  }
+
+  /**
+   * Forgets the call in flight for `key`: its waiters still get its result,
+   * but the next `do` starts a new call. Use it when the result of a call
+   * already running is known to be stale (the key was just invalidated).
+   */
+  forget(key: string): void {
+    this.flights.delete(key);
+  }
+
+  private start(key: string, work: Work<T>): Flight<T> {
+    const controller = new AbortController();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const run = new Promise<T>((resolve, reject) => {
+      if (this.timeout > 0) {
+        timer = setTimeout(() => {
+          const error = new TimeoutError(`call did not settle within ${this.timeout} ms`);
+          controller.abort(error);
+          reject(error);
+        }, this.timeout);
+      }
+      // A synchronous throw in work becomes this call's rejection.
+      resolve(work(controller.signal));
+    });
+    const flight: Flight<T> = {
+      promise: run.finally(() => {
+        if (timer !== undefined) clearTimeout(timer);
+        if (this.flights.get(key) === flight) this.flights.delete(key);
+      }),
+      controller,
+      waiters: 0,
+    };
+    // When every waiter has left nobody observes the result: not an unhandled rejection.
+    flight.promise.catch(() => {});
+    this.flights.set(key, flight);
+    return flight;
+  }
+
+  private waitOrLeave(key: string, flight: Flight<T>, signal: AbortSignal): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const leave = () => {
+        reject(signal.reason);
+        flight.waiters--;
+        if (flight.waiters === 0) {
+          if (this.flights.get(key) === flight) this.flights.delete(key);
+          flight.controller.abort(signal.reason);
+        }
+      };
+      signal.addEventListener("abort", leave, { once: true });
+      flight.promise.then(
+        (value) => {
+          signal.removeEventListener("abort", leave);
+          resolve(value);
+        },
+        (error: unknown) => {
+          signal.removeEventListener("abort", leave);
+          reject(error);
+        },
+      );
+    });
+  }
+}
