@@ -110,8 +110,13 @@ export class SingleFlight<T> {
           reject(error);
         }, this.timeout);
       }
-      // A synchronous throw in work becomes this call's rejection.
-      resolve(work(controller.signal));
+      // Settle through then() rather than resolve(promise): resolving with a
+      // promise would lock this one to it, and the timeout could not reject.
+      try {
+        Promise.resolve(work(controller.signal)).then(resolve, reject);
+      } catch (error) {
+        reject(error);
+      }
     });
     const flight: Flight<T> = {
       promise: run.finally(() => {

@@ -1,0 +1,111 @@
+// A small benchmark harness with no dependencies, shared by the parts of `pnpm bench`.
+//
+// Method: every contender of one operation runs a fixed number of operations per
+// sample; one warm-up round is discarded; the rounds interleave the contenders
+// (the starting contender rotates each round) so slow drifts of the machine hit
+// all of them alike; the result is the median of the rounds. Results of the
+// measured loops go into `sink` so the JIT cannot drop the work.
+
+import os from "node:os";
+
+/** Accumulates every loop's result; read by {@link checksum} so it stays live. */
+let sink = 0;
+
+/** The sink's value, printed by the runner (proves the loops' results were used). */
+export function checksum() {
+  return sink;
+}
+
+/** Deterministic 32-bit PRNG (mulberry32); returns floats in [0, 1). */
+export function mulberry32(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Runs a full collection between samples when node was started with --expose-gc. */
+const collect = typeof globalThis.gc === "function" ? globalThis.gc : () => {};
+
+export function gcExposed() {
+  return typeof globalThis.gc === "function";
+}
+
+function median(sorted) {
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+/**
+ * Measures one operation.
+ *
+ * @param {object} spec
+ * @param {string} spec.operation   row label, e.g. "get (hit), 100k keys"
+ * @param {{name: string, run: (n: number) => number | Promise<number>}[]} spec.contenders
+ *        `run(n)` performs n operations and returns how many succeeded (hit, stored);
+ *        anything but n means the contender measured something else, and throws.
+ * @param {number} spec.ops         operations per sample
+ * @param {number} spec.rounds      measured rounds (one sample per contender per round)
+ * @param {number} [spec.warmup=1]  discarded rounds before measuring
+ * @param {boolean} [spec.gc=true]  collect garbage before each sample (needs --expose-gc)
+ * @returns {Promise<{operation: string, name: string, median: number, min: number, max: number, samples: number[]}[]>}
+ */
+export async function measure({ operation, contenders, ops, rounds, warmup = 1, gc = true }) {
+  const samples = contenders.map(() => []);
+  const k = contenders.length;
+  for (let round = -warmup; round < rounds; round++) {
+    const start = ((round % k) + k) % k;
+    for (let j = 0; j < k; j++) {
+      const c = (start + j) % k;
+      if (gc) collect();
+      const t0 = process.hrtime.bigint();
+      let result = contenders[c].run(ops);
+      if (result instanceof Promise) result = await result;
+      const t1 = process.hrtime.bigint();
+      if (result !== ops) {
+        throw new Error(`${operation} / ${contenders[c].name}: ${result} of ${ops} operations succeeded`);
+      }
+      sink += result;
+      if (round >= 0) samples[c].push((ops * 1e9) / Number(t1 - t0));
+    }
+  }
+  return contenders.map((contender, c) => {
+    const sorted = [...samples[c]].sort((a, b) => a - b);
+    return {
+      operation,
+      name: contender.name,
+      median: median(sorted),
+      min: sorted[0],
+      max: sorted[sorted.length - 1],
+      samples: samples[c],
+    };
+  });
+}
+
+/** One line describing the machine and the runtime. */
+export function machine() {
+  const cpus = os.cpus();
+  const model = cpus.length > 0 ? cpus[0].model.trim() : "unknown CPU";
+  return `${model}, ${cpus.length} cores, ${os.platform()} ${os.release()}, Node ${process.version}`;
+}
+
+/** 12345678.9 -> "12.35 M". */
+export function formatRate(opsPerSecond) {
+  if (opsPerSecond >= 1e6) return `${(opsPerSecond / 1e6).toFixed(2)} M`;
+  if (opsPerSecond >= 1e3) return `${(opsPerSecond / 1e3).toFixed(1)} k`;
+  return opsPerSecond.toFixed(0);
+}
+
+/** A markdown table; `rows` are arrays of cells, `align` "l" or "r" per column. */
+export function markdownTable(header, rows, align) {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
+  const pad = (cell, i) =>
+    align[i] === "r" ? String(cell).padStart(widths[i]) : String(cell).padEnd(widths[i]);
+  const line = (cells) => `| ${cells.map(pad).join(" | ")} |`;
+  const rule = `|${widths.map((w, i) => (align[i] === "r" ? `${"-".repeat(w + 1)}:` : "-".repeat(w + 2))).join("|")}|`;
+  return [line(header), rule, ...rows.map(line)].join("\n");
+}

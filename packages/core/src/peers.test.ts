@@ -1,0 +1,198 @@
+import { describe, expect, it } from "vitest";
+import { NotFoundError, RemoteLoadError } from "./errors.js";
+import { Group, PropagationError } from "./group.js";
+import type { PeerCallOptions, PeerClient, PeerGetOptions, PeerPicker, Placement } from "./peers.js";
+
+/**
+ * An in-memory cluster: each node is a Group; peers call each other's `*Local`
+ * methods directly, the way a transport's server handlers would. Placement is
+ * a fixed rotation over the node list (a stand-in for the hash ring).
+ */
+class MemoryPeer implements PeerClient {
+  down = false;
+  received = { get: 0, store: 0, remove: 0 };
+  constructor(
+    readonly id: string,
+    private readonly target: () => Group,
+  ) {}
+  private check() {
+    if (this.down) return Promise.reject(new Error(`${this.id} unavailable`));
+    return undefined;
+  }
+  async get(_group: string, key: string, options: PeerGetOptions) {
+    await this.check();
+    this.received.get++;
+    try {
+      const view = await this.target().getLocal(key, options);
+      return view?.bytes();
+    } catch (error) {
+      // What a transport does with an answer carrying an in-band error.
+      if (error instanceof NotFoundError) throw error;
+      throw new RemoteLoadError(error instanceof Error ? error.message : String(error));
+    }
+  }
+  async store(_g: string, key: string, value: Uint8Array, options: PeerCallOptions & { replicate: boolean }) {
+    await this.check();
+    this.received.store++;
+    await this.target().storeLocal(key, value, options);
+  }
+  async remove(_g: string, key: string) {
+    await this.check();
+    this.received.remove++;
+    this.target().removeLocal(key);
+  }
+}
+
+function cluster(size: number, source: (key: string) => string | undefined, replicas = 2) {
+  const ids = Array.from({ length: size }, (_, i) => `node${i}`);
+  const loads: string[][] = ids.map(() => []);
+  const groups: Group[] = ids.map(
+    (_, i) =>
+      new Group("scores", 1 << 20, async (key) => {
+        loads[i]!.push(key);
+        await new Promise((resolve) => setTimeout(resolve, 1));
+        const value = source(key);
+        if (value === undefined) throw new NotFoundError(key);
+        return value;
+      }),
+  );
+  // peers[i][j]: node i's client for node j.
+  const peers = ids.map(() => ids.map((id, j) => new MemoryPeer(id, () => groups[j]!)));
+  const ownerIndex = (key: string) => [...key].reduce((sum, c) => sum + c.charCodeAt(0), 0) % size;
+  ids.forEach((_, self) => {
+    const picker: PeerPicker = {
+      placement(key): Placement {
+        const order = Array.from({ length: Math.min(size, replicas + 1) }, (_, r) => (ownerIndex(key) + r) % size);
+        const [owner, ...rest] = order;
+        return {
+          owner: owner === self ? undefined : peers[self]![owner!],
+          replicas: rest.filter((j) => j !== self).map((j) => peers[self]![j]!),
+          selfIsReplica: rest.includes(self),
+        };
+      },
+      others: () => peers[self]!.filter((_, j) => j !== self),
+    };
+    groups[self]!.registerPeers(picker);
+  });
+  const setDown = (node: number, down: boolean) => {
+    for (const row of peers) row[node]!.down = down;
+  };
+  const received = (node: number) =>
+    peers.reduce((sum, row) => sum + row[node]!.received.remove, 0);
+  return { groups, loads, peers, ownerIndex, setDown, received };
+}
+
+const values = (key: string) => (key.startsWith("missing") ? undefined : `value:${key}`);
+
+describe("a group with peers", () => {
+  it("loads every key once, on its owner, however many nodes ask at once", async () => {
+    const c = cluster(3, values);
+    const keys = Array.from({ length: 40 }, (_, i) => `k${i}`);
+    const requests = Array.from({ length: 200 }, (_, i) => {
+      const key = keys[i % keys.length]!;
+      return c.groups[i % 3]!.get(key).then((view) => [key, view.toString()]);
+    });
+    for (const [key, value] of await Promise.all(requests)) expect(value).toBe(`value:${key}`);
+    for (const key of keys) {
+      const loadedOn = c.loads.flatMap((keysLoaded, node) => keysLoaded.filter((k) => k === key).map(() => node));
+      expect(loadedOn).toEqual([c.ownerIndex(key)]);
+    }
+  });
+
+  it("copies a loaded value to the replicas, which then answer with the owner down", async () => {
+    const c = cluster(3, values);
+    const key = "Tom";
+    const owner = c.ownerIndex(key);
+    const asker = (owner + 1) % 3;
+    await c.groups[asker]!.get(key);
+    expect(c.groups.map((g) => g.stats().items)).toEqual([1, 1, 1]);
+    c.setDown(owner, true);
+    // A node that is not a replica (with 4 nodes) or the replica itself: no getter call anywhere.
+    c.groups[asker]!.removeLocal(key); // forget its own copy so it must ask
+    expect((await c.groups[asker]!.get(key)).toString()).toBe("value:Tom");
+    expect(c.loads.flat()).toEqual([key]);
+  });
+
+  it("falls back to replicas' caches, then to a local load, when the owner is down", async () => {
+    const c = cluster(4, values, 1);
+    const key = "Sam";
+    const owner = c.ownerIndex(key);
+    const replica = (owner + 1) % 4;
+    const asker = (owner + 2) % 4;
+    c.setDown(owner, true);
+    c.setDown(replica, true);
+    expect((await c.groups[asker]!.get(key)).toString()).toBe("value:Sam");
+    expect(c.loads[asker]).toEqual([key]);
+    expect(c.groups[asker]!.stats().peerErrors).toBe(2);
+  });
+
+  it("does not fall back when the owner answered that the key does not exist", async () => {
+    const c = cluster(3, values);
+    const key = "missing-1";
+    const asker = (c.ownerIndex(key) + 1) % 3;
+    await expect(c.groups[asker]!.get(key)).rejects.toBeInstanceOf(NotFoundError);
+    expect(c.loads.flat()).toEqual([key]);
+    expect(c.loads[c.ownerIndex(key)]).toEqual([key]);
+  });
+
+  it("a delete through any node reaches every other node once and the next get reloads once", async () => {
+    const c = cluster(3, values);
+    const key = "Jack";
+    await c.groups[0]!.get(key);
+    const result = await c.groups[1]!.delete(key);
+    expect(result.failed).toEqual([]);
+    expect(c.groups.map((g) => g.stats().items)).toEqual([0, 0, 0]);
+    expect([0, 1, 2].map((n) => c.received(n))).toEqual([1, 0, 1]);
+    await c.groups[2]!.get(key);
+    expect(c.loads.flat()).toEqual([key, key]);
+  });
+
+  it("a delete the owner cannot acknowledge fails and names the peer", async () => {
+    const c = cluster(3, values);
+    const key = "Jack";
+    const owner = c.ownerIndex(key);
+    c.setDown(owner, true);
+    const entry = (owner + 1) % 3;
+    await expect(c.groups[entry]!.delete(key)).rejects.toThrow(PropagationError);
+    await expect(c.groups[entry]!.delete(key)).rejects.toThrow(`node${owner} unavailable`);
+  });
+
+  it("a delete with a non-owner down succeeds and reports it", async () => {
+    const c = cluster(3, values);
+    const key = "Jack";
+    const owner = c.ownerIndex(key);
+    const other = (owner + 1) % 3;
+    c.setDown(other, true);
+    const result = await c.groups[owner]!.delete(key);
+    expect(result.failed).toEqual([{ peer: `node${other}`, reason: `node${other} unavailable` }]);
+  });
+
+  it("a set through a non-owner writes through the owner to its replicas and drops other copies", async () => {
+    const c = cluster(4, values, 1);
+    const key = "Tom";
+    const owner = c.ownerIndex(key);
+    const replica = (owner + 1) % 4;
+    const bystander = (owner + 2) % 4;
+    await c.groups[bystander]!.get(key); // not a replica: keeps no copy
+    await c.groups[owner]!.storeLocal(key, new TextEncoder().encode("stale"), { replicate: false });
+    c.groups[(owner + 3) % 4]!.storeLocal(key, new TextEncoder().encode("stale"), { replicate: false });
+    const result = await c.groups[bystander]!.set(key, "999");
+    expect(result.failed).toEqual([]);
+    for (const node of [0, 1, 2, 3]) {
+      const expected = node === owner || node === replica ? "999" : undefined;
+      expect((await c.groups[node]!.getLocal(key, { cacheOnly: true }))?.toString()).toBe(expected);
+    }
+    for (const node of [0, 1, 2, 3]) expect((await c.groups[node]!.get(key)).toString()).toBe("999");
+    expect(c.loads.flat()).toEqual([key]);
+  });
+
+  it("never forwards a peer request: getLocal loads with the local getter", async () => {
+    const c = cluster(3, values);
+    const key = "Tom";
+    const notOwner = (c.ownerIndex(key) + 1) % 3;
+    const view = await c.groups[notOwner]!.getLocal(key, { cacheOnly: false });
+    expect(view?.toString()).toBe("value:Tom");
+    expect(c.loads[notOwner]).toEqual([key]);
+    expect(c.peers.flat().reduce((sum, p) => sum + p.received.get, 0)).toBe(0);
+  });
+});

@@ -1,0 +1,7 @@
+export {
+  DEFAULT_REPLICAS,
+  HashRing,
+  type HashRingOptions,
+  hashBytes,
+  hashString,
+} from "./hashring.js";

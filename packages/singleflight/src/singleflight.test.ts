@@ -1,0 +1,167 @@
+import { describe, expect, it } from "vitest";
+import { SingleFlight, TimeoutError } from "./singleflight.js";
+
+/** A promise settled from outside, to hold a call in flight as long as a test needs. */
+function deferred<T>() {
+  let resolve!: (value: T) => void;
+  let reject!: (error: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
+describe("SingleFlight", () => {
+  it("shares one call and its result among concurrent callers", async () => {
+    const flight = new SingleFlight<string>();
+    const gate = deferred<string>();
+    let calls = 0;
+    const work = () => {
+      calls++;
+      return gate.promise;
+    };
+    const waiters = Array.from({ length: 1_000 }, () => flight.do("k", work));
+    expect(flight.has("k")).toBe(true);
+    gate.resolve("v");
+    expect(await Promise.all(waiters)).toEqual(Array(1_000).fill("v"));
+    expect(calls).toBe(1);
+  });
+
+  it("shares the error, and forgets the key once the call settles", async () => {
+    const flight = new SingleFlight<string>();
+    const gate = deferred<string>();
+    const a = flight.do("k", () => gate.promise);
+    const b = flight.do("k", () => Promise.resolve("never called"));
+    gate.reject(new Error("boom"));
+    await expect(a).rejects.toThrow("boom");
+    await expect(b).rejects.toThrow("boom");
+    expect(flight.has("k")).toBe(false);
+    expect(await flight.do("k", () => "fresh")).toBe("fresh");
+  });
+
+  it("turns a synchronous throw into a rejection", async () => {
+    const flight = new SingleFlight<string>();
+    await expect(
+      flight.do("k", () => {
+        throw new Error("sync");
+      }),
+    ).rejects.toThrow("sync");
+    expect(flight.size).toBe(0);
+  });
+
+  it("keeps different keys apart", async () => {
+    const flight = new SingleFlight<string>();
+    const [a, b] = await Promise.all([flight.do("a", () => "A"), flight.do("b", () => "B")]);
+    expect([a, b]).toEqual(["A", "B"]);
+  });
+
+  it("an aborting caller rejects at once while the shared call goes on for the others", async () => {
+    const flight = new SingleFlight<string>();
+    const gate = deferred<string>();
+    let workSignal: AbortSignal | undefined;
+    const leaving = new AbortController();
+    const staying = new AbortController();
+    const a = flight.do(
+      "k",
+      (signal) => {
+        workSignal = signal;
+        return gate.promise;
+      },
+      { signal: leaving.signal },
+    );
+    const b = flight.do("k", () => gate.promise, { signal: staying.signal });
+    const c = flight.do("k", () => gate.promise); // no signal: can never leave
+    leaving.abort();
+    await expect(a).rejects.toMatchObject({ name: "AbortError" });
+    expect(workSignal?.aborted).toBe(false);
+    gate.resolve("v");
+    expect(await b).toBe("v");
+    expect(await c).toBe("v");
+  });
+
+  it("aborts the shared call only when every waiter has gone", async () => {
+    const flight = new SingleFlight<string>();
+    let workSignal: AbortSignal | undefined;
+    const first = new AbortController();
+    const second = new AbortController();
+    const work = (signal: AbortSignal) => {
+      workSignal = signal;
+      return new Promise<string>(() => {}); // never settles on its own
+    };
+    const a = flight.do("k", work, { signal: first.signal });
+    const b = flight.do("k", work, { signal: second.signal });
+    first.abort();
+    await expect(a).rejects.toMatchObject({ name: "AbortError" });
+    expect(workSignal?.aborted).toBe(false);
+    second.abort(new Error("deadline"));
+    await expect(b).rejects.toThrow("deadline");
+    expect(workSignal?.aborted).toBe(true);
+    // The abandoned call no longer holds the key.
+    expect(flight.has("k")).toBe(false);
+    expect(await flight.do("k", () => "next")).toBe("next");
+  });
+
+  it("rejects at once for a signal that is already aborted, without starting work", async () => {
+    const flight = new SingleFlight<string>();
+    let calls = 0;
+    await expect(
+      flight.do(
+        "k",
+        () => {
+          calls++;
+          return "v";
+        },
+        { signal: AbortSignal.abort() },
+      ),
+    ).rejects.toMatchObject({ name: "AbortError" });
+    expect(calls).toBe(0);
+  });
+
+  it("a call that never settles is abandoned after the timeout and frees its key", async () => {
+    const flight = new SingleFlight<string>({ timeout: 30 });
+    let workSignal: AbortSignal | undefined;
+    const hung = flight.do("k", (signal) => {
+      workSignal = signal;
+      return new Promise<string>(() => {});
+    });
+    const joined = flight.do("k", () => "never called");
+    await expect(hung).rejects.toBeInstanceOf(TimeoutError);
+    await expect(joined).rejects.toBeInstanceOf(TimeoutError);
+    expect(workSignal?.reason).toBeInstanceOf(TimeoutError);
+    expect(flight.has("k")).toBe(false);
+    expect(await flight.do("k", () => "recovered")).toBe("recovered");
+  });
+
+  it("forget lets the next caller start a new call while the old waiters keep theirs", async () => {
+    const flight = new SingleFlight<string>();
+    const old = deferred<string>();
+    const a = flight.do("k", () => old.promise);
+    flight.forget("k");
+    const b = flight.do("k", () => "new");
+    old.resolve("old");
+    expect(await a).toBe("old");
+    expect(await b).toBe("new");
+    // The old call settling must not evict the newer one from the map.
+    const c = deferred<string>();
+    const d = flight.do("k", () => c.promise);
+    expect(flight.has("k")).toBe(true);
+    c.resolve("d");
+    expect(await d).toBe("d");
+  });
+
+  it("removes abort listeners once the call settles", async () => {
+    const flight = new SingleFlight<string>();
+    const controller = new AbortController();
+    for (let i = 0; i < 100; i++) {
+      await flight.do("k", () => "v", { signal: controller.signal });
+    }
+    // Aborting after settlement is harmless and nothing rejects late.
+    controller.abort();
+    expect(flight.size).toBe(0);
+  });
+
+  it("validates the timeout", () => {
+    expect(() => new SingleFlight({ timeout: -1 })).toThrow(RangeError);
+  });
+});
