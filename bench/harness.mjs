@@ -67,10 +67,19 @@ export async function measure({ operation, contenders, ops, rounds, warmup = 1, 
       if (result instanceof Promise) result = await result;
       const t1 = process.hrtime.bigint();
       if (result !== ops) {
-        throw new Error(`${operation} / ${contenders[c].name}: ${result} of ${ops} operations succeeded`);
+        throw new Error(
+          `${operation} / ${contenders[c].name}: ${result} of ${ops} operations succeeded`,
+        );
       }
       sink += result;
       if (round >= 0) samples[c].push((ops * 1e9) / Number(t1 - t0));
+    }
+  }
+  // biome-ignore lint/suspicious/noUndeclaredEnvVars: run by node after the build, not a turbo task
+  if (process.env.BENCH_VERBOSE === "1") {
+    for (let c = 0; c < k; c++) {
+      const list = samples[c].map((x) => formatRate(x)).join(", ");
+      process.stderr.write(`  ${operation} / ${contenders[c].name}: ${list}\n`);
     }
   }
   return contenders.map((contender, c) => {
@@ -84,6 +93,16 @@ export async function measure({ operation, contenders, ops, rounds, warmup = 1, 
       samples: samples[c],
     };
   });
+}
+
+/**
+ * Median over the rounds of `row`'s rate divided by `baseline`'s rate in the
+ * same round. Samples of one round ran back to back, so a slow phase of the
+ * machine (another process, a noisy neighbour) cancels out of each ratio.
+ */
+export function pairedRatio(row, baseline) {
+  const ratios = row.samples.map((x, r) => x / baseline.samples[r]).sort((a, b) => a - b);
+  return median(ratios);
 }
 
 /** One line describing the machine and the runtime. */

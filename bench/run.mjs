@@ -16,8 +16,10 @@ import { checksum, gcExposed, machine } from "./harness.mjs";
 import { runLocal } from "./local.mjs";
 
 const args = process.argv.slice(2);
+// biome-ignore lint/suspicious/noUndeclaredEnvVars: run by node after the build, not a turbo task
 const quick = args.includes("--quick") || process.env.BENCH_QUICK === "1";
 
+// biome-ignore lint/suspicious/noUndeclaredEnvVars: run by node after the build, not a turbo task
 if (!gcExposed() && process.env.BENCH_NO_RESPAWN !== "1") {
   const child = spawnSync(
     process.execPath,

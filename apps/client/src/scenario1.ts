@@ -4,7 +4,7 @@
  * 2 KiB budget over a small score table. The first get loads from the source,
  * the second is a hit, a delete forces exactly one reload.
  */
-import { newGroup, NotFoundError } from "@distcache/core";
+import { NotFoundError, newGroup } from "@distcache/core";
 
 const db = new Map([
   ["Tom", "630"],

@@ -5,7 +5,10 @@
  */
 export class NotFoundError extends Error {
   override readonly name = "NotFoundError";
-  constructor(readonly key: string, message = `key not found: ${key}`) {
+  constructor(
+    readonly key: string,
+    message = `key not found: ${key}`,
+  ) {
     super(message);
   }
 }

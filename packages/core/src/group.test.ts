@@ -77,7 +77,12 @@ describe("Group.get", () => {
     const views = await Promise.all(Array.from({ length: 1_000 }, () => group.get("hot")));
     expect(calls).toBe(1);
     expect(new Set(views.map(String))).toEqual(new Set(["value of hot"]));
-    expect(group.stats()).toMatchObject({ gets: 1_000, misses: 1_000, loads: 1, loadsDeduped: 999 });
+    expect(group.stats()).toMatchObject({
+      gets: 1_000,
+      misses: 1_000,
+      loads: 1,
+      loadsDeduped: 999,
+    });
   });
 
   it("returns a value bigger than the budget without caching it", async () => {
@@ -109,7 +114,9 @@ describe("Group.get", () => {
       calls++;
       return 42;
     }) as unknown as Getter);
-    await expect(group.get("k")).rejects.toThrow(/returned number .* expected a Uint8Array or a string/);
+    await expect(group.get("k")).rejects.toThrow(
+      /returned number .* expected a Uint8Array or a string/,
+    );
     await expect(group.get("k")).rejects.toThrow(TypeError);
     expect(calls).toBe(2);
     expect(group.stats().localLoadErrors).toBe(2);
@@ -192,7 +199,9 @@ describe("Group.get", () => {
     await fc.assert(
       fc.asyncProperty(
         fc.integer({ min: 0, max: 4_096 }),
-        fc.array(fc.tuple(fc.constantFrom("get", "delete"), fc.nat({ max: 50 })), { maxLength: 200 }),
+        fc.array(fc.tuple(fc.constantFrom("get", "delete"), fc.nat({ max: 50 })), {
+          maxLength: 200,
+        }),
         async (budget, ops) => {
           const group = new Group("budget", budget, (key) => new Uint8Array(key.length * 37));
           for (const [op, n] of ops) {
@@ -219,7 +228,9 @@ describe("group registry", () => {
 
   it("requires a name and a getter function", () => {
     expect(() => new Group("", 1, () => "")).toThrow("group name is required");
-    expect(() => new Group("g", 1, undefined as unknown as Getter)).toThrow(/getter must be a function/);
+    expect(() => new Group("g", 1, undefined as unknown as Getter)).toThrow(
+      /getter must be a function/,
+    );
   });
 });
 

@@ -125,8 +125,10 @@ export class Group {
   private peerErrors = 0;
 
   constructor(name: string, cacheBytes: number, getter: Getter, options: GroupOptions = {}) {
-    if (typeof name !== "string" || name.length === 0) throw new TypeError("group name is required");
-    if (typeof getter !== "function") throw new TypeError(`group "${name}": getter must be a function`);
+    if (typeof name !== "string" || name.length === 0)
+      throw new TypeError("group name is required");
+    if (typeof getter !== "function")
+      throw new TypeError(`group "${name}": getter must be a function`);
     this.name = name;
     this.cacheBytes = cacheBytes;
     this.getter = getter;
@@ -233,7 +235,13 @@ export class Group {
       targets.push(peer);
       writes.push(peer.remove(this.name, key, options));
     }
-    return this.propagationResult("set", placement.owner, targets, await Promise.allSettled(writes));
+    const outcomes = await Promise.allSettled(writes);
+    const result = this.propagationResult("set", placement.owner, targets, outcomes);
+    // The owner reports the replicas its own copying could not reach.
+    const fromOwner = outcomes[0]?.status === "fulfilled" ? outcomes[0].value : undefined;
+    if (placement.owner === undefined || !isPropagationResult(fromOwner)) return result;
+    if (fromOwner.failed.length === 0) return result;
+    return { failed: [...result.failed, ...fromOwner.failed] };
   }
 
   /**
@@ -379,7 +387,7 @@ export class Group {
     }
   }
 
-  private push(peer: PeerClient, key: string, view: ByteView): Promise<void> {
+  private push(peer: PeerClient, key: string, view: ByteView): Promise<unknown> {
     return peer.store(this.name, key, ByteView.unwrap(view), { replicate: false });
   }
 
@@ -429,6 +437,14 @@ export class Group {
     }
     return failed.length === 0 ? NO_FAILURES : { failed };
   }
+}
+
+function isPropagationResult(value: unknown): value is PropagationResult {
+  return (
+    typeof value === "object" &&
+    value !== null &&
+    Array.isArray((value as PropagationResult).failed)
+  );
 }
 
 function requireKey(key: string): void {

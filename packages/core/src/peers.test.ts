@@ -1,7 +1,13 @@
 import { describe, expect, it } from "vitest";
 import { NotFoundError, RemoteLoadError } from "./errors.js";
 import { Group, PropagationError } from "./group.js";
-import type { PeerCallOptions, PeerClient, PeerGetOptions, PeerPicker, Placement } from "./peers.js";
+import type {
+  PeerCallOptions,
+  PeerClient,
+  PeerGetOptions,
+  PeerPicker,
+  Placement,
+} from "./peers.js";
 
 /**
  * An in-memory cluster: each node is a Group; peers call each other's `*Local`
@@ -31,10 +37,15 @@ class MemoryPeer implements PeerClient {
       throw new RemoteLoadError(error instanceof Error ? error.message : String(error));
     }
   }
-  async store(_g: string, key: string, value: Uint8Array, options: PeerCallOptions & { replicate: boolean }) {
+  async store(
+    _g: string,
+    key: string,
+    value: Uint8Array,
+    options: PeerCallOptions & { replicate: boolean },
+  ) {
     await this.check();
     this.received.store++;
-    await this.target().storeLocal(key, value, options);
+    return this.target().storeLocal(key, value, options);
   }
   async remove(_g: string, key: string) {
     await this.check();
@@ -62,7 +73,10 @@ function cluster(size: number, source: (key: string) => string | undefined, repl
   ids.forEach((_, self) => {
     const picker: PeerPicker = {
       placement(key): Placement {
-        const order = Array.from({ length: Math.min(size, replicas + 1) }, (_, r) => (ownerIndex(key) + r) % size);
+        const order = Array.from(
+          { length: Math.min(size, replicas + 1) },
+          (_, r) => (ownerIndex(key) + r) % size,
+        );
         const [owner, ...rest] = order;
         return {
           owner: owner === self ? undefined : peers[self]![owner!],
@@ -94,7 +108,9 @@ describe("a group with peers", () => {
     });
     for (const [key, value] of await Promise.all(requests)) expect(value).toBe(`value:${key}`);
     for (const key of keys) {
-      const loadedOn = c.loads.flatMap((keysLoaded, node) => keysLoaded.filter((k) => k === key).map(() => node));
+      const loadedOn = c.loads.flatMap((keysLoaded, node) =>
+        keysLoaded.filter((k) => k === key).map(() => node),
+      );
       expect(loadedOn).toEqual([c.ownerIndex(key)]);
     }
   });
@@ -175,14 +191,17 @@ describe("a group with peers", () => {
     const bystander = (owner + 2) % 4;
     await c.groups[bystander]!.get(key); // not a replica: keeps no copy
     await c.groups[owner]!.storeLocal(key, new TextEncoder().encode("stale"), { replicate: false });
-    c.groups[(owner + 3) % 4]!.storeLocal(key, new TextEncoder().encode("stale"), { replicate: false });
+    c.groups[(owner + 3) % 4]!.storeLocal(key, new TextEncoder().encode("stale"), {
+      replicate: false,
+    });
     const result = await c.groups[bystander]!.set(key, "999");
     expect(result.failed).toEqual([]);
     for (const node of [0, 1, 2, 3]) {
       const expected = node === owner || node === replica ? "999" : undefined;
       expect((await c.groups[node]!.getLocal(key, { cacheOnly: true }))?.toString()).toBe(expected);
     }
-    for (const node of [0, 1, 2, 3]) expect((await c.groups[node]!.get(key)).toString()).toBe("999");
+    for (const node of [0, 1, 2, 3])
+      expect((await c.groups[node]!.get(key)).toString()).toBe("999");
     expect(c.loads.flat()).toEqual([key]);
   });
 

@@ -9,6 +9,8 @@
  * other `*Local` methods) — it never forwards it again.
  */
 
+import type { PropagationResult } from "./group.js";
+
 /** Per-call options for {@link PeerClient} methods. */
 export interface PeerCallOptions {
   /** Aborts the call (the caller's deadline, or every waiter gone). */
@@ -39,14 +41,15 @@ export interface PeerClient {
   /**
    * Stores a copy of `value` in the peer's cache. With `replicate`, the peer
    * acts as the key's owner and copies the value on to its replicas (a client
-   * Set); without, it only keeps the copy (the owner's replication push).
+   * Set), and resolves with the replicas it could not reach; without, it only
+   * keeps the copy (the owner's replication push).
    */
   store(
     group: string,
     key: string,
     value: Uint8Array,
     options: PeerCallOptions & { replicate: boolean },
-  ): Promise<void>;
+  ): Promise<PropagationResult | undefined>;
   /** Drops the peer's copy of `key`, and voids any load of it in flight there. */
   remove(group: string, key: string, options?: PeerCallOptions): Promise<void>;
 }

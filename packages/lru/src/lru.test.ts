@@ -8,7 +8,10 @@ const cost = (key: string, valueBytes: number) => key.length + valueBytes + ENTR
 
 function recorder() {
   const events: [string, EvictionReason][] = [];
-  return { events, onEvicted: (key: string, _v: unknown, reason: EvictionReason) => events.push([key, reason]) };
+  return {
+    events,
+    onEvicted: (key: string, _v: unknown, reason: EvictionReason) => events.push([key, reason]),
+  };
 }
 
 describe("utf8ByteLength", () => {
@@ -16,7 +19,9 @@ describe("utf8ByteLength", () => {
     for (const s of ["", "abc", "é", "ab€", "😀", "a😀b", "\ud800", "x\udc00y", "\ud83d"]) {
       expect(utf8ByteLength(s), s).toBe(Buffer.byteLength(s, "utf8"));
     }
-    fc.assert(fc.property(fc.string({ unit: "binary" }), (s) => utf8ByteLength(s) === Buffer.byteLength(s)));
+    fc.assert(
+      fc.property(fc.string({ unit: "binary" }), (s) => utf8ByteLength(s) === Buffer.byteLength(s)),
+    );
   });
 });
 

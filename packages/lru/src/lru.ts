@@ -139,7 +139,9 @@ export class LRU<V> {
   constructor(options: LRUOptions<V>) {
     const { maxBytes } = options;
     if (!Number.isFinite(maxBytes) || maxBytes < 0) {
-      throw new RangeError(`LRU: maxBytes must be a finite number >= 0 (0 = unbounded), got ${maxBytes}`);
+      throw new RangeError(
+        `LRU: maxBytes must be a finite number >= 0 (0 = unbounded), got ${maxBytes}`,
+      );
     }
     const ttl = options.ttl ?? 0;
     if (!Number.isFinite(ttl) || ttl < 0) {

@@ -1,0 +1,35 @@
+/** A member address split for `listen` and URLs. */
+export interface HostPort {
+  readonly host: string;
+  readonly port: number;
+}
+
+/**
+ * Parses `host:port` (`[v6]:port` for IPv6). Members are compared as the
+ * strings given, so every node must name a member the same way.
+ */
+export function parseAddress(address: string): HostPort {
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]\s]+)):(\d{1,5})$/.exec(address);
+  const port = match ? Number(match[3]) : Number.NaN;
+  if (!match || port > 65_535) {
+    throw new TypeError(`invalid address "${address}": expected host:port, e.g. 127.0.0.1:8001`);
+  }
+  return { host: (match[1] ?? match[2])!, port };
+}
+
+/** The base URL of a member's h2c endpoint. */
+export function baseUrl(address: string): string {
+  const { host, port } = parseAddress(address);
+  return `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+}
+
+/** FNV-1a 64 of the sorted members joined by "\n": equal lists give equal versions everywhere. */
+export function membershipVersion(members: readonly string[]): bigint {
+  let hash = 0xcbf29ce484222325n;
+  const bytes = new TextEncoder().encode([...members].sort().join("\n"));
+  for (const byte of bytes) {
+    hash ^= BigInt(byte);
+    hash = (hash * 0x100000001b3n) & 0xffffffffffffffffn;
+  }
+  return hash;
+}

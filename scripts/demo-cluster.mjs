@@ -1,0 +1,85 @@
+#!/usr/bin/env node
+// The main job: scenario 2 of the reference in one command. Starts three
+// nodes on 127.0.0.1:8001–8003, runs the client demo against 8001, prints
+// what the nodes and the client printed, and stops the nodes it started.
+import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+
+const root = fileURLToPath(new URL("..", import.meta.url));
+const node = `${root}apps/node/dist/main.js`;
+const client = `${root}apps/client/dist/main.js`;
+const host = "127.0.0.1";
+const ports = [8001, 8002, 8003];
+const peers = ports.map((port) => `${host}:${port}`).join(",");
+
+const nodes = ports.map((port) => {
+  const child = spawn(
+    process.execPath,
+    [node, "--host", host, "--port", String(port), "--peers", peers],
+    {
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
+  const state = { child, port, lines: [], ready: undefined };
+  state.ready = new Promise((resolve, reject) => {
+    let buffered = "";
+    const onData = (chunk) => {
+      buffered += chunk;
+      let newline = buffered.indexOf("\n");
+      while (newline >= 0) {
+        const line = buffered.slice(0, newline);
+        buffered = buffered.slice(newline + 1);
+        state.lines.push(line);
+        process.stdout.write(`${line}\n`);
+        if (line.includes("serving group")) resolve();
+        newline = buffered.indexOf("\n");
+      }
+    };
+    child.stdout.setEncoding("utf8").on("data", onData);
+    child.stderr.setEncoding("utf8").on("data", onData);
+    child.once("exit", (code) =>
+      reject(new Error(`node :${port} exited with ${code} before serving`)),
+    );
+  });
+  return state;
+});
+
+async function stopAll() {
+  await Promise.all(
+    nodes.map(
+      ({ child }) =>
+        new Promise((resolve) => {
+          if (child.exitCode !== null || child.signalCode !== null) return resolve();
+          child.once("exit", resolve);
+          child.kill("SIGTERM");
+        }),
+    ),
+  );
+}
+
+let status = 0;
+try {
+  await Promise.all(nodes.map((n) => n.ready));
+  console.log("\n--- client: node apps/client/dist/main.js --addr 127.0.0.1:8001 demo ---\n");
+  status = await new Promise((resolve) => {
+    const run = spawn(process.execPath, [client, "--addr", `${host}:8001`, "demo"], {
+      stdio: "inherit",
+    });
+    run.once("exit", (code) => resolve(code ?? 2));
+  });
+  // Let the nodes' last log lines arrive before the summary.
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  console.log("\n--- getter calls, by node ---");
+  for (const { port, lines } of nodes) {
+    const loads = lines.filter((line) => line.includes("loaded from source:"));
+    console.log(
+      `:${port}  ${loads.length === 0 ? "(none)" : loads.map((l) => l.split("loaded from source: ")[1]).join(", ")}`,
+    );
+  }
+} catch (error) {
+  console.error(`demo failed: ${error.message}`);
+  status = 2;
+} finally {
+  await stopAll();
+}
+process.exit(status);
