@@ -149,6 +149,7 @@ export class Group {
   registerPeers(peers: PeerPicker): void {
     if (this.peers !== undefined) throw new Error(`group "${this.name}": peers already registered`);
     this.peers = peers;
+    peers.attach?.(this);
   }
 
   /**

@@ -9,7 +9,7 @@
  * other `*Local` methods) — it never forwards it again.
  */
 
-import type { PropagationResult } from "./group.js";
+import type { Group, PropagationResult } from "./group.js";
 
 /** Per-call options for {@link PeerClient} methods. */
 export interface PeerCallOptions {
@@ -70,4 +70,10 @@ export interface PeerPicker {
   placement(key: string): Placement;
   /** Every member except this node (the audience of an invalidation). */
   others(): readonly PeerClient[];
+  /**
+   * Told by {@link Group.registerPeers} which group now uses this picker, so a
+   * transport serves that group's peer and client requests (several nodes can
+   * then share one process, each with its own groups). Optional.
+   */
+  attach?(group: Group): void;
 }

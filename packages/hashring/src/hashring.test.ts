@@ -90,7 +90,8 @@ describe("hash", () => {
 
 describe("HashRing", () => {
   it("has fixed owners for fixed keys and members", () => {
-    const r = ring(["localhost:8001", "localhost:8002", "localhost:8003"]);
+    // Pinned at 200 points, the default when these answers were recorded.
+    const r = ring(["localhost:8001", "localhost:8002", "localhost:8003"], { replicas: 200 });
     expect(owners(r, ["Tom", "Jack", "Sam", "scores/Tom", "key-0", "key-1", "key-2"])).toEqual([
       "localhost:8003",
       "localhost:8003",
@@ -113,10 +114,10 @@ describe("HashRing", () => {
 
   it(`spreads 100k keys over 10 members with the default ${DEFAULT_REPLICAS} replicas`, () => {
     // With independent random points a member's share has a relative standard
-    // deviation of about 0.95/sqrt(replicas) = 6.7% at 200, so the largest of
-    // ten deviations is typically 12-13%; 20% is three standard deviations.
-    // (Measured here: 12.5%. Raw FNV-1a without the finalizer gives 51%.)
-    expect(maxDeviation(ring(NODES), KEYS)).toBeLessThan(0.2);
+    // deviation of about 0.95/sqrt(replicas) = 3% at 1000, so the largest of
+    // ten deviations is typically 6%; the acceptance bound is 10%.
+    // (Measured here: 3.1%. At 200 points: 12.5%; raw FNV-1a at 200: 51%.)
+    expect(maxDeviation(ring(NODES), KEYS)).toBeLessThan(0.1);
   });
 
   it("spreads like independent random points (hash is unbiased)", () => {

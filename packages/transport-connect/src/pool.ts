@@ -1,7 +1,13 @@
 import * as http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import type { PeerClient, PeerPicker, Placement } from "@distcache/core";
+import {
+  type Group,
+  getGroup,
+  type PeerClient,
+  type PeerPicker,
+  type Placement,
+} from "@distcache/core";
 import { HashRing } from "@distcache/hashring";
 import { membershipVersion, parseAddress } from "./address.js";
 import { ConnectPeerClient, makeSender } from "./peer-client.js";
@@ -93,6 +99,7 @@ export class ConnectPool implements PeerPicker, ServiceHost {
   private version = 0n;
   private server: http2.Http2Server | undefined;
   private readonly sessions = new Set<http2.ServerHttp2Session>();
+  private readonly groups = new Map<string, Group>();
 
   constructor(self: string, options: ConnectPoolOptions = {}) {
     parseAddress(self);
@@ -170,6 +177,16 @@ export class ConnectPool implements PeerPicker, ServiceHost {
   /** The member that owns `key`. */
   ownerOf(key: string): string {
     return this.ring.ownerOf(key)!;
+  }
+
+  /** Serves `group` (called by `group.registerPeers(pool)`). */
+  attach(group: Group): void {
+    this.groups.set(group.name, group);
+  }
+
+  /** The group named `name`: one registered with this pool, else the process-wide registry's. */
+  group(name: string): Group | undefined {
+    return this.groups.get(name) ?? getGroup(name);
   }
 
   membershipVersion(): bigint {

@@ -34,6 +34,8 @@ export interface ServiceHost {
   readonly limits: ServiceLimits;
   readonly received: PeerRequestCounts;
   membershipVersion(): bigint;
+  /** The group named `name` on this node. */
+  group(name: string): Group | undefined;
 }
 
 const encoder = new TextEncoder();
@@ -69,7 +71,7 @@ export function registerCacheService(router: ConnectRouter, host: ServiceHost): 
   const { limits } = host;
   router.service(CacheService, {
     async get(request, context) {
-      const group = getGroup(request.group);
+      const group = host.group(request.group);
       if (group === undefined) return { found: false, err: `no such group: ${request.group}` };
       if (request.key === "") return { found: false, err: "key is required" };
       checkKey(request.key, limits);
@@ -86,7 +88,7 @@ export function registerCacheService(router: ConnectRouter, host: ServiceHost): 
       if (!limits.allowClientSet) {
         throw new ConnectError("Set is disabled on this node", Code.PermissionDenied);
       }
-      const group = getGroup(request.group);
+      const group = host.group(request.group);
       if (group === undefined) return { success: false, err: `no such group: ${request.group}` };
       if (request.key === "") return { success: false, err: "key is required" };
       checkKey(request.key, limits);
@@ -98,7 +100,7 @@ export function registerCacheService(router: ConnectRouter, host: ServiceHost): 
     },
 
     async delete(request, context) {
-      const group = getGroup(request.group);
+      const group = host.group(request.group);
       if (group === undefined) return { success: false, err: `no such group: ${request.group}` };
       if (request.key === "") return { success: false, err: "key is required" };
       checkKey(request.key, limits);
@@ -131,8 +133,8 @@ function checkPeerKey(key: string, limits: ServiceLimits): void {
 }
 
 /** Looks up the group a peer request names; a peer naming an unknown group is misconfigured. */
-function peerGroup(name: string): Group {
-  const group = getGroup(name);
+function peerGroup(host: ServiceHost, name: string): Group {
+  const group = host.group(name);
   if (group === undefined)
     throw new ConnectError(`no such group: ${name}`, Code.FailedPrecondition);
   return group;
@@ -151,7 +153,7 @@ export function registerPeerService(router: ConnectRouter, host: ServiceHost): v
     async fetch(request, context) {
       received.fetch++;
       noteSender(request.sender);
-      const group = peerGroup(request.group);
+      const group = peerGroup(host, request.group);
       checkPeerKey(request.key, limits);
       try {
         const view = await group.getLocal(request.key, {
@@ -173,7 +175,7 @@ export function registerPeerService(router: ConnectRouter, host: ServiceHost): v
     async store(request) {
       received.store++;
       noteSender(request.sender);
-      const group = peerGroup(request.group);
+      const group = peerGroup(host, request.group);
       checkPeerKey(request.key, limits);
       checkValue(request.data, limits);
       const { failed } = await group.storeLocal(request.key, request.data, {
@@ -185,7 +187,7 @@ export function registerPeerService(router: ConnectRouter, host: ServiceHost): v
     async invalidate(request) {
       received.invalidate++;
       noteSender(request.sender);
-      const group = peerGroup(request.group);
+      const group = peerGroup(host, request.group);
       checkPeerKey(request.key, limits);
       group.removeLocal(request.key);
       return {};
