@@ -9,7 +9,10 @@ const root = fileURLToPath(new URL("..", import.meta.url));
 const node = `${root}apps/node/dist/main.js`;
 const client = `${root}apps/client/dist/main.js`;
 const host = "127.0.0.1";
-const ports = [8001, 8002, 8003];
+// --ports A,B,C runs the same demo on other ports (the tests pick free ones).
+const portsFlag = process.argv.indexOf("--ports");
+const ports =
+  portsFlag === -1 ? [8001, 8002, 8003] : process.argv[portsFlag + 1].split(",").map(Number);
 const peers = ports.map((port) => `${host}:${port}`).join(",");
 
 const nodes = ports.map((port) => {
@@ -60,9 +63,9 @@ async function stopAll() {
 let status = 0;
 try {
   await Promise.all(nodes.map((n) => n.ready));
-  console.log("\n--- client: node apps/client/dist/main.js --addr 127.0.0.1:8001 demo ---\n");
+  console.log(`\n--- client: node apps/client/dist/main.js --addr ${host}:${ports[0]} demo ---\n`);
   status = await new Promise((resolve) => {
-    const run = spawn(process.execPath, [client, "--addr", `${host}:8001`, "demo"], {
+    const run = spawn(process.execPath, [client, "--addr", `${host}:${ports[0]}`, "demo"], {
       stdio: "inherit",
     });
     run.once("exit", (code) => resolve(code ?? 2));

@@ -1,0 +1,495 @@
+// Interop: one real node in this process, reached over loopback by clients that
+// share no code with it — @grpc/grpc-js with the .proto loaded at run time,
+// `buf curl`, and Connect-ES over gRPC, gRPC-Web and Connect. They check the
+// wire contract of docs/protocol.md / DESIGN.md ("The wire contract").
+import { execFile } from "node:child_process";
+import { createRequire } from "node:module";
+import * as net from "node:net";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { type Client, Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
+import {
+  createConnectTransport,
+  createGrpcTransport,
+  createGrpcWebTransport,
+  Http2SessionManager,
+} from "@connectrpc/connect-node";
+import { type Group, NotFoundError, newGroup, removeGroup } from "@distcache/core";
+import * as grpc from "@grpc/grpc-js";
+import * as protoLoader from "@grpc/proto-loader";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { CacheService } from "./gen/distcache/cache_pb.js";
+import { ConnectPool } from "./pool.js";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const repoRoot = resolve(here, "../../..");
+const protoDir = join(repoRoot, "proto");
+const cacheProto = join(protoDir, "distcache/cache.proto");
+
+const GROUP = "scores";
+const SCORES: Record<string, string> = { Tom: "630", Jack: "589", Sam: "567" };
+/** A key whose load never finishes until its signal aborts. */
+const SLOW = "slow";
+/** Keys with this prefix load in 300 ms. */
+const DELAYED = "delayed:";
+/** A key whose getter fails. */
+const BOOM = "boom";
+
+// ---------------------------------------------------------------- helpers
+
+/** A port that was free a moment ago on 127.0.0.1. */
+function freePort(): Promise<number> {
+  return new Promise((ok, fail) => {
+    const server = net.createServer();
+    server.once("error", fail);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => ok(port));
+    });
+  });
+}
+
+/** A node serving the registered groups on a fresh loopback port. */
+async function startNode(
+  options: ConstructorParameters<typeof ConnectPool>[1] = {},
+  groups: Group[] = [],
+): Promise<{ pool: ConnectPool; port: number }> {
+  const port = await freePort();
+  const pool = new ConnectPool(`127.0.0.1:${port}`, { drainTimeoutMs: 100, ...options });
+  for (const group of groups) group.registerPeers(pool);
+  await pool.serve();
+  expect(pool.address?.port).toBe(port);
+  return { pool, port };
+}
+
+interface GrpcGetResponse {
+  data: Buffer;
+  found: boolean;
+  err: string;
+}
+interface GrpcMutateResponse {
+  success: boolean;
+  err: string;
+}
+type Unary<Req, Res> = (
+  request: Req,
+  metadata: grpc.Metadata,
+  options: grpc.CallOptions,
+  callback: (error: grpc.ServiceError | null, response?: Res) => void,
+) => grpc.ClientUnaryCall;
+interface GrpcCacheClient extends grpc.Client {
+  Get: Unary<{ group: string; key: string }, GrpcGetResponse>;
+  Set: Unary<{ group: string; key: string; data: Uint8Array }, GrpcMutateResponse>;
+  Delete: Unary<{ group: string; key: string }, GrpcMutateResponse>;
+}
+
+/** A grpc-js client of `distcache.CacheService`, from the .proto parsed at run time. */
+function grpcClient(port: number): GrpcCacheClient {
+  const definition = protoLoader.loadSync(cacheProto, {
+    keepCase: true,
+    longs: String,
+    enums: String,
+    defaults: true,
+    oneofs: true,
+  });
+  const loaded = grpc.loadPackageDefinition(definition) as unknown as {
+    distcache: { CacheService: grpc.ServiceClientConstructor };
+  };
+  const Ctor = loaded.distcache.CacheService;
+  return new Ctor(
+    `127.0.0.1:${port}`,
+    grpc.credentials.createInsecure(),
+  ) as unknown as GrpcCacheClient;
+}
+
+/** Calls a unary grpc-js method; `deadlineMs` sets a deadline that far in the future. */
+function unary<Req, Res>(
+  client: GrpcCacheClient,
+  method: Unary<Req, Res>,
+  request: Req,
+  deadlineMs?: number,
+): Promise<Res> {
+  const options: grpc.CallOptions =
+    deadlineMs === undefined ? {} : { deadline: Date.now() + deadlineMs };
+  return new Promise((ok, fail) => {
+    method.call(client, request, new grpc.Metadata(), options, (error, response) => {
+      if (error) fail(error);
+      else ok(response as Res);
+    });
+  });
+}
+
+/** The gRPC status a rejected grpc-js call carried. */
+async function grpcStatus(call: Promise<unknown>): Promise<grpc.status> {
+  try {
+    await call;
+  } catch (error) {
+    return (error as grpc.ServiceError).code;
+  }
+  throw new Error("call succeeded; expected an error status");
+}
+
+/** Runs `buf curl` without blocking the event loop (the server runs in this process). */
+function bufCurl(args: string[]): Promise<{ stdout: string; stderr: string }> {
+  const require = createRequire(import.meta.url);
+  const pkg = require.resolve("@bufbuild/buf/package.json");
+  const bin = (require(pkg) as { bin: Record<string, string> }).bin.buf!;
+  const script = join(dirname(pkg), bin);
+  return new Promise((ok, fail) => {
+    execFile(
+      process.execPath,
+      [script, "curl", ...args],
+      { cwd: repoRoot, timeout: 60_000 },
+      (error, stdout, stderr) => {
+        if (error) fail(new Error(`buf curl failed: ${error.message}\n${stderr}`));
+        else ok({ stdout, stderr });
+      },
+    );
+  });
+}
+
+async function eventually(check: () => boolean, timeoutMs = 3_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > until) throw new Error("condition not met in time");
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+const text = (bytes: Uint8Array) => Buffer.from(bytes).toString("utf8");
+
+// ---------------------------------------------------------------- the node
+
+/** Getter calls by key. */
+const calls = new Map<string, number>();
+const callsOf = (key: string) => calls.get(key) ?? 0;
+const totalCalls = () => [...calls.values()].reduce((a, b) => a + b, 0);
+let slowAborts = 0;
+
+let group: Group;
+let pool: ConnectPool;
+let port: number;
+let baseUrl: string;
+let client: GrpcCacheClient;
+
+beforeAll(async () => {
+  group = newGroup(
+    GROUP,
+    2 << 10,
+    (key, { signal }) => {
+      calls.set(key, callsOf(key) + 1);
+      if (key === SLOW) {
+        return new Promise<string>((_, fail) => {
+          signal.addEventListener(
+            "abort",
+            () => {
+              slowAborts++;
+              fail(signal.reason);
+            },
+            { once: true },
+          );
+        });
+      }
+      if (key.startsWith(DELAYED)) {
+        return new Promise<string>((ok, fail) => {
+          const timer = setTimeout(() => ok(`late ${key}`), 300);
+          signal.addEventListener(
+            "abort",
+            () => {
+              clearTimeout(timer);
+              fail(signal.reason);
+            },
+            { once: true },
+          );
+        });
+      }
+      if (key === BOOM) throw new Error("database is down");
+      const score = SCORES[key];
+      if (score === undefined) throw new NotFoundError(key);
+      return score;
+    },
+    { replace: true, loadTimeout: 5_000 },
+  );
+  ({ pool, port } = await startNode({}, [group]));
+  baseUrl = `http://127.0.0.1:${port}`;
+  client = grpcClient(port);
+});
+
+afterAll(async () => {
+  client?.close();
+  await pool?.close();
+  removeGroup(GROUP);
+});
+
+// ---------------------------------------------------------------- 1. grpc-js
+
+describe("grpc-js client, .proto loaded at run time", () => {
+  const get = (g: string, key: string, deadlineMs?: number) =>
+    unary(client, client.Get, { group: g, key }, deadlineMs);
+  const set = (key: string, value: string) =>
+    unary(client, client.Set, { group: GROUP, key, data: Buffer.from(value) });
+  const del = (key: string) => unary(client, client.Delete, { group: GROUP, key });
+
+  it("gets a value the getter knows", async () => {
+    const response = await get(GROUP, "Tom");
+    expect(response.found).toBe(true);
+    expect(text(response.data)).toBe("630");
+    expect(response.err).toBe("");
+  });
+
+  it("answers an unknown key in-band: found=false, err mentions not found", async () => {
+    const response = await get(GROUP, "Nobody");
+    expect(response.found).toBe(false);
+    expect(response.data.length).toBe(0);
+    expect(response.err).toContain("not found");
+  });
+
+  it("answers an unknown group in-band", async () => {
+    const response = await get("nope", "Tom");
+    expect(response).toMatchObject({ found: false, err: "no such group: nope" });
+  });
+
+  it("answers an empty key in-band", async () => {
+    const response = await get(GROUP, "");
+    expect(response).toMatchObject({ found: false, err: "key is required" });
+    const before = totalCalls();
+    expect(await unary(client, client.Delete, { group: GROUP, key: "" })).toMatchObject({
+      success: false,
+      err: "key is required",
+    });
+    expect(
+      await unary(client, client.Set, { group: GROUP, key: "", data: Buffer.from("1") }),
+    ).toMatchObject({ success: false, err: "key is required" });
+    expect(totalCalls()).toBe(before);
+  });
+
+  it("Set then Get returns the set value without calling the getter", async () => {
+    const before = callsOf("Alice");
+    expect(await set("Alice", "700")).toMatchObject({ success: true, err: "" });
+    const response = await get(GROUP, "Alice");
+    expect(response.found).toBe(true);
+    expect(text(response.data)).toBe("700");
+    expect(callsOf("Alice")).toBe(before);
+    // Clean up: after Delete the getter is asked again, and it knows no Alice.
+    expect(await del("Alice")).toMatchObject({ success: true });
+    expect((await get(GROUP, "Alice")).found).toBe(false);
+    expect(callsOf("Alice")).toBe(before + 1);
+  });
+
+  it("Delete drops the value: the next Get reloads exactly once", async () => {
+    await get(GROUP, "Jack");
+    const loaded = callsOf("Jack");
+    expect(text((await get(GROUP, "Jack")).data)).toBe("589");
+    expect(callsOf("Jack")).toBe(loaded); // a hit
+    expect(await del("Jack")).toMatchObject({ success: true, err: "" });
+    const response = await get(GROUP, "Jack");
+    expect(response.found).toBe(true);
+    expect(text(response.data)).toBe("589");
+    expect(callsOf("Jack")).toBe(loaded + 1);
+    await get(GROUP, "Jack");
+    expect(callsOf("Jack")).toBe(loaded + 1);
+  });
+
+  it("a Set overrides a cached value, a Delete restores the getter's", async () => {
+    await get(GROUP, "Sam");
+    await set("Sam", "999");
+    expect(text((await get(GROUP, "Sam")).data)).toBe("999");
+    await del("Sam");
+    expect(text((await get(GROUP, "Sam")).data)).toBe("567");
+  });
+
+  it("a deadline ends the call with DEADLINE_EXCEEDED and aborts the getter; the node still serves", async () => {
+    const abortsBefore = slowAborts;
+    const started = Date.now();
+    expect(await grpcStatus(get(GROUP, SLOW, 200))).toBe(grpc.status.DEADLINE_EXCEEDED);
+    expect(Date.now() - started).toBeLessThan(2_000);
+    expect(callsOf(SLOW)).toBeGreaterThanOrEqual(1);
+    // The deadline reached the server: the abandoned load's signal aborted
+    // (well before the group's 5 s load timeout).
+    await eventually(() => slowAborts > abortsBefore, 2_000);
+    const response = await get(GROUP, "Tom");
+    expect(response.found).toBe(true);
+    expect(text(response.data)).toBe("630");
+  });
+
+  it("a key over maxKeyBytes is INVALID_ARGUMENT and never reaches the getter", async () => {
+    const key = "x".repeat(2_000);
+    const before = totalCalls();
+    expect(await grpcStatus(get(GROUP, key))).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(
+      await grpcStatus(unary(client, client.Set, { group: GROUP, key, data: Buffer.from("1") })),
+    ).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(await grpcStatus(del(key))).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(totalCalls()).toBe(before);
+    expect(callsOf(key)).toBe(0);
+    // A key of exactly the limit is fine.
+    const atLimit = await get(GROUP, "y".repeat(1_024));
+    expect(atLimit).toMatchObject({ found: false });
+    expect(atLimit.err).toContain("not found");
+  });
+
+  it("a multi-byte key is measured in UTF-8 bytes", async () => {
+    // 400 × "€" = 400 UTF-16 units but 1200 UTF-8 bytes: over the 1024-byte limit.
+    const before = totalCalls();
+    expect(await grpcStatus(get(GROUP, "€".repeat(400)))).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(totalCalls()).toBe(before);
+  });
+});
+
+// ---------------------------------------------------------------- 2. buf curl
+
+describe("buf curl", () => {
+  it.each(["grpc", "grpcweb", "connect"])(
+    "--protocol %s reaches distcache.CacheService/Get",
+    async (protocol) => {
+      const { stdout } = await bufCurl([
+        "--protocol",
+        protocol,
+        "--http2-prior-knowledge",
+        "--schema",
+        protoDir,
+        "-d",
+        JSON.stringify({ group: GROUP, key: "Tom" }),
+        `${baseUrl}/distcache.CacheService/Get`,
+      ]);
+      const body = JSON.parse(stdout) as { data?: string; found?: boolean; err?: string };
+      expect(body).toEqual({ data: "NjMw", found: true });
+      expect(Buffer.from(body.data!, "base64").toString()).toBe("630");
+    },
+  );
+
+  it("shows an in-band error as JSON", async () => {
+    const { stdout } = await bufCurl([
+      "--protocol",
+      "grpc",
+      "--http2-prior-knowledge",
+      "--schema",
+      protoDir,
+      "-d",
+      JSON.stringify({ group: "nope", key: "Tom" }),
+      `${baseUrl}/distcache.CacheService/Get`,
+    ]);
+    expect(JSON.parse(stdout)).toEqual({ err: "no such group: nope" });
+  });
+});
+
+// ---------------------------------------------------------------- 3. Connect-ES
+
+describe.each([
+  {
+    protocol: "gRPC",
+    key: "Tom",
+    make: (url: string, sessionManager: Http2SessionManager) =>
+      createGrpcTransport({ baseUrl: url, sessionManager }),
+  },
+  {
+    protocol: "gRPC-Web",
+    key: "Jack",
+    make: (url: string, sessionManager: Http2SessionManager) =>
+      createGrpcWebTransport({ baseUrl: url, httpVersion: "2", sessionManager }),
+  },
+  {
+    protocol: "Connect",
+    key: "Sam",
+    make: (url: string, sessionManager: Http2SessionManager) =>
+      createConnectTransport({ baseUrl: url, httpVersion: "2", sessionManager }),
+  },
+])("Connect-ES client over $protocol", ({ key, make }) => {
+  let sessions: Http2SessionManager;
+  let cache: Client<typeof CacheService>;
+
+  beforeAll(() => {
+    sessions = new Http2SessionManager(baseUrl);
+    const transport: Transport = make(baseUrl, sessions);
+    cache = createClient(CacheService, transport);
+  });
+  afterAll(() => sessions?.abort());
+
+  it("Get, Set, Delete", async () => {
+    const original = SCORES[key]!;
+    const got = await cache.get({ group: GROUP, key });
+    expect(got.found).toBe(true);
+    expect(text(got.data)).toBe(original);
+
+    expect(await cache.set({ group: GROUP, key, data: Buffer.from("42") })).toMatchObject({
+      success: true,
+      err: "",
+    });
+    expect(text((await cache.get({ group: GROUP, key })).data)).toBe("42");
+
+    const loads = callsOf(key);
+    expect(await cache.delete({ group: GROUP, key })).toMatchObject({ success: true, err: "" });
+    const reloaded = await cache.get({ group: GROUP, key });
+    expect(text(reloaded.data)).toBe(original);
+    expect(callsOf(key)).toBe(loads + 1);
+  });
+
+  it("in-band errors and status codes", async () => {
+    expect(await cache.get({ group: "nope", key })).toMatchObject({
+      found: false,
+      err: "no such group: nope",
+    });
+    expect(await cache.get({ group: GROUP, key: "" })).toMatchObject({
+      found: false,
+      err: "key is required",
+    });
+    const missing = await cache.get({ group: GROUP, key: "Nobody" });
+    expect(missing.found).toBe(false);
+    expect(missing.err).toContain("not found");
+    const error = await cache.get({ group: GROUP, key: "x".repeat(2_000) }).then(
+      () => undefined,
+      (e: unknown) => ConnectError.from(e),
+    );
+    expect(error?.code).toBe(Code.InvalidArgument);
+  });
+});
+
+// ---------------------------------------------------------------- 4. Set disabled
+
+describe("a node with allowClientSet: false", () => {
+  let second: ConnectPool;
+  let secondClient: GrpcCacheClient;
+
+  beforeAll(async () => {
+    // Groups are a process-wide registry: this node serves "scores" too.
+    ({ pool: second } = await startNode({ allowClientSet: false }));
+    secondClient = grpcClient(second.address!.port);
+  });
+  afterAll(async () => {
+    secondClient?.close();
+    await second?.close();
+  });
+
+  it("refuses Set with PERMISSION_DENIED and writes nothing", async () => {
+    const status = await grpcStatus(
+      unary(secondClient, secondClient.Set, {
+        group: GROUP,
+        key: "Tom",
+        data: Buffer.from("1"),
+      }),
+    );
+    expect(status).toBe(grpc.status.PERMISSION_DENIED);
+    expect(status).toBe(7);
+    const response = await unary(secondClient, secondClient.Get, { group: GROUP, key: "Tom" });
+    expect(response.found).toBe(true);
+    expect(text(response.data)).toBe("630");
+  });
+
+  it("still serves Delete", async () => {
+    expect(
+      await unary(secondClient, secondClient.Delete, { group: GROUP, key: "Tom" }),
+    ).toMatchObject({ success: true });
+  });
+
+  it("closes promptly while a Connect client keeps its HTTP/2 session open", async () => {
+    const { pool: third, port: thirdPort } = await startNode({ allowClientSet: false });
+    const cache = createClient(
+      CacheService,
+      createConnectTransport({ baseUrl: `http://127.0.0.1:${thirdPort}`, httpVersion: "2" }),
+    );
+    expect((await cache.get({ group: GROUP, key: "Sam" })).found).toBe(true);
+    const started = Date.now();
+    await third.close();
+    expect(Date.now() - started).toBeLessThan(2_000);
+  });
+});
