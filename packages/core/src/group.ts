@@ -171,9 +171,14 @@ export class Group {
       return Promise.resolve(hit);
     }
     this.misses++;
-    if (this.readFlight.has(key)) this.loadsDeduped++;
+    // Without peers a read is a local load: one singleflight, not two.
+    const flight = this.peers === undefined ? this.loadFlight : this.readFlight;
+    if (flight.has(key)) this.loadsDeduped++;
     else this.loads++;
-    return this.readFlight.do(key, (signal) => this.load(key, signal), options);
+    if (this.peers === undefined) {
+      return flight.do(key, (signal) => this.loadLocally(key, signal), options);
+    }
+    return flight.do(key, (signal) => this.load(key, signal), options);
   }
 
   /**
