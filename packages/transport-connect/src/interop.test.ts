@@ -1,7 +1,7 @@
 // Interop: one real node in this process, reached over loopback by clients that
 // share no code with it — @grpc/grpc-js with the .proto loaded at run time,
 // `buf curl`, and Connect-ES over gRPC, gRPC-Web and Connect. They check the
-// wire contract of docs/protocol.md / DESIGN.md ("The wire contract").
+// wire contract ("The wire contract" in the design notes).
 import { execFile } from "node:child_process";
 import * as http2 from "node:http2";
 import { createRequire } from "node:module";

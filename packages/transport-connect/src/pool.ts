@@ -36,7 +36,10 @@ export interface ConnectPoolOptions {
    * Whether clients may call `CacheService.Set`. Default `true`, as in the
    * reference. Set writes into the cache without the getter, so anyone who can
    * reach the port can change what every client reads: turn it off unless the
-   * port is reachable by trusted clients only.
+   * port is reachable by trusted clients only. Turning it off does not close
+   * the door: peer calls (`PeerService.Store`, `Invalidate`) share the port and
+   * are not authenticated yet, so the port must only be reachable from trusted
+   * hosts until authenticated peer calls arrive.
    */
   allowClientSet?: boolean;
   /** Longest key in UTF-8 bytes accepted over the wire. Default `1_024`. */
