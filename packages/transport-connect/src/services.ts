@@ -2,7 +2,6 @@ import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@co
 import {
   ByteView,
   type Group,
-  getGroup,
   InvalidKeyError,
   NotFoundError,
   PropagationError,
