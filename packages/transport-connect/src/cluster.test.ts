@@ -1,19 +1,10 @@
-import { createServer } from "node:net";
 import { type Client, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Group, NotFoundError } from "@distcache/core";
 import { afterEach, describe, expect, it } from "vitest";
+import { freePort } from "./free-port.test-util.js";
 import { CacheService } from "./gen/distcache/cache_pb.js";
 import { ConnectPool, type ConnectPoolOptions } from "./pool.js";
-
-/** A free loopback port: bound by the OS, released, then used by a node. */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 interface TestNode {
   address: string;

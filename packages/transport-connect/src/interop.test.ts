@@ -20,6 +20,7 @@ import { type Group, NotFoundError, newGroup, removeGroup } from "@distcache/cor
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { freePort } from "./free-port.test-util.js";
 import { CacheService, GetRequestSchema } from "./gen/distcache/cache_pb.js";
 import { ConnectPool } from "./pool.js";
 
@@ -38,18 +39,6 @@ const DELAYED = "delayed:";
 const BOOM = "boom";
 
 // ---------------------------------------------------------------- helpers
-
-/** A port that was free a moment ago on 127.0.0.1. */
-function freePort(): Promise<number> {
-  return new Promise((ok, fail) => {
-    const server = net.createServer();
-    server.once("error", fail);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => ok(port));
-    });
-  });
-}
 
 /** A node serving the registered groups on a fresh loopback port. */
 async function startNode(
