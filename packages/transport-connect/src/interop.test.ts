@@ -5,7 +5,6 @@
 import { execFile } from "node:child_process";
 import * as http2 from "node:http2";
 import { createRequire } from "node:module";
-import * as net from "node:net";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { create, toBinary } from "@bufbuild/protobuf";
