@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Entry of `pnpm bench` (the root script builds first, then runs this file).
 //
-//   node bench/run.mjs            full run (about half a minute)
+//   node bench/run.mjs            full run (about a minute and a half: local ~20 s, cluster ~60 s)
 //   node bench/run.mjs --quick    a few-second smoke run for CI (also BENCH_QUICK=1)
 //
 // Prints the machine and markdown tables on stdout, progress on stderr. Exits 1
@@ -12,6 +12,7 @@
 
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import { runCluster } from "./cluster.mjs";
 import { checksum, gcExposed, machine } from "./harness.mjs";
 import { runLocal } from "./local.mjs";
 
@@ -33,8 +34,12 @@ const started = process.hrtime.bigint();
 console.log("## DistCache benchmark\n");
 console.log(`Machine: ${machine()}${gcExposed() ? "" : " (no --expose-gc)"}\n`);
 
-// Later parts (e.g. the cluster benchmark) are further modules run here in turn.
-const parts = [{ name: "local", run: runLocal }];
+// Each part is a module run here in turn. The cluster part needs `h2load`
+// (Debian: nghttp2-client) and prints a SKIP line without it.
+const parts = [
+  { name: "local", run: runLocal },
+  { name: "cluster", run: runCluster },
+];
 
 let ok = true;
 for (const part of parts) {

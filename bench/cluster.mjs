@@ -1,0 +1,709 @@
+// The cluster part of `pnpm bench`: gRPC Get over loopback h2c, driven by h2load.
+//
+// Three scenarios side by side, in one run, with the same h2load settings:
+//   1. a bare `node:http2` responder (a child process) answering every POST with a
+//      fixed pre-encoded GetResponse: the ceiling for any Node HTTP/2 server here;
+//   2. a cache hit through one node that owns the key (3 nodes, --replicas 2);
+//   3. a forwarded hit (3 nodes, --replicas 0): the entry node does not own the
+//      key and keeps no copy, so it fetches it from the owner over PeerService.
+// Each runs with `-c 1 -m 64` and `-c 4 -m 32`. p50/p99 come from h2load's
+// --log-file (per-request latency in µs). Every child process is stopped by pid
+// (SIGTERM, then SIGKILL after a timeout), also when something fails.
+//
+// If `h2load` is not on PATH this part prints a SKIP line and does not fail the run.
+
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import http2 from "node:http2";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { formatRate, markdownTable } from "./harness.mjs";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const NODE_MAIN = path.join(ROOT, "apps/node/dist/main.js");
+const TRANSPORT = path.join(ROOT, "packages/transport-connect/dist/index.js");
+const HOST = "127.0.0.1";
+const GROUP = "scores";
+const GROUP_BYTES = 1 << 20;
+const METHOD_PATH = "/distcache.CacheService/Get";
+const INSTALL = "apt-get update && apt-get install -y nghttp2-client";
+
+const FULL = { requests: 20_000, warmup: 2_000 };
+const QUICK = { requests: 2_000, warmup: 500 };
+// `share`: fraction of the requests per row. The 1×1 rows are serial (latency-bound)
+// and fewer: with one request in flight nothing can share a peer fetch, so there
+// every forwarded Get pays a whole fetch (with 64 in flight, singleflight makes
+// most of them join one).
+const CONFIGS = [
+  { clients: 1, streams: 64, share: 1 },
+  { clients: 4, streams: 32, share: 1 },
+  { clients: 1, streams: 1, share: 0.25 },
+];
+
+/** The demo source's rows (apps/node/src/source.ts): Tom/Jack/Sam, then k0..k999 = v0..v999. */
+const DEMO_ROWS = new Map([
+  ["Tom", "630"],
+  ["Jack", "589"],
+  ["Sam", "567"],
+  ...Array.from({ length: 1000 }, (_, i) => [`k${i}`, `v${i}`]),
+]);
+
+// --- protobuf / gRPC framing by hand -------------------------------------------
+
+function field(tag, bytes) {
+  if (bytes.length > 127) throw new Error("bench/cluster: field longer than 127 bytes");
+  return Buffer.concat([Buffer.from([tag, bytes.length]), bytes]);
+}
+
+/** A gRPC frame: 1 byte flags (0) + 4-byte big-endian length + message. */
+function grpcFrame(message) {
+  const frame = Buffer.alloc(5 + message.length);
+  frame.writeUInt32BE(message.length, 1);
+  message.copy(frame, 5);
+  return frame;
+}
+
+/** GetRequest { string group = 1; string key = 2; } framed for gRPC. */
+function getRequestFrame(group, key) {
+  return grpcFrame(
+    Buffer.concat([field(0x0a, Buffer.from(group, "utf8")), field(0x12, Buffer.from(key, "utf8"))]),
+  );
+}
+
+function readVarint(buf, pos) {
+  let value = 0;
+  let shift = 0;
+  for (;;) {
+    if (pos >= buf.length) throw new Error("truncated varint");
+    const b = buf[pos++];
+    value += (b & 0x7f) * 2 ** shift;
+    if ((b & 0x80) === 0) return [value, pos];
+    shift += 7;
+  }
+}
+
+/** Decodes GetResponse { bytes data = 1; bool found = 2; string err = 3; } from one gRPC frame. */
+function decodeGetResponse(body) {
+  if (body.length < 5) throw new Error(`response body of ${body.length} bytes, no gRPC frame`);
+  if (body[0] !== 0) throw new Error(`compressed or unknown frame flags ${body[0]}`);
+  const length = body.readUInt32BE(1);
+  const msg = body.subarray(5, 5 + length);
+  if (msg.length !== length || body.length !== 5 + length) {
+    throw new Error(`frame says ${length} bytes, body holds ${body.length - 5}`);
+  }
+  const out = { data: Buffer.alloc(0), found: false, err: "" };
+  let pos = 0;
+  while (pos < msg.length) {
+    let tag;
+    [tag, pos] = readVarint(msg, pos);
+    const wire = tag & 7;
+    const num = Math.floor(tag / 8);
+    if (wire === 0) {
+      let v;
+      [v, pos] = readVarint(msg, pos);
+      if (num === 2) out.found = v !== 0;
+    } else if (wire === 2) {
+      let len;
+      [len, pos] = readVarint(msg, pos);
+      const bytes = msg.subarray(pos, pos + len);
+      pos += len;
+      if (num === 1) out.data = Buffer.from(bytes);
+      else if (num === 3) out.err = bytes.toString("utf8");
+    } else {
+      throw new Error(`unexpected wire type ${wire}`);
+    }
+  }
+  return out;
+}
+
+/** One real gRPC unary call over a fresh h2c session, parsed by hand. */
+function grpcGet(port, frame, timeoutMs = 5_000) {
+  return new Promise((resolve, reject) => {
+    const session = http2.connect(`http://${HOST}:${port}`);
+    const timer = setTimeout(() => {
+      session.destroy();
+      reject(new Error(`no answer from :${port} within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const done = (error, value) => {
+      clearTimeout(timer);
+      session.close();
+      if (error) reject(error);
+      else resolve(value);
+    };
+    session.on("error", (error) => done(error));
+    const req = session.request({
+      ":method": "POST",
+      ":path": METHOD_PATH,
+      "content-type": "application/grpc",
+      te: "trailers",
+    });
+    let headers = {};
+    let trailers = {};
+    const chunks = [];
+    req.on("response", (h) => {
+      headers = h;
+    });
+    req.on("trailers", (t) => {
+      trailers = t;
+    });
+    req.on("data", (chunk) => chunks.push(chunk));
+    req.on("error", (error) => done(error));
+    req.on("end", () => {
+      const grpcStatus = trailers["grpc-status"] ?? headers["grpc-status"];
+      const result = {
+        httpStatus: headers[":status"],
+        contentType: headers["content-type"],
+        grpcStatus,
+        grpcMessage: trailers["grpc-message"] ?? headers["grpc-message"],
+        body: Buffer.concat(chunks),
+      };
+      try {
+        if (result.httpStatus === 200 && String(grpcStatus) === "0") {
+          result.response = decodeGetResponse(result.body);
+        }
+        done(undefined, result);
+      } catch (error) {
+        done(error);
+      }
+    });
+    req.end(frame);
+  });
+}
+
+// --- child processes -------------------------------------------------------------
+
+/** The ceiling: answers every POST with one fixed GetResponse frame (data "630", found). */
+const BARE_RESPONDER = `
+const http2 = require("node:http2");
+const msg = Buffer.from([0x0a, 0x03, 0x36, 0x33, 0x30, 0x10, 0x01]);
+const frame = Buffer.alloc(5 + msg.length);
+frame.writeUInt32BE(msg.length, 1);
+msg.copy(frame, 5);
+const sessions = new Set();
+const server = http2.createServer();
+server.on("session", (s) => { sessions.add(s); s.once("close", () => sessions.delete(s)); });
+server.on("stream", (stream, headers) => {
+  if (headers[":method"] !== "POST") {
+    stream.respond({ ":status": 405 }, { endStream: true });
+    return;
+  }
+  stream.on("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
+  stream.on("error", () => {});
+  stream.resume();
+  stream.once("end", () => {
+    stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });
+    stream.end(frame);
+  });
+});
+const stop = () => { server.close(); for (const s of sessions) s.destroy(); process.exit(0); };
+process.on("SIGTERM", stop);
+process.on("SIGINT", stop);
+server.listen(Number(process.argv[1]), "${HOST}", () => console.log("bare responder serving"));
+`;
+
+/**
+ * Preloaded (-r) into the cluster nodes, measurement only: counts the HTTP/2
+ * requests a node sends to its peers (Connect opens its sessions with
+ * http2.connect) and prints the count on SIGUSR2. Tells how many Gets became a
+ * peer fetch: concurrent gets of one key share one fetch (singleflight).
+ */
+const PEER_COUNTER = `"use strict";
+const http2 = require("node:http2");
+let requests = 0;
+const connect = http2.connect;
+http2.connect = function (...args) {
+  const session = connect.apply(this, args);
+  const request = session.request;
+  session.request = function (...a) { requests++; return request.apply(this, a); };
+  return session;
+};
+require("node:module").syncBuiltinESMExports();
+process.on("SIGUSR2", () => process.stdout.write("bench-peer-requests " + requests + "\\n"));
+`;
+
+const live = new Set();
+let exitHookInstalled = false;
+function installExitHook() {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  // Last resort if the bench dies between start and stop: no orphans.
+  process.on("exit", () => {
+    for (const child of live) {
+      try {
+        process.kill(child.pid, "SIGKILL");
+      } catch {}
+    }
+  });
+}
+
+/** Starts `node ARGS`, resolves once a line contains `readyText`. */
+function startChild(label, args, readyText, timeoutMs = 15_000) {
+  installExitHook();
+  const child = spawn(process.execPath, args, {
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, NODE_OPTIONS: "" },
+  });
+  live.add(child);
+  const state = { label, child, lines: [], waiters: [], loads: 0 };
+  child.once("exit", () => live.delete(child));
+  state.ready = new Promise((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`${label} not ready after ${timeoutMs} ms:\n${tail(state)}`)),
+      timeoutMs,
+    );
+    let buffered = "";
+    const onData = (chunk) => {
+      buffered += chunk;
+      let nl = buffered.indexOf("\n");
+      while (nl >= 0) {
+        const line = buffered.slice(0, nl);
+        buffered = buffered.slice(nl + 1);
+        state.lines.push(line);
+        if (state.lines.length > 200) state.lines.shift();
+        if (line.includes("loaded from source:")) state.loads++;
+        const m = /^bench-peer-requests (\d+)$/.exec(line);
+        if (m) for (const w of state.waiters.splice(0)) w(Number(m[1]));
+        if (line.includes(readyText)) {
+          clearTimeout(timer);
+          resolve();
+        }
+        nl = buffered.indexOf("\n");
+      }
+    };
+    child.stdout.setEncoding("utf8").on("data", onData);
+    child.stderr.setEncoding("utf8").on("data", onData);
+    child.once("exit", (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`${label} exited (${code ?? signal}) before serving:\n${tail(state)}`));
+    });
+  });
+  state.ready.catch(() => {});
+  return state;
+}
+
+function tail(state) {
+  return state.lines
+    .slice(-10)
+    .map((l) => `  ${l}`)
+    .join("\n");
+}
+
+/** Peer requests sent by a node so far (via the preloaded counter). */
+function peerRequests(state, timeoutMs = 2_000) {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(Number.NaN), timeoutMs);
+    state.waiters.push((n) => {
+      clearTimeout(timer);
+      resolve(n);
+    });
+    state.child.kill("SIGUSR2");
+  });
+}
+
+/** SIGTERM by pid, SIGKILL after `graceMs`. */
+async function stopChild(state, graceMs = 3_000) {
+  const { child } = state;
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once("exit", resolve));
+  child.kill("SIGTERM");
+  const timer = setTimeout(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  }, graceMs);
+  await exited;
+  clearTimeout(timer);
+}
+
+/** `count` distinct free loopback ports (all bound at once, then released). */
+async function freePorts(count) {
+  const servers = [];
+  try {
+    for (let i = 0; i < count; i++) {
+      const server = net.createServer();
+      await new Promise((resolve, reject) => {
+        server.once("error", reject);
+        server.listen(0, HOST, resolve);
+      });
+      servers.push(server);
+    }
+    return servers.map((s) => s.address().port);
+  } finally {
+    await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
+  }
+}
+
+// --- h2load ------------------------------------------------------------------------
+
+function h2loadVersion() {
+  const probe = spawnSync("h2load", ["--version"], { encoding: "utf8" });
+  if (probe.error || probe.status !== 0) return undefined;
+  return probe.stdout.trim().split("\n")[0];
+}
+
+function percentile(sorted, p) {
+  if (sorted.length === 0) return Number.NaN;
+  const rank = Math.ceil((p / 100) * sorted.length);
+  return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1];
+}
+
+/** Runs h2load once; returns rate, counts and latency percentiles (ms). */
+function h2load({ port, reqFile, requests, clients, streams, logFile, timeoutMs = 80_000 }) {
+  const args = [
+    "-n",
+    String(requests),
+    "-c",
+    String(clients),
+    "-m",
+    String(streams),
+    "-d",
+    reqFile,
+    "-H",
+    "content-type: application/grpc",
+    "-H",
+    "te: trailers",
+    "--log-file",
+    logFile,
+    `http://${HOST}:${port}${METHOD_PATH}`,
+  ];
+  return new Promise((resolve, reject) => {
+    rmSync(logFile, { force: true });
+    const child = spawn("h2load", args, { stdio: ["ignore", "pipe", "pipe"] });
+    live.add(child);
+    let out = "";
+    child.stdout.setEncoding("utf8").on("data", (c) => {
+      out += c;
+    });
+    child.stderr.setEncoding("utf8").on("data", (c) => {
+      out += c;
+    });
+    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+    child.once("error", (error) => {
+      clearTimeout(timer);
+      live.delete(child);
+      reject(error);
+    });
+    child.once("exit", (code, signal) => {
+      clearTimeout(timer);
+      live.delete(child);
+      const finished = /finished in ([\d.]+)(m?s), ([\d.]+) req\/s/.exec(out);
+      const counts =
+        /requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout/.exec(
+          out,
+        );
+      const codes = /status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx/.exec(out);
+      const reqTime =
+        /time for request:\s+([\d.]+)(us|ms|s)\s+([\d.]+)(us|ms|s)\s+([\d.]+)(us|ms|s)/.exec(out);
+      if (code !== 0 || !finished || !counts || !codes) {
+        reject(
+          new Error(
+            `h2load ${args.join(" ")} failed (${code ?? signal}):\n${out.trim().slice(-1500)}`,
+          ),
+        );
+        return;
+      }
+      const latencies = [];
+      let failedInLog = 0;
+      if (existsSync(logFile)) {
+        for (const line of readFileSync(logFile, "utf8").split("\n")) {
+          if (line === "") continue;
+          const [, status, micros] = line.split("\t");
+          if (status !== "200") failedInLog++;
+          else latencies.push(Number(micros) / 1000);
+        }
+      }
+      latencies.sort((a, b) => a - b);
+      const toMs = (v, unit) => Number(v) * (unit === "us" ? 1e-3 : unit === "s" ? 1e3 : 1);
+      resolve({
+        rate: Number(finished[3]),
+        seconds: toMs(finished[1], finished[2]) / 1000,
+        total: Number(counts[1]),
+        succeeded: Number(counts[4]),
+        failed: Number(counts[5]) + Number(counts[6]) + Number(counts[7]),
+        status2xx: Number(codes[1]),
+        logged: latencies.length + failedInLog,
+        failedInLog,
+        p50: percentile(latencies, 50),
+        p99: percentile(latencies, 99),
+        min: reqTime ? toMs(reqTime[1], reqTime[2]) : Number.NaN,
+        max: reqTime ? toMs(reqTime[3], reqTime[4]) : Number.NaN,
+        mean: reqTime ? toMs(reqTime[5], reqTime[6]) : Number.NaN,
+      });
+    });
+  });
+}
+
+function ms(v) {
+  if (!Number.isFinite(v)) return "n/a";
+  return v >= 100 ? `${v.toFixed(0)} ms` : `${v.toFixed(2)} ms`;
+}
+
+// --- the part ----------------------------------------------------------------------
+
+async function loadPoolFactory() {
+  try {
+    const { ConnectPool } = await import(TRANSPORT);
+    if (!existsSync(NODE_MAIN)) throw new Error(`${NODE_MAIN} is missing`);
+    return (members) => {
+      const pool = new ConnectPool(members[0], { replicas: 0 });
+      pool.setPeers(...members);
+      return pool;
+    };
+  } catch (error) {
+    throw new Error(
+      `cannot load the built node / transport (${error.message}); build first: npx -y pnpm@12.4.2 build`,
+    );
+  }
+}
+
+/** First demo key owned (or not owned) by `entry`, by the nodes' own ring. */
+async function pickKey(makePool, members, entry, wantOwned) {
+  const pool = makePool(members); // never serves; no peer is contacted
+  try {
+    for (const key of DEMO_ROWS.keys()) {
+      const owner = pool.ownerOf(key);
+      if ((owner === entry) === wantOwned) return { key, owner };
+    }
+  } finally {
+    await pool.close();
+  }
+  throw new Error(`no demo key is ${wantOwned ? "owned" : "not owned"} by ${entry}`);
+}
+
+/**
+ * Runs the cluster benchmark and returns its report.
+ *
+ * @param {{quick?: boolean, log?: (line: string) => void}} [options]
+ * @returns {Promise<{ok: boolean, markdown: string, results: object[]}>}
+ *   `ok` is false when a response was wrong (not found=true with the expected
+ *   data) or an h2load run had failed / non-2xx requests. A missing h2load is a
+ *   SKIP (ok stays true).
+ */
+export async function runCluster({
+  quick = false,
+  log = (line) => process.stderr.write(`${line}\n`),
+} = {}) {
+  const t0 = process.hrtime.bigint();
+  const say = (line) =>
+    log(`[${(Number(process.hrtime.bigint() - t0) / 1e9).toFixed(1)} s] ${line}`);
+  const version = h2loadVersion();
+  if (version === undefined) {
+    const line = `SKIP cluster: \`h2load\` is not on PATH. Install it (Debian/Ubuntu, as root): \`${INSTALL}\`, then re-run.`;
+    log(line);
+    return { ok: true, skipped: true, markdown: `### Cluster\n\n${line}`, results: [] };
+  }
+  const cfg = quick ? QUICK : FULL;
+  const makePool = await loadPoolFactory();
+  const tmp = mkdtempSync(path.join(os.tmpdir(), "distcache-bench-"));
+  const children = [];
+  const problems = [];
+  const results = [];
+  try {
+    const preload = path.join(tmp, "peer-counter.cjs");
+    writeFileSync(preload, PEER_COUNTER);
+    const ports = await freePorts(7);
+    const barePort = ports[0];
+    const clusterArgs = (own, memberPorts, replicas) => [
+      "-r",
+      preload,
+      NODE_MAIN,
+      "--host",
+      HOST,
+      "--port",
+      String(own),
+      "--peers",
+      memberPorts.map((p) => `${HOST}:${p}`).join(","),
+      "--group",
+      `${GROUP}:${GROUP_BYTES}`,
+      "--replicas",
+      String(replicas),
+    ];
+    const localPorts = ports.slice(1, 4);
+    const fwdPorts = ports.slice(4, 7);
+    say(
+      `cluster: starting bare responder :${barePort}, nodes ${localPorts.join(",")} (--replicas 2), ${fwdPorts.join(",")} (--replicas 0)`,
+    );
+    const bare = startChild("bare node:http2", ["-e", BARE_RESPONDER, String(barePort)], "serving");
+    children.push(bare);
+    const localNodes = localPorts.map((p) =>
+      startChild(`node :${p} (replicas 2)`, clusterArgs(p, localPorts, 2), "serving group"),
+    );
+    const fwdNodes = fwdPorts.map((p) =>
+      startChild(`node :${p} (replicas 0)`, clusterArgs(p, fwdPorts, 0), "serving group"),
+    );
+    children.push(...localNodes, ...fwdNodes);
+    await Promise.all(children.map((c) => c.ready));
+
+    // --- keys: local = owned by the entry node; forwarded = owned by another node
+    const localMembers = localPorts.map((p) => `${HOST}:${p}`);
+    const fwdMembers = fwdPorts.map((p) => `${HOST}:${p}`);
+    const local = await pickKey(makePool, localMembers, localMembers[0], true);
+    const fwd = await pickKey(makePool, fwdMembers, fwdMembers[0], false);
+
+    const scenarios = [
+      {
+        id: "bare",
+        name: "bare node:http2 responder (ceiling)",
+        port: barePort,
+        key: "Tom",
+        expect: "630",
+      },
+      {
+        id: "local",
+        name: `Get hit, key owned by entry node ("${local.key}", --replicas 2)`,
+        port: localPorts[0],
+        key: local.key,
+        expect: DEMO_ROWS.get(local.key),
+        entry: localNodes[0],
+      },
+      {
+        id: "forwarded",
+        name: `Get hit, forwarded to owner ("${fwd.key}", --replicas 0)`,
+        port: fwdPorts[0],
+        key: fwd.key,
+        expect: DEMO_ROWS.get(fwd.key),
+        entry: fwdNodes[0],
+      },
+    ];
+    for (const s of scenarios) {
+      s.reqFile = path.join(tmp, `req-${s.id}.bin`);
+      s.frame = getRequestFrame(GROUP, s.key);
+      writeFileSync(s.reqFile, s.frame);
+    }
+
+    // --- correctness: a real gRPC call must answer found=true with the demo value
+    const verify = async (when) => {
+      for (const s of scenarios) {
+        const r = await grpcGet(s.port, s.frame);
+        const got = r.response;
+        const fine =
+          r.httpStatus === 200 &&
+          String(r.contentType).startsWith("application/grpc") &&
+          String(r.grpcStatus) === "0" &&
+          got?.found === true &&
+          got.data.toString("utf8") === s.expect;
+        const seen = got
+          ? `found=${got.found} data="${got.data.toString("utf8")}"${got.err ? ` err="${got.err}"` : ""}`
+          : `HTTP ${r.httpStatus} grpc-status ${r.grpcStatus} ${r.grpcMessage ?? ""}`;
+        s.verified = `${seen}`;
+        say(`cluster: verify ${when} ${s.id} (:${s.port} key ${s.key}): ${seen}`);
+        if (!fine)
+          problems.push(`${s.id} ${when}: expected found=true data="${s.expect}", got ${seen}`);
+      }
+    };
+    await verify("before");
+
+    // --- warm-up: JIT the request path of every server, load every key
+    for (const s of scenarios) {
+      await h2load({
+        port: s.port,
+        reqFile: s.reqFile,
+        requests: cfg.warmup,
+        clients: 1,
+        streams: 64,
+        logFile: path.join(tmp, "warmup.log"),
+      });
+    }
+    const loadsAfterWarmup = [...localNodes, ...fwdNodes].reduce((n, c) => n + c.loads, 0);
+
+    // --- measured runs, scenarios back to back per configuration
+    for (const { clients, streams, share } of CONFIGS) {
+      const requests = Math.round(cfg.requests * share);
+      for (const s of scenarios) {
+        say(`cluster: ${s.id} ${clients}x${streams}, ${requests} requests`);
+        const before = s.entry ? await peerRequests(s.entry) : 0;
+        const r = await h2load({
+          port: s.port,
+          reqFile: s.reqFile,
+          requests,
+          clients,
+          streams,
+          logFile: path.join(tmp, `${s.id}-${clients}x${streams}.log`),
+        });
+        const after = s.entry ? await peerRequests(s.entry) : 0;
+        const peerFetches = after - before;
+        if (r.succeeded !== requests || r.status2xx !== requests || r.failed !== 0) {
+          problems.push(
+            `${s.id} ${clients}x${streams}: ${r.succeeded}/${requests} succeeded, ${r.status2xx} 2xx, ${r.failed} failed`,
+          );
+        }
+        if (r.logged !== requests || r.failedInLog !== 0) {
+          problems.push(
+            `${s.id} ${clients}x${streams}: log has ${r.logged} rows, ${r.failedInLog} not 200`,
+          );
+        }
+        results.push({ scenario: s.id, name: s.name, clients, streams, peerFetches, ...r });
+      }
+    }
+    await verify("after");
+    const loadsAtEnd = [...localNodes, ...fwdNodes].reduce((n, c) => n + c.loads, 0);
+    if (loadsAtEnd !== loadsAfterWarmup) {
+      problems.push(`the getter ran ${loadsAtEnd - loadsAfterWarmup} times during measured runs`);
+    }
+
+    // --- report
+    const rows = results.map((r) => {
+      const bareRate = results.find(
+        (b) => b.scenario === "bare" && b.clients === r.clients && b.streams === r.streams,
+      ).rate;
+      let fetches = "—";
+      if (r.scenario !== "bare") {
+        fetches = Number.isNaN(r.peerFetches)
+          ? "n/a"
+          : r.peerFetches === 0
+            ? "0"
+            : `${r.peerFetches.toLocaleString("en")} (1 per ${(r.total / r.peerFetches).toFixed(1)} req)`;
+      }
+      return [
+        r.name,
+        `${r.clients}×${r.streams}`,
+        formatRate(r.rate),
+        ms(r.p50),
+        ms(r.p99),
+        `${(Math.floor((r.rate / bareRate) * 100) / 100).toFixed(2)}×`,
+        fetches,
+      ];
+    });
+    const table = markdownTable(
+      [
+        "scenario",
+        "conns×streams",
+        "req/s",
+        "p50",
+        "p99",
+        "ratio vs bare node:http2",
+        "peer fetches by entry node",
+      ],
+      rows,
+      ["l", "l", "r", "r", "r", "r", "r"],
+    );
+    const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    const markdown = [
+      "### Cluster (gRPC Get over loopback h2c, h2load)",
+      "",
+      `${version}; ${cfg.requests.toLocaleString("en")} requests per row (1×1 rows: ${Math.round(cfg.requests * CONFIGS[2].share).toLocaleString("en")}) after a ${cfg.warmup.toLocaleString("en")}-request warm-up per server; ` +
+        "every server is its own process; 3 nodes per cluster. p50/p99: per-request latency from h2load --log-file " +
+        "(includes queueing behind the other streams in flight). Ratio: req/s / the bare responder's req/s in the same configuration " +
+        "(truncated to two decimals). Peer fetches: HTTP/2 requests the entry node sent to peers during the row " +
+        "(concurrent Gets of one key share one fetch).",
+      "",
+      table,
+      "",
+      "Checked: in every row h2load counted all requests succeeded with HTTP 200 (2xx) and none failed; " +
+        `a raw gRPC call before and after the runs answered ${scenarios.map((s) => `${s.id}: ${s.verified}`).join("; ")}; ` +
+        `getter calls during measured rows: ${loadsAtEnd - loadsAfterWarmup}. Cluster part took ${seconds.toFixed(1)} s.` +
+        (problems.length > 0 ? `\n\n**FAILED checks:** ${problems.join("; ")}` : ""),
+    ].join("\n");
+    return { ok: problems.length === 0, markdown, results };
+  } finally {
+    await Promise.all(children.map((c) => stopChild(c)));
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+// Standalone: node bench/cluster.mjs [--quick]
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const report = await runCluster({ quick: process.argv.includes("--quick") });
+  console.log(report.markdown);
+  process.exit(report.ok ? 0 : 1);
+}
