@@ -2,7 +2,8 @@ import { LRU } from "@distcache/lru";
 import { SingleFlight } from "@distcache/singleflight";
 import { ByteView, describe } from "./byteview.js";
 import { InvalidKeyError, NotFoundError, RemoteLoadError } from "./errors.js";
-import type { PeerClient, PeerPicker, Placement } from "./peers.js";
+import type { PeerClient, PeerPicker, PeerValue, Placement, RemoveResult } from "./peers.js";
+import { StaleGuard, type Stamp, WriteClock } from "./stamps.js";
 
 /** What a getter may return: bytes, or a string stored as UTF-8. */
 export type GetterResult = Uint8Array | string;
@@ -81,12 +82,32 @@ export interface GroupStats {
   peerLoads: number;
   /** Peer calls that failed at the transport (peer down, timed out). */
   peerErrors: number;
+  /**
+   * Copies from the owner refused because the owner had announced a later
+   * write of the key (a replication push or Fetch answer that arrived after an
+   * invalidation or Set it predates).
+   */
+  staleCopiesRefused: number;
+  /** Loads in flight on this node now (reads that may ask peers, and getter calls). */
+  loadsInFlight: number;
   /** Entries evicted to stay within the budget. */
   evictions: number;
   /** Bytes held by this node's cache (keys + values + per-entry overhead). */
   bytes: number;
   /** Entries held by this node's cache. */
   items: number;
+}
+
+/** Options for {@link Group.storeLocal}. */
+export interface StoreLocalOptions {
+  /** Act as the key's owner taking a client Set: copy the value on to the replicas. */
+  replicate: boolean;
+  /** The member that sent the copy (with `stamp`). */
+  from?: string | undefined;
+  /** The sender's write stamp for the copy; a copy older than a write announced by `from` is refused. */
+  stamp?: Stamp | undefined;
+  /** The copy is a write (a Set), not a load: remember its stamp so older copies are refused. */
+  write?: boolean | undefined;
 }
 
 /** Marks one fill in flight; set stale when the key is invalidated meanwhile. */
@@ -112,6 +133,10 @@ export class Group {
   /** Loads with this node's getter: never asks a peer, so peers never wait on each other. */
   private readonly loadFlight: SingleFlight<ByteView>;
   private readonly fills = new Map<string, Set<FillToken>>();
+  /** Orders this node's writes; its stamp goes out with every copy this node hands out. */
+  private readonly clock = new WriteClock();
+  /** The latest writes owners announced, so late copies older than them are refused. */
+  private readonly guard = new StaleGuard();
   private peers: PeerPicker | undefined;
 
   private gets = 0;
@@ -123,6 +148,7 @@ export class Group {
   private localLoadErrors = 0;
   private peerLoads = 0;
   private peerErrors = 0;
+  private staleCopiesRefused = 0;
 
   constructor(name: string, cacheBytes: number, getter: Getter, options: GroupOptions = {}) {
     if (typeof name !== "string" || name.length === 0)
@@ -182,6 +208,26 @@ export class Group {
   }
 
   /**
+   * The value of `key` if this node's cache holds it, synchronously; no load,
+   * no peer call, no promise. For servers that answer a hit without the cost
+   * of `get`'s promise and abort signal: `group.getCached(key) ?? await
+   * group.get(key, { signal })`.
+   *
+   * A hit is counted like one by `get` (`gets` and `hits`). A miss is not
+   * counted: the caller is expected to follow it with `get`, which counts it.
+   * An empty key is never cached, so it returns `undefined`.
+   */
+  getCached(key: string): ByteView | undefined {
+    if (key.length === 0) return undefined;
+    const hit = this.cache.get(key);
+    if (hit !== undefined) {
+      this.gets++;
+      this.hits++;
+    }
+    return hit;
+  }
+
+  /**
    * Removes `key` from this node and, in a cluster, from every member: the
    * owner must acknowledge, the others are told once each, and loads of the
    * key already in flight anywhere cannot put the old value back.
@@ -191,15 +237,65 @@ export class Group {
    */
   async delete(key: string, options?: GetOptions): Promise<PropagationResult> {
     requireKey(key);
-    this.removeLocal(key);
     const peers = this.peers;
-    if (peers === undefined) return NO_FAILURES;
+    if (peers === undefined) {
+      this.removeLocal(key);
+      return NO_FAILURES;
+    }
     const { owner } = peers.placement(key);
-    const others = peers.others();
+    if (owner === undefined) return this.invalidateAsOwner(key, options);
+    this.removeLocal(key);
+    // The owner stamps the invalidation and tells the others itself, so a
+    // copy it handed out before cannot be kept anywhere after it.
+    let answer: RemoveResult | undefined;
+    try {
+      answer = await owner.remove(this.name, key, { signal: options?.signal, fanOut: true });
+    } catch (error) {
+      // Without the owner nobody can stamp it: tell the others directly, then
+      // report the owner's failure.
+      const others = peers.others().filter((peer) => peer !== owner);
+      const outcomes = await Promise.allSettled(
+        others.map((peer) => peer.remove(this.name, key, options)),
+      );
+      const failure: PromiseSettledResult<unknown> = { status: "rejected", reason: error };
+      return this.propagationResult("delete", owner, [owner, ...others], [failure, ...outcomes]);
+    }
+    if (answer?.stamp === undefined) {
+      // A peer that does not fan out (no stamp in its answer): reach the others from here.
+      const others = peers.others().filter((peer) => peer !== owner);
+      const outcomes = await Promise.allSettled(
+        others.map((peer) => peer.remove(this.name, key, options)),
+      );
+      this.removeLocal(key);
+      return this.propagationResult("delete", undefined, others, outcomes);
+    }
+    // Drop what landed here while the owner was invalidating: a copy read before its write.
+    this.removeLocal(key, { from: owner.id, stamp: answer.stamp });
+    return answer.failed.length === 0 ? NO_FAILURES : { failed: answer.failed };
+  }
+
+  /**
+   * Serves a peer that asked this node, as the key's owner, to delete `key`
+   * everywhere (and runs a delete whose owner is this node): drops the local
+   * copy, then tells every other member but `except`, stamped with this
+   * node's clock so copies this node handed out before cannot be kept.
+   *
+   * @returns the stamp of the invalidation and the members that did not acknowledge.
+   */
+  async invalidateAsOwner(
+    key: string,
+    options: GetOptions & { except?: string } = {},
+  ): Promise<RemoveResult> {
+    requireKey(key);
+    this.removeLocal(key);
+    const stamp = this.clock.now();
+    const peers = this.peers;
+    if (peers === undefined) return { stamp, failed: [] };
+    const targets = peers.others().filter((peer) => peer.id !== options.except);
     const outcomes = await Promise.allSettled(
-      others.map((peer) => peer.remove(this.name, key, options)),
+      targets.map((peer) => peer.remove(this.name, key, { signal: options.signal, stamp })),
     );
-    return this.propagationResult("delete", owner, others, outcomes);
+    return { stamp, failed: this.propagationResult("delete", undefined, targets, outcomes).failed };
   }
 
   /**
@@ -220,10 +316,14 @@ export class Group {
     const holders = new Set<PeerClient>(placement.replicas);
     let writes: Promise<unknown>[];
     let targets: PeerClient[];
+    // As the owner, this node stamps the write; as another, the owner does.
+    let stamp: Stamp | undefined;
     if (placement.owner === undefined) {
       this.storeView(key, view);
+      stamp = this.clock.now();
+      const written = stamp;
       targets = [...placement.replicas];
-      writes = targets.map((peer) => this.push(peer, key, view));
+      writes = targets.map((peer) => this.push(peer, key, view, written, true));
     } else {
       holders.add(placement.owner);
       // Drop our copy before the owner's replication may push the new one to us.
@@ -239,7 +339,7 @@ export class Group {
     for (const peer of peers.others()) {
       if (holders.has(peer)) continue;
       targets.push(peer);
-      writes.push(peer.remove(this.name, key, options));
+      writes.push(peer.remove(this.name, key, { signal: options?.signal, stamp }));
     }
     const outcomes = await Promise.allSettled(writes);
     const result = this.propagationResult("set", placement.owner, targets, outcomes);
@@ -276,26 +376,51 @@ export class Group {
   async storeLocal(
     key: string,
     value: Uint8Array,
-    options: { replicate: boolean },
+    options: StoreLocalOptions,
   ): Promise<PropagationResult> {
     requireKey(key);
+    const { from, stamp } = options;
+    if (from !== undefined && stamp !== undefined) {
+      if (!this.guard.admits(key, from, stamp)) {
+        this.staleCopiesRefused++;
+        return NO_FAILURES;
+      }
+      if (options.write === true) this.guard.record(key, from, stamp);
+    }
     const view = ByteView.from(value);
     this.storeView(key, view);
     const peers = this.peers;
     if (!options.replicate || peers === undefined) return NO_FAILURES;
+    const written = this.clock.now();
     const replicas = peers.placement(key).replicas;
-    const outcomes = await Promise.allSettled(replicas.map((peer) => this.push(peer, key, view)));
+    const outcomes = await Promise.allSettled(
+      replicas.map((peer) => this.push(peer, key, view, written, true)),
+    );
     return this.propagationResult("set", undefined, replicas, outcomes);
   }
 
-  /** Serves a peer: drops this node's copy of `key` and voids loads of it in flight here. */
-  removeLocal(key: string): void {
+  /**
+   * Serves a peer: drops this node's copy of `key` and voids loads of it in
+   * flight here. `announced` is the owner's stamp of the write, when the owner
+   * sent it: copies of the key it handed out before are refused from now on.
+   */
+  removeLocal(key: string, announced?: { from: string; stamp: Stamp }): void {
+    this.clock.tick();
+    if (announced !== undefined) this.guard.record(key, announced.from, announced.stamp);
     this.cache.delete(key);
     const tokens = this.fills.get(key);
     if (tokens !== undefined) for (const token of tokens) token.stale = true;
     // Callers arriving from now on must not join a load that started before.
     this.readFlight.forget(key);
     this.loadFlight.forget(key);
+  }
+
+  /**
+   * This node's write stamp now. A transport sends it with a value it hands
+   * to a peer (read it just before the read that produces the value).
+   */
+  writeStamp(): Stamp {
+    return this.clock.now();
   }
 
   /** A snapshot of this group's counters and gauges on this node. */
@@ -311,6 +436,8 @@ export class Group {
       localLoadErrors: this.localLoadErrors,
       peerLoads: this.peerLoads,
       peerErrors: this.peerErrors,
+      staleCopiesRefused: this.staleCopiesRefused,
+      loadsInFlight: this.readFlight.size + this.loadFlight.size,
       evictions: cache.evictions,
       bytes: cache.bytes,
       items: cache.items,
@@ -325,8 +452,15 @@ export class Group {
         const remote = await this.fetchFromPeers(key, placement, signal);
         if (remote !== undefined) {
           this.peerLoads++;
-          const view = ByteView.adopt(remote);
-          if (placement.selfIsReplica) this.fill(key, view, token);
+          const view = ByteView.adopt(remote.value);
+          if (placement.selfIsReplica) {
+            const { stamp } = remote;
+            if (stamp !== undefined && !this.guard.admits(key, remote.from, stamp)) {
+              this.staleCopiesRefused++;
+            } else {
+              this.fill(key, view, token);
+            }
+          }
           return view;
         }
       } finally {
@@ -342,11 +476,11 @@ export class Group {
     key: string,
     placement: Placement,
     signal: AbortSignal,
-  ): Promise<Uint8Array | undefined> {
+  ): Promise<(PeerValue & { from: string }) | undefined> {
     const owner = placement.owner!;
     try {
       const value = await owner.get(this.name, key, { cacheOnly: false, signal });
-      if (value !== undefined) return value;
+      if (value !== undefined) return { ...value, from: owner.id };
     } catch (error) {
       if (error instanceof NotFoundError || error instanceof RemoteLoadError) throw error;
       if (signal.aborted) throw signal.reason;
@@ -355,7 +489,7 @@ export class Group {
     for (const replica of placement.replicas) {
       try {
         const value = await replica.get(this.name, key, { cacheOnly: true, signal });
-        if (value !== undefined) return value;
+        if (value !== undefined) return { ...value, from: replica.id };
       } catch {
         if (signal.aborted) throw signal.reason;
         this.peerErrors++;
@@ -366,6 +500,8 @@ export class Group {
 
   private async loadLocally(key: string, signal: AbortSignal): Promise<ByteView> {
     const token = this.beginFill(key);
+    // Replicas refuse this copy if a write of the key reaches them stamped later.
+    const stamp = this.clock.now();
     try {
       this.localLoads++;
       let result: unknown;
@@ -385,7 +521,7 @@ export class Group {
       const replicas = this.peers?.placement(key).replicas;
       if (this.fill(key, view, token) && replicas !== undefined && replicas.length > 0) {
         // Replicas hold the value before any caller sees it, so losing this node loses nothing.
-        await Promise.allSettled(replicas.map((peer) => this.push(peer, key, view)));
+        await Promise.allSettled(replicas.map((peer) => this.push(peer, key, view, stamp, false)));
       }
       return view;
     } finally {
@@ -393,8 +529,14 @@ export class Group {
     }
   }
 
-  private push(peer: PeerClient, key: string, view: ByteView): Promise<unknown> {
-    return peer.store(this.name, key, ByteView.unwrap(view), { replicate: false });
+  private push(
+    peer: PeerClient,
+    key: string,
+    view: ByteView,
+    stamp: Stamp,
+    write: boolean,
+  ): Promise<unknown> {
+    return peer.store(this.name, key, ByteView.unwrap(view), { replicate: false, stamp, write });
   }
 
   private storeView(key: string, view: ByteView): void {

@@ -13,11 +13,23 @@ export {
   PropagationError,
   type PropagationResult,
   removeGroup,
+  type StoreLocalOptions,
 } from "./group.js";
 export type {
   PeerCallOptions,
   PeerClient,
   PeerGetOptions,
   PeerPicker,
+  PeerRemoveOptions,
+  PeerStoreOptions,
+  PeerValue,
   Placement,
+  RemoveResult,
 } from "./peers.js";
+export {
+  DEFAULT_GUARD_KEYS,
+  StaleGuard,
+  type Stamp,
+  stampBefore,
+  WriteClock,
+} from "./stamps.js";

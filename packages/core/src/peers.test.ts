@@ -2,10 +2,11 @@ import { describe, expect, it } from "vitest";
 import { NotFoundError, RemoteLoadError } from "./errors.js";
 import { Group, PropagationError } from "./group.js";
 import type {
-  PeerCallOptions,
   PeerClient,
   PeerGetOptions,
   PeerPicker,
+  PeerRemoveOptions,
+  PeerStoreOptions,
   Placement,
 } from "./peers.js";
 
@@ -16,10 +17,14 @@ import type {
  */
 class MemoryPeer implements PeerClient {
   down = false;
+  /** When set, a store waits for this promise first: a push delayed in the network. */
+  holdStores: Promise<void> | undefined;
   received = { get: 0, store: 0, remove: 0 };
   constructor(
     readonly id: string,
     private readonly target: () => Group,
+    /** The node that holds this client: the sender of its calls. */
+    private readonly sender: string,
   ) {}
   private check() {
     if (this.down) return Promise.reject(new Error(`${this.id} unavailable`));
@@ -29,28 +34,28 @@ class MemoryPeer implements PeerClient {
     await this.check();
     this.received.get++;
     try {
+      const stamp = this.target().writeStamp();
       const view = await this.target().getLocal(key, options);
-      return view?.bytes();
+      return view === undefined ? undefined : { value: view.bytes(), stamp };
     } catch (error) {
       // What a transport does with an answer carrying an in-band error.
       if (error instanceof NotFoundError) throw error;
       throw new RemoteLoadError(error instanceof Error ? error.message : String(error));
     }
   }
-  async store(
-    _g: string,
-    key: string,
-    value: Uint8Array,
-    options: PeerCallOptions & { replicate: boolean },
-  ) {
+  async store(_g: string, key: string, value: Uint8Array, options: PeerStoreOptions) {
     await this.check();
+    if (this.holdStores !== undefined) await this.holdStores;
     this.received.store++;
-    return this.target().storeLocal(key, value, options);
+    return this.target().storeLocal(key, value, { ...options, from: this.sender });
   }
-  async remove(_g: string, key: string) {
+  async remove(_g: string, key: string, options: PeerRemoveOptions = {}) {
     await this.check();
     this.received.remove++;
-    this.target().removeLocal(key);
+    if (options.fanOut) return this.target().invalidateAsOwner(key, { except: this.sender });
+    const { stamp } = options;
+    this.target().removeLocal(key, stamp === undefined ? undefined : { from: this.sender, stamp });
+    return undefined;
   }
 }
 
@@ -68,7 +73,9 @@ function cluster(size: number, source: (key: string) => string | undefined, repl
       }),
   );
   // peers[i][j]: node i's client for node j.
-  const peers = ids.map(() => ids.map((id, j) => new MemoryPeer(id, () => groups[j]!)));
+  const peers = ids.map((sender) =>
+    ids.map((id, j) => new MemoryPeer(id, () => groups[j]!, sender)),
+  );
   const ownerIndex = (key: string) => [...key].reduce((sum, c) => sum + c.charCodeAt(0), 0) % size;
   ids.forEach((_, self) => {
     const picker: PeerPicker = {
@@ -213,5 +220,39 @@ describe("a group with peers", () => {
     expect(view?.toString()).toBe("value:Tom");
     expect(c.loads[notOwner]).toEqual([key]);
     expect(c.peers.flat().reduce((sum, p) => sum + p.received.get, 0)).toBe(0);
+  });
+
+  it("refuses a replication push that arrives after a delete it predates", async () => {
+    const c = cluster(3, values);
+    const key = "Tom";
+    const owner = c.ownerIndex(key);
+    const replica = (owner + 1) % 3;
+    const entry = (owner + 2) % 3;
+    let release!: () => void;
+    c.peers[owner]![replica]!.holdStores = new Promise((resolve) => {
+      release = resolve;
+    });
+    const read = c.groups[entry]!.get(key); // the owner loads, then pushes (held) to the replica
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(c.loads[owner]).toEqual([key]);
+    const deleted = await c.groups[entry]!.delete(key);
+    expect(deleted.failed).toEqual([]);
+    release();
+    expect((await read).toString()).toBe("value:Tom");
+    expect(c.groups[replica]!.stats().staleCopiesRefused).toBe(1);
+    expect(await c.groups[replica]!.getLocal(key, { cacheOnly: true })).toBeUndefined();
+  });
+
+  it("keeps a push that read the value after the delete", async () => {
+    const c = cluster(3, values);
+    const key = "Tom";
+    const owner = c.ownerIndex(key);
+    const replica = (owner + 1) % 3;
+    await c.groups[(owner + 2) % 3]!.delete(key);
+    await c.groups[(owner + 2) % 3]!.get(key);
+    expect((await c.groups[replica]!.getLocal(key, { cacheOnly: true }))?.toString()).toBe(
+      "value:Tom",
+    );
+    expect(c.groups[replica]!.stats().staleCopiesRefused).toBe(0);
   });
 });

@@ -10,6 +10,7 @@
  */
 
 import type { Group, PropagationResult } from "./group.js";
+import type { Stamp } from "./stamps.js";
 
 /** Per-call options for {@link PeerClient} methods. */
 export interface PeerCallOptions {
@@ -27,17 +28,57 @@ export interface PeerGetOptions extends PeerCallOptions {
   cacheOnly: boolean;
 }
 
+/** A value as a peer handed it out. */
+export interface PeerValue {
+  readonly value: Uint8Array;
+  /**
+   * The peer's write stamp when it read the value (see `stamps.ts`). A node
+   * keeps the copy only if the peer announced no later write of the key.
+   * Absent from transports that do not carry stamps.
+   */
+  readonly stamp?: Stamp | undefined;
+}
+
+/** Options for {@link PeerClient.store}. */
+export interface PeerStoreOptions extends PeerCallOptions {
+  /** The receiver is the key's owner taking a client Set: copy it on to the replicas. */
+  replicate: boolean;
+  /** The sender's write stamp for this copy (its clock when it read or wrote the value). */
+  stamp?: Stamp | undefined;
+  /** The value is a write (a client Set), not a load: older copies must not replace it. */
+  write?: boolean | undefined;
+}
+
+/** Options for {@link PeerClient.remove}. */
+export interface PeerRemoveOptions extends PeerCallOptions {
+  /** The sender is the key's owner and this is its write stamp for the invalidation. */
+  stamp?: Stamp | undefined;
+  /**
+   * The receiver is the key's owner: invalidate, then tell every other member
+   * except the sender, with its own stamp. Resolves with that stamp and the
+   * members it could not reach.
+   */
+  fanOut?: boolean | undefined;
+}
+
+/** What an owner answers to a fanned-out {@link PeerClient.remove}. */
+export interface RemoveResult extends PropagationResult {
+  /** The owner's write stamp of the invalidation. */
+  readonly stamp?: Stamp | undefined;
+}
+
 /** One other node of the cluster. */
 export interface PeerClient {
   /** The peer's identity on the ring, e.g. `"127.0.0.1:8002"`. */
   readonly id: string;
   /**
    * The value of `key` in `group` on that peer.
-   * @returns the bytes, or `undefined` when `cacheOnly` and the peer has no copy.
+   * @returns the bytes and the peer's stamp, or `undefined` when `cacheOnly`
+   *   and the peer has no copy.
    * @throws NotFoundError or RemoteLoadError when the peer's getter failed;
    *   any other error means the peer could not be asked (down, timed out).
    */
-  get(group: string, key: string, options: PeerGetOptions): Promise<Uint8Array | undefined>;
+  get(group: string, key: string, options: PeerGetOptions): Promise<PeerValue | undefined>;
   /**
    * Stores a copy of `value` in the peer's cache. With `replicate`, the peer
    * acts as the key's owner and copies the value on to its replicas (a client
@@ -48,10 +89,17 @@ export interface PeerClient {
     group: string,
     key: string,
     value: Uint8Array,
-    options: PeerCallOptions & { replicate: boolean },
+    options: PeerStoreOptions,
   ): Promise<PropagationResult | undefined>;
-  /** Drops the peer's copy of `key`, and voids any load of it in flight there. */
-  remove(group: string, key: string, options?: PeerCallOptions): Promise<void>;
+  /**
+   * Drops the peer's copy of `key`, and voids any load of it in flight there.
+   * With `fanOut`, the peer (the key's owner) also tells the other members.
+   */
+  remove(
+    group: string,
+    key: string,
+    options?: PeerRemoveOptions,
+  ): Promise<RemoveResult | undefined>;
 }
 
 /** Where a key lives, as this node sees the ring. */

@@ -8,6 +8,7 @@ import {
 } from "@distcache/core";
 import { CacheService } from "./gen/distcache/cache_pb.js";
 import { FetchOutcome, PeerService, type Sender } from "./gen/distcache/peer/v1/peer_pb.js";
+import { fromWire, toWire } from "./peer-client.js";
 
 /** Limits and switches the services enforce on every request. */
 export interface ServiceLimits {
@@ -142,11 +143,12 @@ function peerGroup(host: ServiceHost, name: string): Group {
 /** `distcache.peer.v1.PeerService`: answered locally, never forwarded. */
 export function registerPeerService(router: ConnectRouter, host: ServiceHost): void {
   const { limits, received } = host;
-  const noteSender = (sender: Sender | undefined) => {
+  const noteSender = (sender: Sender | undefined): string => {
     if (sender === undefined) {
       throw new ConnectError("peer request without a sender", Code.InvalidArgument);
     }
     if (sender.membershipVersion !== host.membershipVersion()) received.membershipMismatches++;
+    return sender.address;
   };
   router.service(PeerService, {
     async fetch(request, context) {
@@ -155,12 +157,14 @@ export function registerPeerService(router: ConnectRouter, host: ServiceHost): v
       const group = peerGroup(host, request.group);
       checkPeerKey(request.key, limits);
       try {
+        // Read before the value: a write applied after it gets a later stamp.
+        const stamp = toWire(group.writeStamp());
         const view = await group.getLocal(request.key, {
           cacheOnly: request.cacheOnly,
           signal: context.signal,
         });
         if (view === undefined) return { outcome: FetchOutcome.NOT_CACHED };
-        return { outcome: FetchOutcome.FOUND, data: ByteView.unwrap(view) };
+        return { outcome: FetchOutcome.FOUND, data: ByteView.unwrap(view), stamp };
       } catch (error) {
         rethrowIfCancelled(error, context);
         if (error instanceof InvalidKeyError)
@@ -173,22 +177,36 @@ export function registerPeerService(router: ConnectRouter, host: ServiceHost): v
 
     async store(request) {
       received.store++;
-      noteSender(request.sender);
+      const from = noteSender(request.sender);
       const group = peerGroup(host, request.group);
       checkPeerKey(request.key, limits);
       checkValue(request.data, limits);
       const { failed } = await group.storeLocal(request.key, request.data, {
         replicate: request.replicate,
+        from,
+        stamp: fromWire(request.stamp),
+        write: request.write,
       });
       return { failed: failed.map((f) => ({ address: f.peer, reason: f.reason })) };
     },
 
-    async invalidate(request) {
+    async invalidate(request, context) {
       received.invalidate++;
-      noteSender(request.sender);
+      const from = noteSender(request.sender);
       const group = peerGroup(host, request.group);
       checkPeerKey(request.key, limits);
-      group.removeLocal(request.key);
+      if (request.fanOut) {
+        const { stamp, failed } = await group.invalidateAsOwner(request.key, {
+          except: from,
+          signal: context.signal,
+        });
+        return {
+          stamp: toWire(stamp),
+          failed: failed.map((f) => ({ address: f.peer, reason: f.reason })),
+        };
+      }
+      const stamp = fromWire(request.stamp);
+      group.removeLocal(request.key, stamp === undefined ? undefined : { from, stamp });
       return {};
     },
   });
