@@ -10,6 +10,7 @@ import {
 } from "@distcache/core";
 import { HashRing } from "@distcache/hashring";
 import { membershipVersion, parseAddress } from "./address.js";
+import type { BreakerState, CircuitBreakerOptions } from "./circuit-breaker.js";
 import { ConnectPeerClient, makeSender } from "./peer-client.js";
 import {
   type PeerRequestCounts,
@@ -32,6 +33,14 @@ export interface ConnectPoolOptions {
    * and then its own getter.
    */
   peerTimeoutMs?: number;
+  /**
+   * The circuit breaker kept per peer: after `failureThreshold` (default 3)
+   * failed calls in a row (refused, reset, timed out) the peer is skipped —
+   * calls to it fail at once and reads go to the replicas — for a backoff
+   * from `baseBackoffMs` (250) doubling to `maxBackoffMs` (10 000), then one
+   * probe call decides whether it is back.
+   */
+  breaker?: CircuitBreakerOptions;
   /**
    * Whether clients may call `CacheService.Set`. Default `true`, as in the
    * reference. Set writes into the cache without the getter, so anyone who can
@@ -58,6 +67,19 @@ export interface PoolStats {
   readonly members: readonly string[];
   /** This node's membership version (FNV-1a 64 of the sorted members). */
   readonly membershipVersion: bigint;
+  /** Each peer's circuit breaker. */
+  readonly peers: readonly PeerHealth[];
+}
+
+/** How this node sees one peer; see {@link PoolStats.peers}. */
+export interface PeerHealth {
+  readonly address: string;
+  /** `open`: calls are refused without trying; `half-open`: the next call is a probe. */
+  readonly breaker: BreakerState;
+  /** Times the breaker opened. */
+  readonly opened: number;
+  /** Calls refused without trying while it was open. */
+  readonly refused: number;
 }
 
 const DEFAULTS = {
@@ -95,6 +117,7 @@ export class ConnectPool implements PeerPicker, ServiceHost {
   };
   private readonly replicas: number;
   private readonly peerTimeoutMs: number;
+  private readonly breakerOptions: CircuitBreakerOptions | undefined;
   private readonly drainTimeoutMs: number;
   private readonly ring: HashRing;
   private readonly peers = new Map<string, ConnectPeerClient>();
@@ -113,6 +136,7 @@ export class ConnectPool implements PeerPicker, ServiceHost {
     this.self = self;
     this.replicas = settings.replicas;
     this.peerTimeoutMs = settings.peerTimeoutMs;
+    this.breakerOptions = options.breaker;
     this.drainTimeoutMs = settings.drainTimeoutMs;
     this.limits = {
       maxKeyBytes: settings.maxKeyBytes,
@@ -145,6 +169,7 @@ export class ConnectPool implements PeerPicker, ServiceHost {
     const context = {
       sender: () => makeSender(this.self, this.version),
       timeoutMs: this.peerTimeoutMs,
+      breaker: this.breakerOptions,
     };
     for (const address of members) {
       if (address !== this.self && !this.peers.has(address)) {
@@ -202,6 +227,12 @@ export class ConnectPool implements PeerPicker, ServiceHost {
       received: { ...this.received },
       members: this.ring.members(),
       membershipVersion: this.version,
+      peers: this.peerList.map((peer) => ({
+        address: peer.id,
+        breaker: peer.breaker.state,
+        opened: peer.breaker.opened,
+        refused: peer.breaker.refused,
+      })),
     };
   }
 
