@@ -1,66 +1,6 @@
-import { type Client, createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
-import { Group, NotFoundError } from "@distcache/core";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
+import { source, startCluster, text, totalReceived } from "./cluster.test-util.js";
 import { freePort } from "./free-port.test-util.js";
-import { CacheService } from "./gen/distcache/cache_pb.js";
-import { ConnectPool, type ConnectPoolOptions } from "./pool.js";
-
-interface TestNode {
-  address: string;
-  group: Group;
-  pool: ConnectPool;
-  loads: string[];
-  client: Client<typeof CacheService>;
-}
-
-const source = (key: string) =>
-  ({ Tom: "630", Jack: "589", Sam: "567" })[key] ??
-  (key.startsWith("k") ? `v${key.slice(1)}` : undefined);
-
-const running: TestNode[] = [];
-
-/** Starts `size` real nodes on loopback; `peersOf(i, all)` gives node i its member list. */
-async function startCluster(
-  size: number,
-  options: ConnectPoolOptions = {},
-  peersOf: (i: number, all: string[]) => string[] = (_i, all) => all,
-): Promise<TestNode[]> {
-  const addresses = await Promise.all(
-    Array.from({ length: size }, async () => `127.0.0.1:${await freePort()}`),
-  );
-  const nodes: TestNode[] = [];
-  for (const [i, address] of addresses.entries()) {
-    const loads: string[] = [];
-    const group = new Group("scores", 1 << 20, async (key) => {
-      loads.push(key);
-      await new Promise((resolve) => setTimeout(resolve, 5));
-      const value = source(key);
-      if (value === undefined) throw new NotFoundError(key);
-      return value;
-    });
-    const pool = new ConnectPool(address, { drainTimeoutMs: 200, ...options });
-    pool.setPeers(...peersOf(i, addresses));
-    group.registerPeers(pool);
-    await pool.serve();
-    const client = createClient(
-      CacheService,
-      createGrpcTransport({ baseUrl: `http://${address}` }),
-    );
-    const node = { address, group, pool, loads, client };
-    nodes.push(node);
-    running.push(node);
-  }
-  return nodes;
-}
-
-afterEach(async () => {
-  await Promise.all(running.splice(0).map((node) => node.pool.close()));
-});
-
-const text = (data: Uint8Array) => new TextDecoder().decode(data);
-const totalReceived = (nodes: TestNode[], method: "fetch" | "store" | "invalidate") =>
-  nodes.reduce((sum, node) => sum + node.pool.stats().received[method], 0);
 
 describe("a 3-node cluster over real HTTP/2", () => {
   it("answers any key through any node", async () => {

@@ -1,0 +1,81 @@
+import { type Client, createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { type Getter, Group, type GroupOptions, NotFoundError } from "@distcache/core";
+import { afterEach } from "vitest";
+import { freePort } from "./free-port.test-util.js";
+import { CacheService } from "./gen/distcache/cache_pb.js";
+import { ConnectPool, type ConnectPoolOptions } from "./pool.js";
+
+export interface TestNode {
+  address: string;
+  group: Group;
+  pool: ConnectPool;
+  loads: string[];
+  client: Client<typeof CacheService>;
+}
+
+export const source = (key: string) =>
+  ({ Tom: "630", Jack: "589", Sam: "567" })[key] ??
+  (key.startsWith("k") ? `v${key.slice(1)}` : undefined);
+
+const running: TestNode[] = [];
+
+const demoGetter: Getter = async (key) => {
+  await new Promise((resolve) => setTimeout(resolve, 5));
+  const value = source(key);
+  if (value === undefined) throw new NotFoundError(key);
+  return value;
+};
+
+/** How each node's group is made, for {@link startCluster}. */
+export interface GroupSetup {
+  /** The getter every node uses (default: the demo rows after 5 ms). */
+  getter?: Getter;
+  groupOptions?: GroupOptions;
+}
+
+/** Starts `size` real nodes on loopback; `peersOf(i, all)` gives node i its member list. */
+export async function startCluster(
+  size: number,
+  options: ConnectPoolOptions = {},
+  peersOf: (i: number, all: string[]) => string[] = (_i, all) => all,
+  setup: GroupSetup = {},
+): Promise<TestNode[]> {
+  const getter = setup.getter ?? demoGetter;
+  const addresses = await Promise.all(
+    Array.from({ length: size }, async () => `127.0.0.1:${await freePort()}`),
+  );
+  const nodes: TestNode[] = [];
+  for (const [i, address] of addresses.entries()) {
+    const loads: string[] = [];
+    const group = new Group(
+      "scores",
+      1 << 20,
+      (key, context) => {
+        loads.push(key);
+        return getter(key, context);
+      },
+      setup.groupOptions,
+    );
+    const pool = new ConnectPool(address, { drainTimeoutMs: 200, ...options });
+    pool.setPeers(...peersOf(i, addresses));
+    group.registerPeers(pool);
+    await pool.serve();
+    const client = createClient(
+      CacheService,
+      createGrpcTransport({ baseUrl: `http://${address}` }),
+    );
+    const node = { address, group, pool, loads, client };
+    nodes.push(node);
+    running.push(node);
+  }
+  return nodes;
+}
+
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((node) => node.pool.close()));
+});
+
+export const text = (data: Uint8Array) => new TextDecoder().decode(data);
+export const totalReceived = (nodes: TestNode[], method: "fetch" | "store" | "invalidate") =>
+  nodes.reduce((sum, node) => sum + node.pool.stats().received[method], 0);
