@@ -1,0 +1,136 @@
+// Node failure with real `distcache-node` processes: a key's owner killed with
+// SIGKILL (port closed: calls fail at once) or stopped with SIGSTOP (port open,
+// nothing answers: calls wait for the peer timeout), then brought back.
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { CacheService, ConnectPool } from "@distcache/transport-connect";
+import { describe, expect, it } from "vitest";
+import { freePort, loadedKeys, type NodeProcess, startNode } from "./node-process.test-util.js";
+
+const PEER_TIMEOUT_MS = 500;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const text = (data: Uint8Array) => new TextDecoder().decode(data);
+
+interface Roles {
+  /** Index of the key's owner, of its one replica (--replicas 1), and of the third node. */
+  owner: number;
+  replica: number;
+  bystander: number;
+}
+
+/** Roles of `key` among `addresses`, as every node computes them. */
+function rolesOf(key: string, addresses: string[]): Roles {
+  const pools = addresses.map((address) => {
+    const pool = new ConnectPool(address, { replicas: 1 });
+    pool.setPeers(...addresses);
+    return pool;
+  });
+  const owner = addresses.indexOf(pools[0]!.ownerOf(key));
+  const replica = pools.findIndex((pool) => pool.placement(key).selfIsReplica);
+  for (const pool of pools) void pool.close();
+  return { owner, replica, bystander: 3 - owner - replica };
+}
+
+async function startThree(): Promise<{ nodes: NodeProcess[]; addresses: string[] }> {
+  const ports = await Promise.all([freePort(), freePort(), freePort()]);
+  const addresses = ports.map((port) => `127.0.0.1:${port}`);
+  const args = ["--replicas", "1", "--peer-timeout", String(PEER_TIMEOUT_MS)];
+  const nodes = await Promise.all(ports.map((port) => startNode(port, addresses, args)));
+  return { nodes, addresses };
+}
+
+/** `count` demo keys (k0…k999 = v0…v999) with the same roles, first one's owner fixed. */
+function keysWithRoles(addresses: string[], count: number): { keys: string[]; roles: Roles } {
+  const roles = rolesOf("k0", addresses);
+  const keys: string[] = [];
+  for (let i = 0; keys.length < count && i < 1000; i++) {
+    const r = rolesOf(`k${i}`, addresses);
+    if (r.owner === roles.owner && r.replica === roles.replica) keys.push(`k${i}`);
+  }
+  return { keys, roles };
+}
+
+function clientOf(address: string) {
+  return createClient(CacheService, createGrpcTransport({ baseUrl: `http://${address}` }));
+}
+
+/** One Get; its time in ms, and the value (throws on any error). */
+async function timedGet(address: string, key: string): Promise<number> {
+  const started = performance.now();
+  const response = await clientOf(address).get({ group: "scores", key }, { timeoutMs: 5_000 });
+  expect(response.found, `${key} via ${address}: ${response.err}`).toBe(true);
+  expect(text(response.data)).toBe(`v${key.slice(1)}`);
+  return performance.now() - started;
+}
+
+describe("a key's owner fails and comes back (child processes)", () => {
+  it("killed: reads go on from the replica; restarted: it rejoins and is asked again", async () => {
+    const { nodes, addresses } = await startThree();
+    const { keys, roles } = keysWithRoles(addresses, 40);
+    const [warm, later] = [keys.slice(0, 20), keys.slice(20)];
+    // Warm up through the bystander, which keeps no copy: the owner loads, the replica gets a push.
+    for (const key of warm) await timedGet(addresses[roles.bystander]!, key);
+    expect(loadedKeys(nodes[roles.owner]!).sort()).toEqual([...warm].sort());
+
+    nodes[roles.owner]!.child.kill("SIGKILL");
+    await nodes[roles.owner]!.exited;
+    const times: number[] = [];
+    const until = performance.now() + 1_500;
+    while (performance.now() < until) {
+      for (const key of warm) times.push(await timedGet(addresses[roles.bystander]!, key));
+    }
+    expect(times.length).toBeGreaterThan(20);
+    expect(Math.max(...times)).toBeLessThan(PEER_TIMEOUT_MS + 100);
+    // Served from the replica's copy: no node loaded a warm key again.
+    for (const i of [roles.replica, roles.bystander]) {
+      expect(loadedKeys(nodes[i]!).filter((key) => warm.includes(key))).toEqual([]);
+    }
+
+    const port = Number(addresses[roles.owner]!.split(":")[1]);
+    const args = ["--replicas", "1", "--peer-timeout", String(PEER_TIMEOUT_MS)];
+    const restarted = await startNode(port, addresses, args);
+    // Once it serves, no client sees an error, through any node.
+    for (const address of addresses) for (const key of warm) await timedGet(address, key);
+    // The bystander's breaker lets a probe through within its backoff; from
+    // then on cold keys load on their owner again.
+    const deadline = performance.now() + 15_000;
+    let next = 0;
+    while (performance.now() < deadline && next < later.length) {
+      await timedGet(addresses[roles.bystander]!, later[next++]!);
+      if (loadedKeys(restarted).some((key) => later.includes(key))) break;
+      await sleep(200);
+    }
+    expect(loadedKeys(restarted).filter((key) => later.includes(key)).length).toBeGreaterThan(0);
+  }, 40_000);
+
+  it("stopped (nothing answers): only the first reads pay the peer timeout, then the breaker skips it", async () => {
+    const { nodes, addresses } = await startThree();
+    const { keys: all, roles } = keysWithRoles(addresses, 40);
+    const [keys, fresh] = [all.slice(0, 20), all.slice(20)];
+    for (const key of keys) await timedGet(addresses[roles.bystander]!, key);
+
+    nodes[roles.owner]!.child.kill("SIGSTOP");
+    try {
+      const times: number[] = [];
+      for (const key of keys) times.push(await timedGet(addresses[roles.bystander]!, key));
+      expect(Math.max(...times)).toBeLessThan(PEER_TIMEOUT_MS + 100);
+      const paidTimeout = times.filter((ms) => ms >= PEER_TIMEOUT_MS * 0.9);
+      // The default breaker opens after 3 failures in a row; after that, reads
+      // go straight to the replica.
+      expect(paidTimeout.length).toBe(3);
+      expect(times.slice(3).every((ms) => ms < 100)).toBe(true);
+    } finally {
+      nodes[roles.owner]!.child.kill("SIGCONT");
+    }
+    // Back: a probe closes the breaker; the owner serves again.
+    const deadline = performance.now() + 5_000;
+    let next = 0;
+    const beforeResume = loadedKeys(nodes[roles.owner]!).length;
+    while (performance.now() < deadline && next < fresh.length) {
+      await timedGet(addresses[roles.bystander]!, fresh[next++]!);
+      if (loadedKeys(nodes[roles.owner]!).length > beforeResume) break;
+      await sleep(100);
+    }
+    expect(loadedKeys(nodes[roles.owner]!).length).toBeGreaterThan(beforeResume);
+  }, 30_000);
+});
