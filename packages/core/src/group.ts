@@ -88,6 +88,8 @@ export interface GroupStats {
    * invalidation or Set it predates).
    */
   staleCopiesRefused: number;
+  /** Replication pushes after a load that a replica did not take (down, timed out, breaker open). */
+  replicationFailures: number;
   /** Loads in flight on this node now (reads that may ask peers, and getter calls). */
   loadsInFlight: number;
   /** Entries evicted to stay within the budget. */
@@ -149,6 +151,7 @@ export class Group {
   private peerLoads = 0;
   private peerErrors = 0;
   private staleCopiesRefused = 0;
+  private replicationFailures = 0;
 
   constructor(name: string, cacheBytes: number, getter: Getter, options: GroupOptions = {}) {
     if (typeof name !== "string" || name.length === 0)
@@ -437,6 +440,7 @@ export class Group {
       peerLoads: this.peerLoads,
       peerErrors: this.peerErrors,
       staleCopiesRefused: this.staleCopiesRefused,
+      replicationFailures: this.replicationFailures,
       loadsInFlight: this.readFlight.size + this.loadFlight.size,
       evictions: cache.evictions,
       bytes: cache.bytes,
@@ -521,7 +525,10 @@ export class Group {
       const replicas = this.peers?.placement(key).replicas;
       if (this.fill(key, view, token) && replicas !== undefined && replicas.length > 0) {
         // Replicas hold the value before any caller sees it, so losing this node loses nothing.
-        await Promise.allSettled(replicas.map((peer) => this.push(peer, key, view, stamp, false)));
+        const pushes = await Promise.allSettled(
+          replicas.map((peer) => this.push(peer, key, view, stamp, false)),
+        );
+        for (const push of pushes) if (push.status === "rejected") this.replicationFailures++;
       }
       return view;
     } finally {

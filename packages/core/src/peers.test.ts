@@ -255,4 +255,13 @@ describe("a group with peers", () => {
     );
     expect(c.groups[replica]!.stats().staleCopiesRefused).toBe(0);
   });
+
+  it("counts replication pushes a replica did not take", async () => {
+    const c = cluster(3, values);
+    const key = "Sam";
+    const owner = c.ownerIndex(key);
+    c.setDown((owner + 1) % 3, true);
+    await c.groups[owner]!.get(key);
+    expect(c.groups[owner]!.stats().replicationFailures).toBe(1);
+  });
 });
