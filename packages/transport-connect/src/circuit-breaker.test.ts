@@ -74,4 +74,15 @@ describe("CircuitBreaker", () => {
     advance(100);
     expect(b.admit()).toBeDefined();
   });
+
+  it("lets a must-try call through while open; its success closes the breaker", () => {
+    const { b } = breaker(1);
+    b.admit()!.failed();
+    expect(b.admit()).toBeUndefined();
+    b.admitAlways().failed(); // still open, backoff unchanged
+    expect(b.state).toBe("open");
+    expect(b.opened).toBe(1);
+    b.admitAlways().succeeded();
+    expect(b.state).toBe("closed");
+  });
 });

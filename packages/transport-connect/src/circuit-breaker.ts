@@ -8,6 +8,11 @@
  * not probe a recovering peer in step). Half-open: once the backoff has
  * passed, one call goes through as a probe; its success closes the breaker,
  * its failure opens it again for a longer backoff.
+ *
+ * Some calls must be tried even while the breaker is open (an invalidation:
+ * skipping it would leave a live node serving a deleted value).
+ * {@link CircuitBreaker.admitAlways} lets them through; one that succeeds
+ * closes the breaker, one that fails changes nothing.
  */
 
 /** Options for {@link CircuitBreaker}. */
@@ -90,6 +95,23 @@ export class CircuitBreaker {
     this.probing = true;
     return this.probeTicket;
   }
+
+  /**
+   * Lets a call through whatever the state. Its success closes the breaker;
+   * its failure counts only while the breaker is closed.
+   */
+  admitAlways(): BreakerTicket {
+    return this.openedTimes === 0 ? this.closedTicket : this.forcedTicket;
+  }
+
+  private readonly forcedTicket: BreakerTicket = {
+    succeeded: () => {
+      this.failuresInRow = 0;
+      this.openedTimes = 0;
+    },
+    failed: NOOP,
+    abandoned: NOOP,
+  };
 
   private readonly closedTicket: BreakerTicket = {
     succeeded: () => {
