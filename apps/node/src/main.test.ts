@@ -1,5 +1,6 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { createServer } from "node:net";
+import { createServer as createHttpServer } from "node:http";
+import { type AddressInfo, createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { createClient } from "@connectrpc/connect";
@@ -28,12 +29,17 @@ interface NodeProcess {
 
 const started: NodeProcess[] = [];
 
-async function startNode(port: number, peers: string[]): Promise<NodeProcess> {
+async function startNode(
+  port: number,
+  peers: string[],
+  extraArgs: string[] = [],
+  ipc = false,
+): Promise<NodeProcess> {
   const child = spawn(
     process.execPath,
-    [main, "--port", String(port), "--peers", peers.join(",")],
+    [main, "--port", String(port), "--peers", peers.join(","), ...extraArgs],
     {
-      stdio: ["ignore", "pipe", "pipe"],
+      stdio: ["ignore", "pipe", "pipe", ...(ipc ? (["ipc"] as const) : [])],
     },
   );
   const node: NodeProcess = {
@@ -79,6 +85,11 @@ describe("distcache-node", () => {
       code: 2,
     });
     await expect(run(process.execPath, [main, "--bogus"])).rejects.toMatchObject({ code: 2 });
+    expect(help.stdout).toContain("--max-in-flight");
+    await expect(run(process.execPath, [main, "--max-in-flight", "many"])).rejects.toMatchObject({
+      code: 2,
+      stderr: expect.stringContaining("--max-in-flight must be"),
+    });
   });
 
   it("keeps answering from replicas after the owner is killed with SIGKILL, without a getter call", async () => {
@@ -105,6 +116,76 @@ describe("distcache-node", () => {
       expect(new TextDecoder().decode(response.data)).toBe("630");
     }
     expect(nodes.flatMap(loadsOf)).toHaveLength(1);
+  });
+
+  it("loads from --source-url over HTTP and answers {type: 'stats'} on its IPC channel", async () => {
+    const paths: string[] = [];
+    const source = createHttpServer((request, response) => {
+      paths.push(request.url!);
+      const key = decodeURIComponent(request.url!.split("/").at(-1)!);
+      if (key === "gone") response.statusCode = 404;
+      else if (key === "broken") response.statusCode = 500;
+      response.end(`${key}@v1`);
+    });
+    await new Promise<void>((resolve) => source.listen(0, "127.0.0.1", resolve));
+    try {
+      const sourceUrl = `http://127.0.0.1:${(source.address() as AddressInfo).port}/db`;
+      const port = await freePort();
+      const node = await startNode(
+        port,
+        [`127.0.0.1:${port}`],
+        ["--group", "items:65536", "--source-url", sourceUrl],
+        true,
+      );
+      const client = createClient(
+        CacheService,
+        createGrpcTransport({ baseUrl: `http://${node.address}` }),
+      );
+      const decode = (data: Uint8Array) => new TextDecoder().decode(data);
+
+      expect(decode((await client.get({ group: "items", key: "a b/c" })).data)).toBe("a b/c@v1");
+      expect(decode((await client.get({ group: "items", key: "a b/c" })).data)).toBe("a b/c@v1");
+      expect(await client.get({ group: "items", key: "gone" })).toMatchObject({
+        found: false,
+        err: "key not found: gone",
+      });
+      const broken = await client.get({ group: "items", key: "broken" });
+      expect(broken.found).toBe(false);
+      expect(broken.err).toContain("HTTP 500");
+      // The second Get of "a b/c" was a hit: three loads, three requests.
+      expect(paths).toEqual(["/db/items/a%20b%2Fc", "/db/items/gone", "/db/items/broken"]);
+
+      const reply = new Promise<Record<string, unknown>>((resolve) =>
+        node.child.once("message", (message) => resolve(message as Record<string, unknown>)),
+      );
+      node.child.send({ type: "stats", id: "s1" });
+      const stats = await reply;
+      expect(stats).toMatchObject({
+        type: "stats",
+        id: "s1",
+        group: { gets: 4, hits: 1, localLoads: 3, items: 1 },
+        pool: { members: [node.address] },
+        sockets: { inbound: 1 },
+      });
+      expect(stats.fds).toBeGreaterThan(3);
+      expect(stats.rss).toBeGreaterThan(0);
+      expect(stats.activeResources).toHaveProperty("TCPServerWrap", 1);
+      // Its keep-alive connection to the source is still open.
+      const outbound = (stats.sockets as { outbound: Record<string, number> }).outbound;
+      expect(outbound[sourceUrl.slice("http://".length, -"/db".length)]).toBe(1);
+
+      node.child.kill("SIGTERM");
+      expect(await node.exited).toBe(0);
+    } finally {
+      source.closeAllConnections();
+      await new Promise((resolve) => source.close(resolve));
+    }
+  });
+
+  it("refuses a --source-url that is not http:// with exit 2", async () => {
+    await expect(
+      run(process.execPath, [main, "--source-url", "ftp://127.0.0.1/x"]),
+    ).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining("--source-url") });
   });
 
   it("drains and exits 0 on SIGTERM", async () => {

@@ -1,12 +1,14 @@
 #!/usr/bin/env node
 /**
  * distcache-node: one cache node serving the demo group over gRPC, gRPC-Web
- * and Connect. Every getter call prints "loaded from source: KEY".
+ * and Connect. Every getter call prints "loaded from source: KEY". The getter
+ * reads the demo rows, or an HTTP data source with --source-url.
  */
 import { parseArgs } from "node:util";
 import { NotFoundError, newGroup } from "@distcache/core";
 import { ConnectPool } from "@distcache/transport-connect";
-import { demoRows } from "./source.js";
+import { installIntrospection, SocketTracker } from "./introspection.js";
+import { demoRows, HttpSource } from "./source.js";
 
 const usage = `Usage: distcache-node [options]
 
@@ -18,7 +20,20 @@ const usage = `Usage: distcache-node [options]
   --replicas N             copies after the owner's (default 2)
   --peer-timeout MS        per-peer call timeout (default 1000)
   --no-client-set          refuse CacheService.Set from clients
-  --help                   this text`;
+  --source-url URL         load from GET URL/<group>/<key> (URL-encoded) instead of
+                           the demo rows: 200 = the value, 404 = not found
+  --load-timeout MS        longest getter call (default 10000)
+  --drain-timeout MS       on SIGTERM, time for requests in flight (default 5000)
+  --max-in-flight N        requests served at once; more are RESOURCE_EXHAUSTED
+                           (default 4096, 0 = no limit)
+  --max-loop-delay MS      event-loop delay past which requests are UNAVAILABLE
+                           (default 1000, 0 = off)
+  --max-connections N      open connections; more are closed (default 4096, 0 = no limit)
+  --max-key-bytes N        longest key in UTF-8 bytes (default 1024)
+  --max-value-bytes N      largest value a Set may carry (default 1048576)
+  --help                   this text
+
+Limits and what clients see: docs/operations.md.`;
 
 function fail(message: string): never {
   console.error(`distcache-node: ${message}\n\n${usage}`);
@@ -33,6 +48,12 @@ function integer(name: string, text: string, min: number, max: number): number {
   return value;
 }
 
+/** An optional integer flag; `undefined` (the library default) when absent. */
+function optional(name: keyof typeof args.values, min: number, max: number): number | undefined {
+  const text = args.values[name];
+  return typeof text === "string" ? integer(name, text, min, max) : undefined;
+}
+
 let args: ReturnType<typeof parse>;
 function parse() {
   return parseArgs({
@@ -44,6 +65,14 @@ function parse() {
       replicas: { type: "string", default: "2" },
       "peer-timeout": { type: "string", default: "1000" },
       "no-client-set": { type: "boolean", default: false },
+      "source-url": { type: "string" },
+      "load-timeout": { type: "string" },
+      "drain-timeout": { type: "string" },
+      "max-in-flight": { type: "string" },
+      "max-loop-delay": { type: "string" },
+      "max-connections": { type: "string" },
+      "max-key-bytes": { type: "string" },
+      "max-value-bytes": { type: "string" },
       help: { type: "boolean", default: false },
     },
     strict: true,
@@ -70,14 +99,28 @@ const peers = (args.values.peers ?? self)
   .map((peer) => peer.trim())
   .filter((peer) => peer !== "");
 
+let source: HttpSource | undefined;
+try {
+  const url = args.values["source-url"];
+  source = url === undefined ? undefined : new HttpSource(url);
+} catch (error) {
+  fail(`--source-url: ${error instanceof Error ? error.message : error}`);
+}
 const rows = demoRows();
 const log = (line: string) => console.log(`[node ${self}] ${line}`);
-const group = newGroup(groupName, budget, async (key) => {
-  log(`loaded from source: ${key}`);
-  const value = rows.get(key);
-  if (value === undefined) throw new NotFoundError(key);
-  return value;
-});
+const loadTimeout = optional("load-timeout", 0, 3_600_000);
+const group = newGroup(
+  groupName,
+  budget,
+  async (key, { signal }) => {
+    log(`loaded from source: ${key}`);
+    if (source !== undefined) return source.load(groupName, key, signal);
+    const value = rows.get(key);
+    if (value === undefined) throw new NotFoundError(key);
+    return value;
+  },
+  loadTimeout === undefined ? {} : { loadTimeout },
+);
 
 let pool: ConnectPool;
 try {
@@ -85,12 +128,22 @@ try {
     replicas: integer("replicas", args.values.replicas, 0, 64),
     peerTimeoutMs: integer("peer-timeout", args.values["peer-timeout"], 1, 600_000),
     allowClientSet: !args.values["no-client-set"],
+    drainTimeoutMs: optional("drain-timeout", 0, 3_600_000),
+    maxRequestsInFlight: optional("max-in-flight", 0, 10_000_000),
+    maxEventLoopDelayMs: optional("max-loop-delay", 0, 600_000),
+    maxConnections: optional("max-connections", 0, 10_000_000),
+    maxKeyBytes: optional("max-key-bytes", 1, 1 << 20),
+    maxValueBytes: optional("max-value-bytes", 1, 1 << 30),
   });
   pool.setPeers(...peers);
 } catch (error) {
   fail(error instanceof Error ? error.message : String(error));
 }
 group.registerPeers(pool);
+// Only when a parent opened an IPC channel (scripts/chaos.mjs): answers {type: "stats"}.
+if (process.send !== undefined) {
+  installIntrospection(process, { pool, group, sockets: new SocketTracker().start() });
+}
 
 let stopping = false;
 async function stop(signal: string) {
@@ -98,6 +151,7 @@ async function stop(signal: string) {
   stopping = true;
   log(`${signal}: draining`);
   await pool.close();
+  source?.close();
   log("stopped");
   process.exit(0);
 }
