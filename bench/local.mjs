@@ -1,9 +1,11 @@
 // The local part of `pnpm bench`: one process, no network.
 //
-// Compares @distcache/lru and a warm @distcache/core Group with `lru-cache` (v11,
-// sized by bytes with maxSize + sizeCalculation) and a bare Map, on the same keys
-// and the same pseudo-random access sequence, and checks that 10,000 concurrent
-// gets of one cold key call the getter once.
+// Compares @distcache/lru (`LRU`, and `ByteLRU`, the slab store under every
+// Group, read through `ByteView.adoptRange` as the Group reads it) and a warm
+// @distcache/core Group with `lru-cache` (v11, sized by bytes with maxSize +
+// sizeCalculation) and a bare Map, on the same keys and the same pseudo-random
+// access sequence, and checks that 10,000 concurrent gets of one cold key call
+// the getter once.
 
 import { LRUCache } from "lru-cache";
 import { formatRate, markdownTable, measure, mulberry32, pairedRatio } from "./harness.mjs";
@@ -45,7 +47,15 @@ async function loadPackages() {
   try {
     const lru = await import("../packages/lru/dist/index.js");
     const core = await import("../packages/core/dist/index.js");
-    return { LRU: lru.LRU, ENTRY_OVERHEAD_BYTES: lru.ENTRY_OVERHEAD_BYTES, Group: core.Group };
+    return {
+      LRU: lru.LRU,
+      ENTRY_OVERHEAD_BYTES: lru.ENTRY_OVERHEAD_BYTES,
+      ByteLRU: lru.ByteLRU,
+      BYTE_ENTRY_OVERHEAD_BYTES: lru.BYTE_ENTRY_OVERHEAD_BYTES,
+      chargedValueBytes: lru.chargedValueBytes,
+      Group: core.Group,
+      ByteView: core.ByteView,
+    };
   } catch (error) {
     throw new Error(
       `cannot load the built packages (${error.message}); build first: npx -y pnpm@12.4.2 build`,
@@ -83,6 +93,13 @@ function ourGetLoop(cache, keys, seq, n) {
   return acc;
 }
 
+function byteGetLoop(cache, keys, seq, n) {
+  const mask = seq.length - 1;
+  let acc = 0;
+  for (let i = 0; i < n; i++) if (cache.get(keys[seq[i & mask]]) !== undefined) acc++;
+  return acc;
+}
+
 function lruCacheGetLoop(cache, keys, seq, n) {
   const mask = seq.length - 1;
   let acc = 0;
@@ -97,6 +114,13 @@ function ourSetLoop(cache, keys, seq, pool, n) {
   return acc;
 }
 
+function byteSetLoop(cache, keys, seq, pool, n) {
+  const mask = seq.length - 1;
+  let acc = 0;
+  for (let i = 0; i < n; i++) if (cache.set(keys[seq[i & mask]], pool[i & (POOL - 1)])) acc++;
+  return acc;
+}
+
 function lruCacheSetLoop(cache, keys, seq, pool, n) {
   const mask = seq.length - 1;
   let acc = 0;
@@ -105,6 +129,17 @@ function lruCacheSetLoop(cache, keys, seq, pool, n) {
 }
 
 function ourEvictLoop(cache, stream, cursor, pool, n) {
+  let pos = cursor.pos;
+  let acc = 0;
+  for (let i = 0; i < n; i++) {
+    if (cache.set(stream[pos], pool[pos & (POOL - 1)])) acc++;
+    pos = pos + 1 === stream.length ? 0 : pos + 1;
+  }
+  cursor.pos = pos;
+  return acc;
+}
+
+function byteEvictLoop(cache, stream, cursor, pool, n) {
   let pos = cursor.pos;
   let acc = 0;
   for (let i = 0; i < n; i++) {
@@ -180,7 +215,15 @@ export async function runLocal({
   const t0 = process.hrtime.bigint();
   const say = (line) =>
     log(`[${(Number(process.hrtime.bigint() - t0) / 1e9).toFixed(1)} s] ${line}`);
-  const { LRU, ENTRY_OVERHEAD_BYTES, Group } = await loadPackages();
+  const {
+    LRU,
+    ENTRY_OVERHEAD_BYTES,
+    ByteLRU,
+    BYTE_ENTRY_OVERHEAD_BYTES,
+    chargedValueBytes,
+    Group,
+    ByteView,
+  } = await loadPackages();
 
   // --- data: same keys, same values, same access sequence for everyone
   const keys = makeKeys("key:", KEY_COUNT, 100_000); // "key:100000" .. "key:199999", 10 bytes each
@@ -199,12 +242,18 @@ export async function runLocal({
     maxSize: KEY_COUNT * entryBytes * 2,
     sizeCalculation: (value, key) => key.length + value.byteLength,
   });
+  // Charged per entry by ByteLRU: key + the value's chunk + its per-entry overhead.
+  const byteEntry = keyBytes + chargedValueBytes(VALUE_BYTES) + BYTE_ENTRY_OVERHEAD_BYTES;
+  const slab = new ByteLRU({ maxBytes: KEY_COUNT * byteEntry * 2, view: ByteView.adoptRange });
   for (let i = 0; i < KEY_COUNT; i++) {
     map.set(keys[i], values[i]);
     ours.set(keys[i], values[i]);
+    slab.set(keys[i], values[i]);
     theirs.set(keys[i], values[i]);
   }
-  if (ours.length !== KEY_COUNT || theirs.size !== KEY_COUNT) fail("caches do not hold every key");
+  if (ours.length !== KEY_COUNT || slab.length !== KEY_COUNT || theirs.size !== KEY_COUNT) {
+    fail("caches do not hold every key");
+  }
 
   // --- evicting caches: budgets for exactly EVICT_CAPACITY entries
   const stream = makeKeys("evk:", EVICT_STREAM, 100_000);
@@ -213,6 +262,11 @@ export async function runLocal({
     maxSize: EVICT_CAPACITY * entryBytes,
     sizeCalculation: (value, key) => key.length + value.byteLength,
   });
+  const slabSmall = new ByteLRU({
+    maxBytes: EVICT_CAPACITY * byteEntry,
+    view: ByteView.adoptRange,
+  });
+  const slabCursor = { pos: 0 };
   const oursCursor = { pos: 0 };
   const theirsCursor = { pos: 0 };
 
@@ -245,6 +299,7 @@ export async function runLocal({
       ...rounds,
       contenders: [
         { name: "@distcache/lru", run: (n) => ourGetLoop(ours, keys, seq, n) },
+        { name: "ByteLRU (Group's store)", run: (n) => byteGetLoop(slab, keys, seq, n) },
         { name: "lru-cache", run: (n) => lruCacheGetLoop(theirs, keys, seq, n) },
         { name: "Map (no LRU)", run: (n) => mapGetLoop(map, keys, seq, n) },
       ],
@@ -260,11 +315,14 @@ export async function runLocal({
       ...rounds,
       contenders: [
         { name: "@distcache/lru", run: (n) => ourSetLoop(ours, keys, seq, pool, n) },
+        { name: "ByteLRU (Group's store)", run: (n) => byteSetLoop(slab, keys, seq, pool, n) },
         { name: "lru-cache", run: (n) => lruCacheSetLoop(theirs, keys, seq, pool, n) },
       ],
     }),
   });
-  if (ours.length !== KEY_COUNT || theirs.size !== KEY_COUNT) fail("replacing sets evicted");
+  if (ours.length !== KEY_COUNT || slab.length !== KEY_COUNT || theirs.size !== KEY_COUNT) {
+    fail("replacing sets evicted");
+  }
 
   say(`local: set (evicting) x ${cfg.evictOps} ops`);
   results.push({
@@ -279,20 +337,32 @@ export async function runLocal({
           run: (n) => ourEvictLoop(oursSmall, stream, oursCursor, pool, n),
         },
         {
+          name: "ByteLRU (Group's store)",
+          run: (n) => byteEvictLoop(slabSmall, stream, slabCursor, pool, n),
+        },
+        {
           name: "lru-cache",
           run: (n) => lruCacheEvictLoop(theirsSmall, stream, theirsCursor, pool, n),
         },
       ],
     }),
   });
-  if (oursSmall.length !== EVICT_CAPACITY || theirsSmall.size !== EVICT_CAPACITY) {
+  if (
+    oursSmall.length !== EVICT_CAPACITY ||
+    slabSmall.length !== EVICT_CAPACITY ||
+    theirsSmall.size !== EVICT_CAPACITY
+  ) {
     fail(
-      `evicting caches hold ${oursSmall.length} / ${theirsSmall.size} entries, not ${EVICT_CAPACITY}`,
+      `evicting caches hold ${oursSmall.length} / ${slabSmall.length} / ${theirsSmall.size} entries, not ${EVICT_CAPACITY}`,
     );
   }
   const totalEvictOps = (cfg.rounds + cfg.warmup) * cfg.evictOps;
-  if (oursSmall.stats().evictions !== totalEvictOps - EVICT_CAPACITY)
+  if (
+    oursSmall.stats().evictions !== totalEvictOps - EVICT_CAPACITY ||
+    slabSmall.stats().evictions !== totalEvictOps - EVICT_CAPACITY
+  ) {
     fail("not every evicting set evicted");
+  }
 
   say(`local: awaited Group.get (hit) x ${cfg.groupOps} ops`);
   results.push({
@@ -323,6 +393,9 @@ export async function runLocal({
     for (const r of rows) {
       // Truncated, not rounded, so a ratio shown as 1.00× never FAILs a 1.0× target.
       const ratio = Math.floor(pairedRatio(r, baseline) * 100) / 100;
+      // ByteLRU rows are shown without a target: it copies each value in and
+      // hands a view out, work the pointer-holding caches do not do (see
+      // docs/benchmarks.md); the Group row measures what that costs a caller.
       const isOurs = r.name === "@distcache/lru" || r.name === "@distcache/core Group";
       const target = isOurs ? TARGETS[key] : undefined;
       const spread = ((r.max - r.min) / r.median) * 100;
