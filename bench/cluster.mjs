@@ -6,6 +6,8 @@
 //   2. a cache hit through one node that owns the key (3 nodes, --replicas 2);
 //   3. a forwarded hit (3 nodes, --replicas 0): the entry node does not own the
 //      key and keeps no copy, so it fetches it from the owner over PeerService.
+// Then goal 1 of issue 5 (local hit ≥ 0.85× bare at 1×64 and 4×32) is judged
+// on its own interleaved bare/local pairs; see GOAL_RATIO.
 // Each runs with `-c 1 -m 64` and `-c 4 -m 32`. p50/p99 come from h2load's
 // --log-file (per-request latency in µs). Every child process is stopped by pid
 // (SIGTERM, then SIGKILL after a timeout), also when something fails.
@@ -19,6 +21,7 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { runGrpcLoad } from "./grpc-load.mjs";
 import { formatRate, markdownTable } from "./harness.mjs";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -30,8 +33,37 @@ const GROUP_BYTES = 1 << 20;
 const METHOD_PATH = "/distcache.CacheService/Get";
 const INSTALL = "apt-get update && apt-get install -y nghttp2-client";
 
-const FULL = { requests: 20_000, warmup: 2_000 };
-const QUICK = { requests: 2_000, warmup: 500 };
+/**
+ * Goal 1 of issue 5: a Get hit on one node (the "local" scenario) reaches at
+ * least this share of the bare responder's req/s at 1×64 and at 4×32. Judged
+ * on its own runs: `goalRounds` pairs per configuration, bare and local back
+ * to back (alternating which goes first), and the median of the pairs'
+ * ratios decides — one pair of 20,000-request runs moves by ±15% on a
+ * machine shared with other work.
+ */
+const GOAL_RATIO = 0.85;
+const GOAL_CONFIGS = [
+  { clients: 1, streams: 64 },
+  { clients: 4, streams: 32 },
+];
+
+/**
+ * Goal 2 of issue 5: a forwarded Get hit (entry node not the owner, --replicas
+ * 0 so it must ask) reaches at least this share of a local hit's req/s. h2load
+ * sends one key, and singleflight merges concurrent Gets of one key, so this
+ * goal is measured over many distinct keys with one Node load generator
+ * (bench/grpc-load.mjs) for both rows: round robin over the ~333 demo keys the
+ * entry owns (local) and over the ~666 it does not (forwarded). Pairs and
+ * median as for goal 1.
+ */
+const GOAL2_RATIO = 0.5;
+const GOAL2_CONFIGS = [
+  { clients: 1, streams: 64 },
+  { clients: 4, streams: 32 },
+];
+
+const FULL = { requests: 20_000, warmup: 2_000, goalRounds: 5 };
+const QUICK = { requests: 2_000, warmup: 500, goalRounds: 1 };
 // `share`: fraction of the requests per row. The 1×1 rows are serial (latency-bound)
 // and fewer: with one request in flight nothing can share a peer fetch, so there
 // every forwarded Get pays a whole fetch (with 64 in flight, singleflight makes
@@ -433,6 +465,17 @@ function h2load({ port, reqFile, requests, clients, streams, logFile, timeoutMs 
   });
 }
 
+function median(values) {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+/** Truncated to two decimals (a ratio shown as 0.85 is at least 0.85). */
+function truncate2(v) {
+  return Math.floor(v * 100) / 100;
+}
+
 function ms(v) {
   if (!Number.isFinite(v)) return "n/a";
   return v >= 100 ? `${v.toFixed(0)} ms` : `${v.toFixed(2)} ms`;
@@ -456,6 +499,16 @@ async function loadPoolFactory() {
   }
 }
 
+/** Every demo key owned (or not owned) by `entry`, by the nodes' own ring. */
+async function pickKeys(makePool, members, entry, wantOwned) {
+  const pool = makePool(members); // never serves; no peer is contacted
+  try {
+    return [...DEMO_ROWS.keys()].filter((key) => (pool.ownerOf(key) === entry) === wantOwned);
+  } finally {
+    await pool.close();
+  }
+}
+
 /** First demo key owned (or not owned) by `entry`, by the nodes' own ring. */
 async function pickKey(makePool, members, entry, wantOwned) {
   const pool = makePool(members); // never serves; no peer is contacted
@@ -474,10 +527,13 @@ async function pickKey(makePool, members, entry, wantOwned) {
  * Runs the cluster benchmark and returns its report.
  *
  * @param {{quick?: boolean, log?: (line: string) => void}} [options]
- * @returns {Promise<{ok: boolean, markdown: string, results: object[]}>}
+ * @returns {Promise<{ok: boolean, markdown: string, results: object[], goal: object[], goalMet?: boolean}>}
  *   `ok` is false when a response was wrong (not found=true with the expected
  *   data) or an h2load run had failed / non-2xx requests. A missing h2load is a
- *   SKIP (ok stays true).
+ *   SKIP (ok stays true). `goal`: goal 1's runs per configuration; `goalMet`:
+ *   whether goal 1 (median local-hit ratio ≥ 0.85× bare at 1×64 and 4×32)
+ *   held. A missed goal shows as FAIL but does not make `ok` false (speed
+ *   depends on the machine).
  */
 export async function runCluster({
   quick = false,
@@ -604,6 +660,27 @@ export async function runCluster({
         logFile: path.join(tmp, "warmup.log"),
       });
     }
+    // Goal 2's keys: every demo key the local entry owns, every one the forwarded entry does not.
+    const goal2Keys = {
+      local: await pickKeys(makePool, localMembers, localMembers[0], true),
+      forwarded: await pickKeys(makePool, fwdMembers, fwdMembers[0], false),
+    };
+    const goal2Runs = {
+      local: { port: localPorts[0], keys: goal2Keys.local, entry: localNodes[0] },
+      forwarded: { port: fwdPorts[0], keys: goal2Keys.forwarded, entry: fwdNodes[0] },
+    };
+    for (const run of Object.values(goal2Runs)) {
+      // Loads every key on its owner (and JITs the generator's path).
+      const r = await runGrpcLoad({
+        port: run.port,
+        group: GROUP,
+        keys: run.keys,
+        expected: (key) => DEMO_ROWS.get(key),
+        requests: Math.max(run.keys.length, cfg.warmup),
+        streams: 64,
+      });
+      if (r.failed > 0) problems.push(`goal 2 warm-up: ${r.failed} failed (${r.failures[0]})`);
+    }
     const loadsAfterWarmup = [...localNodes, ...fwdNodes].reduce((n, c) => n + c.loads, 0);
 
     // --- measured runs, scenarios back to back per configuration
@@ -635,6 +712,72 @@ export async function runCluster({
         results.push({ scenario: s.id, name: s.name, clients, streams, peerFetches, ...r });
       }
     }
+
+    // --- goal 1: bare and local hit in pairs, alternating which runs first
+    const goal = [];
+    const [bareScenario, localScenario] = scenarios;
+    for (const { clients, streams } of GOAL_CONFIGS) {
+      const pairs = [];
+      for (let round = 0; round < cfg.goalRounds; round++) {
+        const order =
+          round % 2 === 0 ? [bareScenario, localScenario] : [localScenario, bareScenario];
+        const rates = {};
+        for (const s of order) {
+          say(`cluster: goal 1 round ${round + 1} ${s.id} ${clients}x${streams}`);
+          const r = await h2load({
+            port: s.port,
+            reqFile: s.reqFile,
+            requests: cfg.requests,
+            clients,
+            streams,
+            logFile: path.join(tmp, `goal-${s.id}.log`),
+          });
+          if (r.succeeded !== cfg.requests || r.status2xx !== cfg.requests || r.failed !== 0) {
+            problems.push(
+              `goal ${s.id} ${clients}x${streams}: ${r.succeeded}/${cfg.requests} succeeded, ${r.status2xx} 2xx, ${r.failed} failed`,
+            );
+          }
+          rates[s.id] = r.rate;
+        }
+        pairs.push({ bare: rates.bare, local: rates.local, ratio: rates.local / rates.bare });
+      }
+      goal.push({ clients, streams, pairs, median: median(pairs.map((p) => p.ratio)) });
+    }
+    // --- goal 2: local and forwarded hits over distinct keys, in pairs, alternating
+    const goal2 = [];
+    const goal2Requests = Math.round(cfg.requests / 2);
+    for (const { clients, streams } of GOAL2_CONFIGS) {
+      const pairs = [];
+      for (let round = 0; round < cfg.goalRounds; round++) {
+        const order = round % 2 === 0 ? ["local", "forwarded"] : ["forwarded", "local"];
+        const pair = {};
+        for (const id of order) {
+          const run = goal2Runs[id];
+          say(
+            `cluster: goal 2 round ${round + 1} ${id} ${clients}x${streams}, ${run.keys.length} keys`,
+          );
+          const before = await peerRequests(run.entry);
+          const r = await runGrpcLoad({
+            port: run.port,
+            group: GROUP,
+            keys: run.keys,
+            expected: (key) => DEMO_ROWS.get(key),
+            requests: goal2Requests,
+            connections: clients,
+            streams,
+          });
+          const peerCalls = (await peerRequests(run.entry)) - before;
+          if (r.failed > 0) {
+            problems.push(
+              `goal 2 ${id} ${clients}x${streams}: ${r.failed}/${goal2Requests} wrong or failed (${r.failures.join("; ")})`,
+            );
+          }
+          pair[id] = { ...r, peerCalls };
+        }
+        pairs.push({ ...pair, ratio: pair.forwarded.rate / pair.local.rate });
+      }
+      goal2.push({ clients, streams, pairs, median: median(pairs.map((p) => p.ratio)) });
+    }
     await verify("after");
     const loadsAtEnd = [...localNodes, ...fwdNodes].reduce((n, c) => n + c.loads, 0);
     if (loadsAtEnd !== loadsAfterWarmup) {
@@ -660,7 +803,7 @@ export async function runCluster({
         formatRate(r.rate),
         ms(r.p50),
         ms(r.p99),
-        `${(Math.floor((r.rate / bareRate) * 100) / 100).toFixed(2)}×`,
+        `${truncate2(r.rate / bareRate).toFixed(2)}×`,
         fetches,
       ];
     });
@@ -677,6 +820,76 @@ export async function runCluster({
       rows,
       ["l", "l", "r", "r", "r", "r", "r"],
     );
+    // Truncated, not rounded, so a ratio shown as 0.85× never FAILs the 0.85× target.
+    const goalMet = goal.every((g) => truncate2(g.median) >= GOAL_RATIO);
+    const goalTable = markdownTable(
+      [
+        "Get hit on one node vs bare",
+        "conns×streams",
+        "pairs",
+        "bare req/s (median)",
+        "local hit req/s (median)",
+        "ratio per pair",
+        "median ratio",
+        "target",
+        "result",
+      ],
+      goal.map((g) => [
+        `goal 1: "${localScenario.key}" on its owner`,
+        `${g.clients}×${g.streams}`,
+        String(g.pairs.length),
+        formatRate(median(g.pairs.map((p) => p.bare))),
+        formatRate(median(g.pairs.map((p) => p.local))),
+        g.pairs.map((p) => truncate2(p.ratio).toFixed(2)).join(" "),
+        `${truncate2(g.median).toFixed(2)}×`,
+        `≥ ${GOAL_RATIO.toFixed(2)}×`,
+        truncate2(g.median) >= GOAL_RATIO ? "PASS" : "FAIL",
+      ]),
+      ["l", "l", "r", "r", "r", "l", "r", "l", "l"],
+    );
+    const goal2Met = goal2.every((g) => truncate2(g.median) >= GOAL2_RATIO);
+    const medianOf = (pairs, id, field) => median(pairs.map((p) => p[id][field]));
+    const goal2Table = markdownTable(
+      [
+        "Get hit, distinct keys",
+        "conns×streams",
+        "keys",
+        "req/s (median)",
+        "p50",
+        "p99",
+        "peer calls by entry node",
+        "forwarded / local per pair",
+        "median ratio",
+        "target",
+        "result",
+      ],
+      goal2.flatMap((g) =>
+        ["local", "forwarded"].map((id) => {
+          const calls = g.pairs.reduce((n, p) => n + p[id].peerCalls, 0);
+          const gets = g.pairs.length * goal2Requests;
+          return [
+            id === "local"
+              ? "local: keys the entry owns (--replicas 2)"
+              : "forwarded: keys owned elsewhere (--replicas 0)",
+            `${g.clients}×${g.streams}`,
+            String(goal2Runs[id].keys.length),
+            formatRate(medianOf(g.pairs, id, "rate")),
+            ms(medianOf(g.pairs, id, "p50")),
+            ms(medianOf(g.pairs, id, "p99")),
+            Number.isNaN(calls)
+              ? "n/a"
+              : calls === 0
+                ? "0"
+                : `${calls.toLocaleString("en")} (1 per ${(gets / calls).toFixed(1)} Gets)`,
+            id === "local" ? "" : g.pairs.map((p) => truncate2(p.ratio).toFixed(2)).join(" "),
+            id === "local" ? "" : `${truncate2(g.median).toFixed(2)}×`,
+            id === "local" ? "" : `≥ ${GOAL2_RATIO.toFixed(2)}×`,
+            id === "local" ? "" : truncate2(g.median) >= GOAL2_RATIO ? "PASS" : "FAIL",
+          ];
+        }),
+      ),
+      ["l", "l", "r", "r", "r", "r", "r", "l", "r", "l", "l"],
+    );
     const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
     const markdown = [
       "### Cluster (gRPC Get over loopback h2c, h2load)",
@@ -689,12 +902,33 @@ export async function runCluster({
       "",
       table,
       "",
+      `**Goal 1 (issue 5): a Get hit on one node at ≥ ${GOAL_RATIO.toFixed(2)}× the bare responder's req/s ` +
+        `at 1×64 and 4×32: ${goalMet ? "PASS" : "FAIL"}** (median ratio ` +
+        goal.map((g) => `${g.clients}×${g.streams} ${truncate2(g.median).toFixed(2)}×`).join(", ") +
+        `). Judged on separate runs: ${cfg.goalRounds} pair${cfg.goalRounds === 1 ? "" : "s"} per configuration of ${cfg.requests.toLocaleString("en")} ` +
+        "requests to the bare responder and to the local-hit node back to back, alternating which goes first; " +
+        "the median of the pairs' ratios decides (single runs on a shared machine move by ±15%).",
+      "",
+      goalTable,
+      "",
+      `**Goal 2 (issue 5): a forwarded Get hit at ≥ ${GOAL2_RATIO.toFixed(2)}× a local hit's req/s, over many distinct keys: ` +
+        `${goal2Met ? "PASS" : "FAIL"}** (median ratio ` +
+        goal2
+          .map((g) => `${g.clients}×${g.streams} ${truncate2(g.median).toFixed(2)}×`)
+          .join(", ") +
+        `). One Node load generator (bench/grpc-load.mjs, in this process) for both rows, round robin over the keys, so the Gets in flight are distinct ` +
+        `and every forwarded Get is a key the entry node must ask its owner for; ${cfg.goalRounds} pair${cfg.goalRounds === 1 ? "" : "s"} of ` +
+        `${goal2Requests.toLocaleString("en")} Gets per configuration, alternating which goes first. Every answer was checked (found=true, the demo value). ` +
+        "p50/p99: per Get, medians over the pairs. Peer calls: HTTP/2 requests the entry node sent to peers (batches: `FetchMany`).",
+      "",
+      goal2Table,
+      "",
       "Checked: in every row h2load counted all requests succeeded with HTTP 200 (2xx) and none failed; " +
         `a raw gRPC call before and after the runs answered ${scenarios.map((s) => `${s.id}: ${s.verified}`).join("; ")}; ` +
         `getter calls during measured rows: ${loadsAtEnd - loadsAfterWarmup}. Cluster part took ${seconds.toFixed(1)} s.` +
         (problems.length > 0 ? `\n\n**FAILED checks:** ${problems.join("; ")}` : ""),
     ].join("\n");
-    return { ok: problems.length === 0, markdown, results };
+    return { ok: problems.length === 0, markdown, results, goal, goalMet, goal2, goal2Met };
   } finally {
     await Promise.all(children.map((c) => stopChild(c)));
     rmSync(tmp, { recursive: true, force: true });

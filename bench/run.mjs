@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // Entry of `pnpm bench` (the root script builds first, then runs this file).
 //
-//   node bench/run.mjs            full run (about a minute and a half: local ~20 s, cluster ~60 s)
+//   node bench/run.mjs            full run (about two minutes: local ~30 s, memory ~10 s, cluster ~60 s)
 //   node bench/run.mjs --quick    a few-second smoke run for CI (also BENCH_QUICK=1)
+//   node bench/run.mjs --only local,memory   only the named parts (local, memory, cluster, fanin)
 //
 // Prints the machine and markdown tables on stdout, progress on stderr. Exits 1
 // only when a correctness check fails (e.g. the getter ran more than once for
@@ -13,8 +14,10 @@
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { runCluster } from "./cluster.mjs";
+import { runFanIn } from "./fanin.mjs";
 import { checksum, gcExposed, machine } from "./harness.mjs";
 import { runLocal } from "./local.mjs";
+import { runMemory } from "./memory.mjs";
 
 const args = process.argv.slice(2);
 // biome-ignore lint/suspicious/noUndeclaredEnvVars: run by node after the build, not a turbo task
@@ -36,10 +39,25 @@ console.log(`Machine: ${machine()}${gcExposed() ? "" : " (no --expose-gc)"}\n`);
 
 // Each part is a module run here in turn. The cluster part needs `h2load`
 // (Debian: nghttp2-client) and prints a SKIP line without it.
-const parts = [
+const allParts = [
   { name: "local", run: runLocal },
+  { name: "memory", run: runMemory },
   { name: "cluster", run: runCluster },
+  { name: "fanin", run: runFanIn },
 ];
+const onlyAt = args.findIndex((arg) => arg === "--only" || arg.startsWith("--only="));
+const only =
+  onlyAt < 0
+    ? undefined
+    : (args[onlyAt].startsWith("--only=") ? args[onlyAt].slice(7) : (args[onlyAt + 1] ?? ""))
+        .split(",")
+        .filter((name) => name !== "");
+const unknown = (only ?? []).filter((name) => !allParts.some((part) => part.name === name));
+if (unknown.length > 0 || only?.length === 0) {
+  console.error(`bench: --only takes part names among ${allParts.map((p) => p.name).join(", ")}`);
+  process.exit(2);
+}
+const parts = only === undefined ? allParts : allParts.filter((part) => only.includes(part.name));
 
 let ok = true;
 for (const part of parts) {

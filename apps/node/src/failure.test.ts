@@ -8,6 +8,15 @@ import { describe, expect, it } from "vitest";
 import { freePort, loadedKeys, type NodeProcess, startNode } from "./node-process.test-util.js";
 
 const PEER_TIMEOUT_MS = 500;
+/** 1 MiB per node: the test's keys never evict (the demo default of 2 KiB would). */
+const NODE_ARGS = [
+  "--group",
+  "scores:1048576",
+  "--replicas",
+  "1",
+  "--peer-timeout",
+  String(PEER_TIMEOUT_MS),
+];
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const text = (data: Uint8Array) => new TextDecoder().decode(data);
 
@@ -34,8 +43,7 @@ function rolesOf(key: string, addresses: string[]): Roles {
 async function startThree(): Promise<{ nodes: NodeProcess[]; addresses: string[] }> {
   const ports = await Promise.all([freePort(), freePort(), freePort()]);
   const addresses = ports.map((port) => `127.0.0.1:${port}`);
-  const args = ["--replicas", "1", "--peer-timeout", String(PEER_TIMEOUT_MS)];
-  const nodes = await Promise.all(ports.map((port) => startNode(port, addresses, args)));
+  const nodes = await Promise.all(ports.map((port) => startNode(port, addresses, NODE_ARGS)));
   return { nodes, addresses };
 }
 
@@ -87,8 +95,7 @@ describe("a key's owner fails and comes back (child processes)", () => {
     }
 
     const port = Number(addresses[roles.owner]!.split(":")[1]);
-    const args = ["--replicas", "1", "--peer-timeout", String(PEER_TIMEOUT_MS)];
-    const restarted = await startNode(port, addresses, args);
+    const restarted = await startNode(port, addresses, NODE_ARGS);
     // Once it serves, no client sees an error, through any node.
     for (const address of addresses) for (const key of warm) await timedGet(address, key);
     // The bystander's breaker lets a probe through within its backoff; from

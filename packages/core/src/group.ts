@@ -1,4 +1,4 @@
-import { LRU } from "@distcache/lru";
+import { ByteLRU } from "@distcache/lru";
 import { SingleFlight } from "@distcache/singleflight";
 import { ByteView, describe } from "./byteview.js";
 import { InvalidKeyError, NotFoundError, RemoteLoadError } from "./errors.js";
@@ -129,7 +129,8 @@ export class Group {
   /** The byte budget; `0` means unbounded. */
   readonly cacheBytes: number;
   private readonly getter: Getter;
-  private readonly cache: LRU<ByteView>;
+  /** Values in slab pages; a hit hands out a view of its page (see ByteView.adoptRange). */
+  private readonly cache: ByteLRU<ByteView>;
   /** Loads on behalf of a caller of `get`: may ask peers. */
   private readonly readFlight = new SingleFlight<ByteView>();
   /** Loads with this node's getter: never asks a peer, so peers never wait on each other. */
@@ -161,9 +162,9 @@ export class Group {
     this.name = name;
     this.cacheBytes = cacheBytes;
     this.getter = getter;
-    this.cache = new LRU<ByteView>({
+    this.cache = new ByteLRU<ByteView>({
       maxBytes: cacheBytes,
-      sizeOf: (view) => view.length,
+      view: ByteView.adoptRange,
       ttl: options.ttl ?? 0,
     });
     this.loadFlight = new SingleFlight<ByteView>({
@@ -548,13 +549,13 @@ export class Group {
 
   private storeView(key: string, view: ByteView): void {
     this.removeLocal(key);
-    this.cache.set(key, view);
+    this.cache.set(key, ByteView.unwrap(view));
   }
 
   /** Caches `view` unless the key was invalidated since `token` began. */
   private fill(key: string, view: ByteView, token: FillToken): boolean {
     if (token.stale) return false;
-    return this.cache.set(key, view);
+    return this.cache.set(key, ByteView.unwrap(view));
   }
 
   private beginFill(key: string): FillToken {

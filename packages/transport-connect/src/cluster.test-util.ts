@@ -5,6 +5,7 @@ import { afterEach } from "vitest";
 import { freePort } from "./free-port.test-util.js";
 import { CacheService } from "./gen/distcache/cache_pb.js";
 import { ConnectPool, type ConnectPoolOptions } from "./pool.js";
+import type { PeerRequestCounts } from "./services.js";
 
 export interface TestNode {
   address: string;
@@ -77,5 +78,5 @@ afterEach(async () => {
 });
 
 export const text = (data: Uint8Array) => new TextDecoder().decode(data);
-export const totalReceived = (nodes: TestNode[], method: "fetch" | "store" | "invalidate") =>
+export const totalReceived = (nodes: TestNode[], method: keyof PeerRequestCounts) =>
   nodes.reduce((sum, node) => sum + node.pool.stats().received[method], 0);

@@ -41,7 +41,8 @@ describe("a 3-node cluster over real HTTP/2", () => {
     const nodes = await startCluster(3);
     await nodes[0]!.client.get({ group: "scores", key: "Tom" });
     expect(nodes.map((node) => node.group.stats().items)).toEqual([1, 1, 1]);
-    expect(totalReceived(nodes, "store")).toBe(2);
+    // One push to each (batched pushes arrive as StoreMany items).
+    expect(totalReceived(nodes, "store") + totalReceived(nodes, "storeManyItems")).toBe(2);
   });
 
   it("answers a missing key with found=false at once, loading it once on its owner", async () => {
@@ -67,12 +68,16 @@ describe("a 3-node cluster over real HTTP/2", () => {
     const settled =
       totalReceived(nodes, "invalidate") +
       totalReceived(nodes, "fetch") +
-      totalReceived(nodes, "store");
+      totalReceived(nodes, "fetchMany") +
+      totalReceived(nodes, "store") +
+      totalReceived(nodes, "storeMany");
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(
       totalReceived(nodes, "invalidate") +
         totalReceived(nodes, "fetch") +
-        totalReceived(nodes, "store"),
+        totalReceived(nodes, "fetchMany") +
+        totalReceived(nodes, "store") +
+        totalReceived(nodes, "storeMany"),
     ).toBe(settled);
     const loadsBefore = nodes.flatMap((node) => node.loads).length;
     const again = await nodes[2]!.client.get({ group: "scores", key: "Tom" });

@@ -11,7 +11,15 @@ import {
 import { HashRing } from "@distcache/hashring";
 import { membershipVersion, parseAddress } from "./address.js";
 import type { BreakerState, CircuitBreakerOptions } from "./circuit-breaker.js";
+import { createFetchManyFastPath } from "./fetch-many-fast-path.js";
+import { createGrpcFastPath, installGrpcFastPath } from "./grpc-fast-path.js";
 import { ConnectPeerClient, makeSender } from "./peer-client.js";
+import {
+  answerUnknownRoute,
+  ServerGuard,
+  type ServerGuardStats,
+  strictJsonOptions,
+} from "./server-guard.js";
 import {
   type PeerRequestCounts,
   registerCacheService,
@@ -57,6 +65,65 @@ export interface ConnectPoolOptions {
   maxValueBytes?: number;
   /** Milliseconds `close()` waits for calls in flight before cutting sessions. Default `5_000`. */
   drainTimeoutMs?: number;
+  /**
+   * Requests this node serves at once (all sessions, client and peer calls);
+   * one more is answered RESOURCE_EXHAUSTED at once, its body unread. Default
+   * `4_096`: a stuck Get costs ~40 KiB of heap (~60 KiB RSS), so the default
+   * bounds stuck work near 250 MiB, while at ~10 ms per request it allows
+   * ~400k requests/s — far past one process, so only stuck work reaches it.
+   * `0` turns the limit off.
+   */
+  maxRequestsInFlight?: number;
+  /**
+   * Event-loop delay (ms) past which new requests are answered UNAVAILABLE
+   * until the loop catches up; only delay this process spent on the CPU
+   * counts, not time the OS did not run it. Default `1_000`, the default
+   * `peerTimeoutMs`: past it, callers time out anyway, so an UNAVAILABLE at
+   * once sends a peer to a replica without the wait. Lower is possible (a
+   * saturated node's p99 delay measured 30–90 ms) but a burst of thousands of
+   * requests in one loop turn measured ~470 ms without a real overload.
+   * `0` turns the probe off.
+   */
+  maxEventLoopDelayMs?: number;
+  /**
+   * Open TCP connections; a connection past this is closed on accept.
+   * Default `4_096`: an idle session costs ~10 KiB, and a cluster of hundreds
+   * of members plus clients fits. Keep it under `ulimit -n`. `0`: no limit.
+   */
+  maxConnections?: number;
+  /**
+   * Streams one HTTP/2 session may have open at once (advertised in SETTINGS;
+   * a client queues past it, a stream past it is refused). Default `1_000`:
+   * Node's default is unbounded; 1 000 is ample for multiplexing and bounds
+   * what one connection can pin.
+   */
+  maxConcurrentStreams?: number;
+  /**
+   * A session with no open stream for this long (ms) is sent GOAWAY; clients
+   * reconnect on their next call. Default `600_000` (10 min): above the peer
+   * clients' own 5-minute idle close, so peers close their sessions first.
+   * `0`: never.
+   */
+  idleSessionTimeoutMs?: number;
+  /**
+   * A request whose body has not fully arrived this long (ms) after its
+   * headers is reset (CANCEL), so a stalled or truncated upload cannot hold a
+   * slot for ever. Default `10_000`: a whole max-size message at 100 KiB/s.
+   * `0`: never.
+   */
+  requestReceiveTimeoutMs?: number;
+  /**
+   * Node's memory credit per HTTP/2 session, in MiB (header tables, queued
+   * frames, unread data); past it new streams on that session are refused.
+   * Default `10` (Node's).
+   */
+  maxSessionMemoryMiB?: number;
+  /**
+   * Largest request header list (bytes, HTTP/2 SETTINGS_MAX_HEADER_LIST_SIZE);
+   * a larger one resets the stream. Default `16_384`: twice gRPC's usual
+   * 8 KiB metadata limit — keys travel in the body, not in headers.
+   */
+  maxHeaderListBytes?: number;
 }
 
 /** Counters of one pool; see {@link ConnectPool.stats}. */
@@ -69,6 +136,8 @@ export interface PoolStats {
   readonly membershipVersion: bigint;
   /** Each peer's circuit breaker. */
   readonly peers: readonly PeerHealth[];
+  /** What the server shed or refused: requests in flight, overload answers, connections. */
+  readonly guard: ServerGuardStats;
 }
 
 /** How this node sees one peer; see {@link PoolStats.peers}. */
@@ -89,6 +158,14 @@ const DEFAULTS = {
   maxKeyBytes: 1_024,
   maxValueBytes: 1 << 20,
   drainTimeoutMs: 5_000,
+  maxRequestsInFlight: 4_096,
+  maxEventLoopDelayMs: 1_000,
+  maxConnections: 4_096,
+  maxConcurrentStreams: 1_000,
+  idleSessionTimeoutMs: 600_000,
+  requestReceiveTimeoutMs: 10_000,
+  maxSessionMemoryMiB: 10,
+  maxHeaderListBytes: 16_384,
 };
 
 /**
@@ -111,6 +188,10 @@ export class ConnectPool implements PeerPicker, ServiceHost {
   readonly limits: ServiceLimits;
   readonly received: PeerRequestCounts = {
     fetch: 0,
+    fetchMany: 0,
+    fetchManyKeys: 0,
+    storeMany: 0,
+    storeManyItems: 0,
     store: 0,
     invalidate: 0,
     membershipMismatches: 0,
@@ -126,6 +207,7 @@ export class ConnectPool implements PeerPicker, ServiceHost {
   private server: http2.Http2Server | undefined;
   private readonly sessions = new Set<http2.ServerHttp2Session>();
   private readonly groups = new Map<string, Group>();
+  private readonly guard: ServerGuard;
 
   constructor(self: string, options: ConnectPoolOptions = {}) {
     parseAddress(self);
@@ -138,6 +220,7 @@ export class ConnectPool implements PeerPicker, ServiceHost {
     this.peerTimeoutMs = settings.peerTimeoutMs;
     this.breakerOptions = options.breaker;
     this.drainTimeoutMs = settings.drainTimeoutMs;
+    this.guard = new ServerGuard(settings);
     this.limits = {
       maxKeyBytes: settings.maxKeyBytes,
       maxValueBytes: settings.maxValueBytes,
@@ -221,12 +304,18 @@ export class ConnectPool implements PeerPicker, ServiceHost {
     return this.version;
   }
 
+  /** A peer request from `address` arrived: its peer client counts it as progress. */
+  heardFrom(address: string): void {
+    this.peers.get(address)?.heard();
+  }
+
   /** A snapshot of this pool's counters and membership. */
   stats(): PoolStats {
     return {
       received: { ...this.received },
       members: this.ring.members(),
       membershipVersion: this.version,
+      guard: this.guard.stats(),
       peers: this.peerList.map((peer) => ({
         address: peer.id,
         breaker: peer.breaker.state,
@@ -244,15 +333,33 @@ export class ConnectPool implements PeerPicker, ServiceHost {
   async serve(address: string = this.self): Promise<void> {
     if (this.server !== undefined) throw new Error("already serving");
     const { host, port } = parseAddress(address);
+    // The largest value plus room for the key and framing.
+    const readMaxBytes = this.limits.maxValueBytes + this.limits.maxKeyBytes + 1_024;
     const handler = connectNodeAdapter({
       routes: (router) => {
         registerCacheService(router, this);
         registerPeerService(router, this);
       },
-      // The largest value plus room for the key and framing.
-      readMaxBytes: this.limits.maxValueBytes + this.limits.maxKeyBytes + 1_024,
+      readMaxBytes,
+      jsonOptions: strictJsonOptions,
+      fallback: answerUnknownRoute,
     });
-    const server = http2.createServer({}, handler);
+    const guard = this.guard;
+    const server = http2.createServer(guard.serverOptions(), handler);
+    guard.attach(server);
+    // gRPC CacheService/Get is answered from the stream; everything else reaches `handler`.
+    const fastPath = createGrpcFastPath(this, { readMaxBytes });
+    // gRPC PeerService/FetchMany (forwarded Gets, batched) likewise.
+    const fetchManyPath = createFetchManyFastPath(this, { readMaxBytes });
+    // Admission runs first for every stream: a shed one is answered at once,
+    // its body unread, and neither the fast path nor Connect sees it.
+    installGrpcFastPath(
+      server,
+      (stream, headers) =>
+        !guard.admit(stream, headers) ||
+        fastPath(stream, headers) ||
+        fetchManyPath(stream, headers),
+    );
     server.on("session", (session) => {
       this.sessions.add(session);
       session.once("close", () => this.sessions.delete(session));
