@@ -37,9 +37,13 @@ const GROUP = "chaos";
 /** Each node's group budget: less than the key space's data, so nodes evict. */
 const BUDGET_BYTES = 1 << 20;
 /** RSS may exceed the budget by this much: the Node runtime, V8's heap
- * headroom, HTTP/2 and socket buffers. Measured under this load: a plateau of
- * 150–162 MiB (Node 20, x64); the allowance leaves ~30 MiB above it. */
+ * (capped at NODE_OLD_SPACE_MIB), HTTP/2 and socket buffers. Measured under
+ * this load with the cap: 110–117 MiB (Node 20, x64). Without a cap V8 let
+ * garbage pile up to 247–254 MiB peaks at ~950 requests/s (heap used back to
+ * 17–67 MiB at rest), which is why a production node should run with one. */
 const RSS_ALLOWANCE_BYTES = 192 << 20;
+/** V8's old-space cap for each node (`--max-old-space-size`), in MiB. */
+const NODE_OLD_SPACE_MIB = 128;
 /** Growth allowed between the at-rest baseline and the at-rest end, per node. */
 const FD_SLACK = 4;
 const HANDLE_SLACK = 4;
@@ -254,6 +258,9 @@ function startNode(slot) {
   const child = spawn(
     process.execPath,
     [
+      // A production node caps V8's heap (see docs/operations.md, "Memory"):
+      // without a cap V8 lets garbage pile up under load before a full GC.
+      `--max-old-space-size=${NODE_OLD_SPACE_MIB}`,
       NODE_MAIN,
       ...["--host", HOST, "--port", String(slot.port), "--peers", members.join(",")],
       ...["--group", `${GROUP}:${BUDGET_BYTES}`, "--source-url", SOURCE_URL],
