@@ -1,78 +1,21 @@
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { createServer as createHttpServer } from "node:http";
-import { type AddressInfo, createServer } from "node:net";
+import type { AddressInfo } from "node:net";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { CacheService, ConnectPool } from "@distcache/transport-connect";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
+import {
+  freePort,
+  nodeMain as main,
+  type NodeProcess,
+  startNode,
+} from "./node-process.test-util.js";
 
-const main = fileURLToPath(new URL("../dist/main.js", import.meta.url));
 const demo = fileURLToPath(new URL("../../../scripts/demo-cluster.mjs", import.meta.url));
 const run = promisify(execFile);
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
-interface NodeProcess {
-  address: string;
-  child: ChildProcess;
-  lines: string[];
-  exited: Promise<number | null>;
-}
-
-const started: NodeProcess[] = [];
-
-async function startNode(
-  port: number,
-  peers: string[],
-  extraArgs: string[] = [],
-  ipc = false,
-): Promise<NodeProcess> {
-  const child = spawn(
-    process.execPath,
-    [main, "--port", String(port), "--peers", peers.join(","), ...extraArgs],
-    {
-      stdio: ["ignore", "pipe", "pipe", ...(ipc ? (["ipc"] as const) : [])],
-    },
-  );
-  const node: NodeProcess = {
-    address: `127.0.0.1:${port}`,
-    child,
-    lines: [],
-    exited: new Promise((resolve) => child.once("exit", (code) => resolve(code))),
-  };
-  started.push(node);
-  await new Promise<void>((resolve, reject) => {
-    let buffered = "";
-    const onData = (chunk: string) => {
-      buffered += chunk;
-      const lines = buffered.split("\n");
-      buffered = lines.pop()!;
-      node.lines.push(...lines);
-      if (lines.some((line) => line.includes("serving group"))) resolve();
-    };
-    child.stdout!.setEncoding("utf8").on("data", onData);
-    child.stderr!.setEncoding("utf8").on("data", onData);
-    node.exited.then((code) =>
-      reject(new Error(`node exited with ${code}: ${node.lines.join("\n")}`)),
-    );
-  });
-  return node;
-}
-
-afterEach(async () => {
-  for (const node of started.splice(0)) {
-    if (node.child.exitCode === null && node.child.signalCode === null) node.child.kill("SIGKILL");
-    await node.exited;
-  }
-});
 
 const loadsOf = (node: NodeProcess) =>
   node.lines.filter((line) => line.includes("loaded from source:"));

@@ -24,16 +24,17 @@ export interface NodeProcess {
 
 const started: NodeProcess[] = [];
 
-/** Starts `distcache-node` on `port`; resolves once it serves. Killed after each test. */
+/** Starts `distcache-node` on `port` (with an IPC channel if `ipc`); resolves once it serves. Killed after each test. */
 export async function startNode(
   port: number,
   peers: string[],
   extraArgs: string[] = [],
+  ipc = false,
 ): Promise<NodeProcess> {
   const child = spawn(
     process.execPath,
     [nodeMain, "--port", String(port), "--peers", peers.join(","), ...extraArgs],
-    { stdio: ["ignore", "pipe", "pipe"] },
+    { stdio: ["ignore", "pipe", "pipe", ...(ipc ? (["ipc"] as const) : [])] },
   );
   const node: NodeProcess = {
     address: `127.0.0.1:${port}`,
