@@ -22,18 +22,23 @@ import {
   FetchManyRequestSchema,
   FetchManyResponseSchema,
 } from "./gen/distcache/peer/v1/peer_pb.js";
-import { type GrpcFastPath, parseTimeout } from "./grpc-fast-path.js";
+import {
+  checkReadMaxBytes,
+  envelope,
+  type GrpcFastPath,
+  ignore,
+  isPlainGrpcCall,
+  MAX_TIMER_MS,
+  OK_HEADERS,
+  OK_TRAILERS,
+  parseTimeout,
+} from "./grpc-fast-path.js";
 import { FetchManyRun, message, type ServiceHost } from "./services.js";
 
 /** The method this fast path serves. */
 export const FAST_PATH_FETCH_MANY = "/distcache.peer.v1.PeerService/FetchMany";
 
 const { NGHTTP2_NO_ERROR } = http2.constants;
-const CONTENT_TYPE = "application/grpc";
-/** `setTimeout` fires at once past this; a longer deadline is served as none (~24.8 days). */
-const MAX_TIMER_MS = 2 ** 31 - 1;
-const OK_HEADERS: http2.OutgoingHttpHeaders = { ":status": 200, "content-type": CONTENT_TYPE };
-const OK_TRAILERS: http2.OutgoingHttpHeaders = { "grpc-status": "0" };
 
 /**
  * Returns the FetchMany fast path for `host`'s groups: a {@link GrpcFastPath}
@@ -45,16 +50,9 @@ export function createFetchManyFastPath(
   host: ServiceHost,
   options: { readonly readMaxBytes: number },
 ): GrpcFastPath {
-  const { readMaxBytes } = options;
-  if (!Number.isInteger(readMaxBytes) || readMaxBytes < 1) {
-    throw new RangeError(`readMaxBytes must be an integer >= 1, got ${readMaxBytes}`);
-  }
+  const readMaxBytes = checkReadMaxBytes(options.readMaxBytes);
   return (stream, headers) => {
-    if (headers[":path"] !== FAST_PATH_FETCH_MANY || headers[":method"] !== "POST") return false;
-    const contentType = headers["content-type"];
-    if (contentType !== CONTENT_TYPE && contentType !== "application/grpc+proto") return false;
-    const encoding = headers["grpc-encoding"];
-    if (encoding !== undefined && encoding !== "identity") return false;
+    if (!isPlainGrpcCall(headers, FAST_PATH_FETCH_MANY)) return false;
     new FetchManyCall(host, readMaxBytes, stream, headers["grpc-timeout"]);
     return true;
   };
@@ -198,9 +196,7 @@ class FetchManyCall {
         FetchManyResponseSchema,
         create(FetchManyResponseSchema, { results: run.take() }),
       );
-      const frame = Buffer.allocUnsafe(5 + bytes.byteLength);
-      frame[0] = 0;
-      frame.writeUInt32BE(bytes.byteLength, 1);
+      const frame = envelope(bytes.byteLength);
       frame.set(bytes, 5);
       stream.write(frame);
     }
@@ -235,7 +231,7 @@ class FetchManyCall {
       stream.respond(
         {
           ":status": 200,
-          "content-type": CONTENT_TYPE,
+          "content-type": OK_HEADERS["content-type"],
           "grpc-status": String(code),
           "grpc-message": encodeURIComponent(error?.rawMessage ?? ""),
         },
@@ -245,5 +241,3 @@ class FetchManyCall {
     }
   }
 }
-
-function ignore(): void {}

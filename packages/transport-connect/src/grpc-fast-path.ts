@@ -59,11 +59,14 @@ const TIMEOUT_UNIT_MS: Record<string, number> = {
   n: 0.000_001,
 };
 /** `setTimeout` fires at once past this; a longer deadline is served as no deadline (it is ~24.8 days). */
-const MAX_TIMER_MS = 2 ** 31 - 1;
+export const MAX_TIMER_MS = 2 ** 31 - 1;
 
 // Shared, never mutated: `respond` and `sendTrailers` copy what they are given.
-const OK_HEADERS: http2.OutgoingHttpHeaders = { ":status": 200, "content-type": CONTENT_TYPE };
-const OK_TRAILERS: http2.OutgoingHttpHeaders = { "grpc-status": "0" };
+export const OK_HEADERS: http2.OutgoingHttpHeaders = {
+  ":status": 200,
+  "content-type": CONTENT_TYPE,
+};
+export const OK_TRAILERS: http2.OutgoingHttpHeaders = { "grpc-status": "0" };
 const WITH_TRAILERS = { waitForTrailers: true };
 const END_STREAM = { endStream: true };
 /** Values from this size on are written without copying them into the response frame. */
@@ -77,20 +80,33 @@ const FOUND_TAIL = Buffer.from([0x10, 0x01]);
  * serves and what it leaves to Connect.
  */
 export function createGrpcFastPath(host: ServiceHost, options: GrpcFastPathOptions): GrpcFastPath {
-  const { readMaxBytes } = options;
-  if (!Number.isInteger(readMaxBytes) || readMaxBytes < 1) {
-    throw new RangeError(`readMaxBytes must be an integer >= 1, got ${readMaxBytes}`);
-  }
+  const readMaxBytes = checkReadMaxBytes(options.readMaxBytes);
   return (stream, headers) => {
-    if (headers[":path"] !== FAST_PATH_GET || headers[":method"] !== "POST") return false;
-    const contentType = headers["content-type"];
-    if (contentType !== CONTENT_TYPE && contentType !== "application/grpc+proto") return false;
-    // Compressed requests (and an unknown encoding's UNIMPLEMENTED answer) are Connect's.
-    const encoding = headers["grpc-encoding"];
-    if (encoding !== undefined && encoding !== "identity") return false;
+    if (!isPlainGrpcCall(headers, FAST_PATH_GET)) return false;
     new GetCall(host, readMaxBytes, stream, headers["grpc-timeout"]);
     return true;
   };
+}
+
+/**
+ * Whether `headers` open an uncompressed binary gRPC call of `path`: the only
+ * calls a fast path takes. gRPC-Web, Connect, JSON and compressed requests
+ * (and an unknown encoding's UNIMPLEMENTED answer) are Connect's.
+ */
+export function isPlainGrpcCall(headers: http2.IncomingHttpHeaders, path: string): boolean {
+  if (headers[":path"] !== path || headers[":method"] !== "POST") return false;
+  const contentType = headers["content-type"];
+  if (contentType !== CONTENT_TYPE && contentType !== "application/grpc+proto") return false;
+  const encoding = headers["grpc-encoding"];
+  return encoding === undefined || encoding === "identity";
+}
+
+/** `readMaxBytes`, once checked to be an integer >= 1. */
+export function checkReadMaxBytes(readMaxBytes: number): number {
+  if (!Number.isInteger(readMaxBytes) || readMaxBytes < 1) {
+    throw new RangeError(`readMaxBytes must be an integer >= 1, got ${readMaxBytes}`);
+  }
+  return readMaxBytes;
 }
 
 /**
@@ -406,7 +422,8 @@ class GetCall {
   }
 }
 
-function ignore(): void {}
+/** A listener that does nothing: an "error" one so a reset stream does not throw; "close" follows. */
+export function ignore(): void {}
 
 function sendOkTrailers(this: http2.ServerHttp2Stream): void {
   this.sendTrailers(OK_TRAILERS);
@@ -481,7 +498,7 @@ function writeVarint(target: Buffer, offset: number, value: number): number {
  * A 5-byte gRPC envelope header (not compressed) for a `length`-byte message,
  * then `room` bytes for (the start of) the message.
  */
-function envelope(room: number, length = room): Buffer {
+export function envelope(room: number, length = room): Buffer {
   const frame = Buffer.allocUnsafe(5 + room);
   frame[0] = 0;
   frame.writeUInt32BE(length, 1);
