@@ -17,12 +17,11 @@
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import http2 from "node:http2";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { runGrpcLoad } from "./grpc-load.mjs";
-import { formatRate, markdownTable } from "./harness.mjs";
+import { decodeGetResponse, getRequestFrame, runGrpcLoad } from "./grpc-load.mjs";
+import { formatRate, freePorts, markdownTable, percentile } from "./harness.mjs";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const NODE_MAIN = path.join(ROOT, "apps/node/dist/main.js");
@@ -81,74 +80,6 @@ const DEMO_ROWS = new Map([
   ["Sam", "567"],
   ...Array.from({ length: 1000 }, (_, i) => [`k${i}`, `v${i}`]),
 ]);
-
-// --- protobuf / gRPC framing by hand -------------------------------------------
-
-function field(tag, bytes) {
-  if (bytes.length > 127) throw new Error("bench/cluster: field longer than 127 bytes");
-  return Buffer.concat([Buffer.from([tag, bytes.length]), bytes]);
-}
-
-/** A gRPC frame: 1 byte flags (0) + 4-byte big-endian length + message. */
-function grpcFrame(message) {
-  const frame = Buffer.alloc(5 + message.length);
-  frame.writeUInt32BE(message.length, 1);
-  message.copy(frame, 5);
-  return frame;
-}
-
-/** GetRequest { string group = 1; string key = 2; } framed for gRPC. */
-function getRequestFrame(group, key) {
-  return grpcFrame(
-    Buffer.concat([field(0x0a, Buffer.from(group, "utf8")), field(0x12, Buffer.from(key, "utf8"))]),
-  );
-}
-
-function readVarint(buf, pos) {
-  let value = 0;
-  let shift = 0;
-  for (;;) {
-    if (pos >= buf.length) throw new Error("truncated varint");
-    const b = buf[pos++];
-    value += (b & 0x7f) * 2 ** shift;
-    if ((b & 0x80) === 0) return [value, pos];
-    shift += 7;
-  }
-}
-
-/** Decodes GetResponse { bytes data = 1; bool found = 2; string err = 3; } from one gRPC frame. */
-function decodeGetResponse(body) {
-  if (body.length < 5) throw new Error(`response body of ${body.length} bytes, no gRPC frame`);
-  if (body[0] !== 0) throw new Error(`compressed or unknown frame flags ${body[0]}`);
-  const length = body.readUInt32BE(1);
-  const msg = body.subarray(5, 5 + length);
-  if (msg.length !== length || body.length !== 5 + length) {
-    throw new Error(`frame says ${length} bytes, body holds ${body.length - 5}`);
-  }
-  const out = { data: Buffer.alloc(0), found: false, err: "" };
-  let pos = 0;
-  while (pos < msg.length) {
-    let tag;
-    [tag, pos] = readVarint(msg, pos);
-    const wire = tag & 7;
-    const num = Math.floor(tag / 8);
-    if (wire === 0) {
-      let v;
-      [v, pos] = readVarint(msg, pos);
-      if (num === 2) out.found = v !== 0;
-    } else if (wire === 2) {
-      let len;
-      [len, pos] = readVarint(msg, pos);
-      const bytes = msg.subarray(pos, pos + len);
-      pos += len;
-      if (num === 1) out.data = Buffer.from(bytes);
-      else if (num === 3) out.err = bytes.toString("utf8");
-    } else {
-      throw new Error(`unexpected wire type ${wire}`);
-    }
-  }
-  return out;
-}
 
 /** One real gRPC unary call over a fresh h2c session, parsed by hand. */
 function grpcGet(port, frame, timeoutMs = 5_000) {
@@ -348,35 +279,12 @@ async function stopChild(state, graceMs = 3_000) {
 }
 
 /** `count` distinct free loopback ports (all bound at once, then released). */
-async function freePorts(count) {
-  const servers = [];
-  try {
-    for (let i = 0; i < count; i++) {
-      const server = net.createServer();
-      await new Promise((resolve, reject) => {
-        server.once("error", reject);
-        server.listen(0, HOST, resolve);
-      });
-      servers.push(server);
-    }
-    return servers.map((s) => s.address().port);
-  } finally {
-    await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
-  }
-}
-
 // --- h2load ------------------------------------------------------------------------
 
 function h2loadVersion() {
   const probe = spawnSync("h2load", ["--version"], { encoding: "utf8" });
   if (probe.error || probe.status !== 0) return undefined;
   return probe.stdout.trim().split("\n")[0];
-}
-
-function percentile(sorted, p) {
-  if (sorted.length === 0) return Number.NaN;
-  const rank = Math.ceil((p / 100) * sorted.length);
-  return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1];
 }
 
 /** Runs h2load once; returns rate, counts and latency percentiles (ms). */

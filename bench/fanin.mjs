@@ -19,11 +19,10 @@
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import http from "node:http";
-import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { runGrpcLoad } from "./grpc-load.mjs";
-import { formatRate, markdownTable } from "./harness.mjs";
+import { formatRate, freePorts, markdownTable } from "./harness.mjs";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const NODE_MAIN = path.join(ROOT, "apps/node/dist/main.js");
@@ -45,23 +44,6 @@ const QUICK = { keys: 1_000 };
 const CONNECTIONS = 3;
 /** What the source answers for `key`. */
 const sourceValue = (key) => `value of ${key}`;
-
-function freePorts(count) {
-  return Promise.all(
-    Array.from(
-      { length: count },
-      () =>
-        new Promise((resolve, reject) => {
-          const server = net.createServer();
-          server.once("error", reject);
-          server.listen(0, HOST, () => {
-            const { port } = server.address();
-            server.close(() => resolve(port));
-          });
-        }),
-    ),
-  );
-}
 
 /**
  * The data source: `GET /<group>/<key>` answers the key's value after a

@@ -13,6 +13,7 @@
 // `decodeGetResponse`; no CLI.
 
 import http2 from "node:http2";
+import { percentile } from "./harness.mjs";
 
 const METHOD_PATH = "/distcache.CacheService/Get";
 const HEADERS = {
@@ -23,7 +24,7 @@ const HEADERS = {
 };
 
 function field(tag, bytes) {
-  if (bytes.length > 127) throw new Error("grpc-load: field longer than 127 bytes");
+  if (bytes.length > 127) throw new Error("bench: protobuf field longer than 127 bytes");
   return Buffer.concat([Buffer.from([tag, bytes.length]), bytes]);
 }
 
@@ -83,11 +84,6 @@ export function decodeGetResponse(body) {
     }
   }
   return out;
-}
-
-function percentile(sorted, p) {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
 }
 
 function connect(url) {

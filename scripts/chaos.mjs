@@ -22,11 +22,10 @@
 import { spawn } from "node:child_process";
 import { readFileSync, realpathSync } from "node:fs";
 import http from "node:http";
-import net from "node:net";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
-import { machine, markdownTable, mulberry32 } from "../bench/harness.mjs";
+import { freePorts, machine, markdownTable, mulberry32 } from "../bench/harness.mjs";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const NODE_MAIN = path.join(ROOT, "apps/node/dist/main.js");
@@ -214,22 +213,7 @@ await new Promise((resolve) => source.listen(0, HOST, resolve));
 const SOURCE_URL = `http://${HOST}:${source.address().port}`;
 
 // --- nodes -------------------------------------------------------------------------
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once("error", reject);
-    server.listen(0, HOST, () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-const ports = [];
-while (ports.length < 3) {
-  const port = await freePort();
-  if (!ports.includes(port)) ports.push(port);
-}
+const ports = await freePorts(3, HOST);
 const members = ports.map((port) => `${HOST}:${port}`);
 
 /** One slot per port; a restart puts a new process in the same slot. */
