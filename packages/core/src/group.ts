@@ -252,30 +252,27 @@ export class Group {
     // The owner stamps the invalidation and tells the others itself, so a
     // copy it handed out before cannot be kept anywhere after it.
     let answer: RemoveResult | undefined;
+    let ownerFailure: PromiseSettledResult<unknown> | undefined;
     try {
       answer = await owner.remove(this.name, key, { signal: options?.signal, fanOut: true });
-    } catch (error) {
-      // Without the owner nobody can stamp it: tell the others directly, then
-      // report the owner's failure.
-      const others = peers.others().filter((peer) => peer !== owner);
-      const outcomes = await Promise.allSettled(
-        others.map((peer) => peer.remove(this.name, key, options)),
-      );
-      const failure: PromiseSettledResult<unknown> = { status: "rejected", reason: error };
-      return this.propagationResult("delete", owner, [owner, ...others], [failure, ...outcomes]);
+    } catch (reason) {
+      ownerFailure = { status: "rejected", reason };
     }
-    if (answer?.stamp === undefined) {
-      // A peer that does not fan out (no stamp in its answer): reach the others from here.
-      const others = peers.others().filter((peer) => peer !== owner);
-      const outcomes = await Promise.allSettled(
-        others.map((peer) => peer.remove(this.name, key, options)),
-      );
-      this.removeLocal(key);
+    if (answer?.stamp !== undefined) {
+      // Drop what landed here while the owner was invalidating: a copy read before its write.
+      this.removeLocal(key, { from: owner.id, stamp: answer.stamp });
+      return answer.failed.length === 0 ? NO_FAILURES : { failed: answer.failed };
+    }
+    // Nobody stamped it (the owner failed, or is a peer that does not fan
+    // out): reach the others from here, then report the owner's failure if any.
+    const others = peers.others().filter((peer) => peer !== owner);
+    const outcomes = await Promise.allSettled(
+      others.map((peer) => peer.remove(this.name, key, options)),
+    );
+    this.removeLocal(key);
+    if (ownerFailure === undefined)
       return this.propagationResult("delete", undefined, others, outcomes);
-    }
-    // Drop what landed here while the owner was invalidating: a copy read before its write.
-    this.removeLocal(key, { from: owner.id, stamp: answer.stamp });
-    return answer.failed.length === 0 ? NO_FAILURES : { failed: answer.failed };
+    return this.propagationResult("delete", owner, [owner, ...others], [ownerFailure, ...outcomes]);
   }
 
   /**
