@@ -38,10 +38,9 @@ import {
   PeerService,
   type Sender,
   SenderSchema,
-  StampSchema,
   StoreManyRequestSchema,
-  type Stamp as WireStamp,
 } from "./gen/distcache/peer/v1/peer_pb.js";
+import { fromWire, toWire } from "./stamp-wire.js";
 
 /** What a peer client needs from its pool, read per call so membership changes apply at once. */
 export interface PeerClientContext {
@@ -709,18 +708,6 @@ function decodeMessage(text: string): string {
   } catch {
     return text;
   }
-}
-
-/** A stamp for the wire. */
-export function toWire(stamp: Stamp | undefined): WireStamp | undefined {
-  if (stamp === undefined) return undefined;
-  return create(StampSchema, { epoch: BigInt(stamp.epoch), seq: BigInt(stamp.seq) });
-}
-
-/** A stamp from the wire; absent from peers that do not send one. */
-export function fromWire(stamp: WireStamp | undefined): Stamp | undefined {
-  if (stamp === undefined) return undefined;
-  return { epoch: Number(stamp.epoch), seq: Number(stamp.seq) };
 }
 
 /** A sender message for `address` at `version`. */

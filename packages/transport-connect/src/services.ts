@@ -18,7 +18,7 @@ import {
   type Sender,
   type Stamp as WireStamp,
 } from "./gen/distcache/peer/v1/peer_pb.js";
-import { fromWire, toWire } from "./peer-client.js";
+import { fromWire, toWire } from "./stamp-wire.js";
 
 /** Limits and switches the services enforce on every request. */
 export interface ServiceLimits {
