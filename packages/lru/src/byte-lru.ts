@@ -29,6 +29,7 @@
  */
 
 import { type EvictionReason, utf8ByteLength } from "./lru.js";
+import { grown, grownCapacity, SlotCache } from "./slot-cache.js";
 
 /**
  * Bytes charged for every entry on top of its key's UTF-8 bytes and its
@@ -72,7 +73,6 @@ const LENGTH_MASK = 0x1fff;
 const KEY_MASK = 0xfff;
 /** In the key field: the key is longer; its UTF-8 length is computed again when needed. */
 const LONG_KEY = KEY_MASK;
-const INITIAL_CAPACITY = 16;
 const EMPTY_BYTES = new Uint8Array(0);
 
 /** Size class (1..64) of a value of 1..4096 bytes. */
@@ -219,68 +219,32 @@ function copyOut(bytes: Uint8Array, offset: number, length: number): Uint8Array 
  * With a `view` factory reads copy nothing:
  * `new ByteLRU<ByteView>({ maxBytes, view: ByteView.adoptRange })`.
  */
-export class ByteLRU<V = Uint8Array> {
-  /** The byte budget this cache was made with (`0`: unbounded). */
-  readonly maxBytes: number;
+export class ByteLRU<V = Uint8Array> extends SlotCache<V> {
   private readonly view: ByteViewFactory<V>;
   /** Whether reads hand out pages (a `view` option): then a read marks its page shared. */
   private readonly handsOutPages: boolean;
   private readonly onEvicted: ((key: string, reason: EvictionReason) => void) | undefined;
-  private readonly defaultTtl: number;
-  private readonly now: () => number;
 
-  private readonly index = new Map<string, number>();
-  /** Keys per slot; sized with the typed arrays, so it grows with them and no more. */
-  private keyOf: (string | undefined)[] = new Array(INITIAL_CAPACITY);
-  /** List links per slot; slot 0 is the sentinel: `next[0]` oldest, `prev[0]` newest. */
-  private next: Uint32Array;
-  private prev: Uint32Array;
   /**
    * Two words per slot, read together on a hit: the value's chunk index in its
    * class (or its index among large values), then the info word: size class,
    * length (0 for a large value: its array has it) and the key's UTF-8 bytes.
    */
   private loc: Uint32Array;
-  /** Absolute expiry per slot, 0 for never; allocated on the first entry with a ttl. */
-  private expires: Float64Array | undefined;
-  /** Freed slots, chained through `next`; 0 ends the chain. */
-  private freeSlot = 0;
-  private capacity = INITIAL_CAPACITY;
-  private used = 1;
-
   private classes: SizeClass[];
   private large: Uint8Array[] = [];
   private largeOwners: number[] = [];
 
-  private totalBytes = 0;
   private chunkBytes = 0;
   private storeBytes = 0;
-  private hitCount = 0;
-  private missCount = 0;
-  private evictionCount = 0;
-  private expirationCount = 0;
 
   constructor(options: ByteLRUOptions<V>) {
-    const { maxBytes } = options;
-    if (!Number.isFinite(maxBytes) || maxBytes < 0) {
-      throw new RangeError(
-        `ByteLRU: maxBytes must be a finite number >= 0 (0 = unbounded), got ${maxBytes}`,
-      );
-    }
-    const ttl = options.ttl ?? 0;
-    if (!Number.isFinite(ttl) || ttl < 0) {
-      throw new RangeError(`ByteLRU: ttl must be a finite number >= 0, got ${ttl}`);
-    }
-    this.maxBytes = maxBytes;
+    super("ByteLRU", options);
     const view = (options as { view?: ByteViewFactory<V> }).view;
     this.view = view ?? (copyOut as unknown as ByteViewFactory<V>);
     this.handsOutPages = view !== undefined;
     this.onEvicted = options.onEvicted;
-    this.defaultTtl = ttl;
-    this.now = options.now ?? Date.now;
-    this.next = new Uint32Array(INITIAL_CAPACITY);
-    this.prev = new Uint32Array(INITIAL_CAPACITY);
-    this.loc = new Uint32Array(INITIAL_CAPACITY * 2);
+    this.loc = new Uint32Array(this.capacity * 2);
     this.classes = ByteLRU.makeClasses();
   }
 
@@ -289,55 +253,6 @@ export class ByteLRU<V = Uint8Array> {
     // Index 0 is never used (the empty value has no chunk); it keeps the array dense.
     for (let c = 0; c <= SLAB_CLASSES; c++) classes.push(new SizeClass(c === 0 ? 8 : classSize(c)));
     return classes;
-  }
-
-  /** Number of entries held (expired entries not yet read count until removed). */
-  get length(): number {
-    return this.index.size;
-  }
-
-  /** Bytes charged for the entries held. Never more than `maxBytes` when bounded. */
-  get bytes(): number {
-    return this.totalBytes;
-  }
-
-  /** The value for `key`, marked most recently used; `undefined` if absent or expired. */
-  get(key: string): V | undefined {
-    const i = this.index.get(key);
-    if (i === undefined) {
-      this.missCount++;
-      return undefined;
-    }
-    if (this.expires !== undefined && this.isStale(i)) {
-      this.removeSlot(i, "expire");
-      this.missCount++;
-      return undefined;
-    }
-    if (this.prev[0] !== i) this.moveToNewest(i);
-    this.hitCount++;
-    return this.read(i);
-  }
-
-  /** The value for `key` without changing its recency or the hit counters. */
-  peek(key: string): V | undefined {
-    const i = this.index.get(key);
-    if (i === undefined) return undefined;
-    if (this.expires !== undefined && this.isStale(i)) {
-      this.removeSlot(i, "expire");
-      return undefined;
-    }
-    return this.read(i);
-  }
-
-  /** Whether a live entry for `key` is held, without changing its recency. */
-  has(key: string): boolean {
-    const i = this.index.get(key);
-    if (i === undefined) return false;
-    if (this.expires !== undefined && this.isStale(i)) {
-      this.removeSlot(i, "expire");
-      return false;
-    }
-    return true;
   }
 
   /**
@@ -359,7 +274,6 @@ export class ByteLRU<V = Uint8Array> {
       if (i !== undefined) this.removeSlot(i, "delete");
       return false;
     }
-    const ttl = options?.ttl ?? this.defaultTtl;
     const replaced = i !== undefined;
     if (i !== undefined) {
       this.totalBytes += size - this.chargeOf(i);
@@ -367,119 +281,38 @@ export class ByteLRU<V = Uint8Array> {
       if (this.prev[0] !== i) this.moveToNewest(i);
     } else {
       // Evict first, so the new value can take a chunk the evicted ones freed.
-      if (this.maxBytes !== 0) {
-        while (this.totalBytes + size > this.maxBytes) this.removeSlot(this.next[0]!, "evict");
-      }
-      i = this.allocateSlot();
-      this.keyOf[i] = key;
+      if (this.maxBytes !== 0) this.evictDownTo(this.maxBytes - size);
+      i = this.addSlot(key);
       this.loc[(i << 1) + 1] = Math.min(keyBytes, LONG_KEY);
       this.writeValue(i, value);
-      this.index.set(key, i);
-      this.linkNewest(i);
       this.totalBytes += size;
     }
-    if (ttl > 0) {
-      if (this.expires === undefined) this.expires = new Float64Array(this.capacity);
-      this.expires[i] = this.now() + ttl;
-    } else if (this.expires !== undefined) {
-      this.expires[i] = 0;
-    }
-    if (this.maxBytes !== 0) {
-      // A replacement may have grown the entry; it is the newest and fits alone.
-      while (this.totalBytes > this.maxBytes) this.removeSlot(this.next[0]!, "evict");
-    }
+    this.setExpiry(i, options?.ttl ?? this.defaultTtl);
+    // A replacement may have grown the entry; it is the newest and fits alone.
+    if (this.maxBytes !== 0) this.evictDownTo(this.maxBytes);
     if (replaced) this.onEvicted?.(key, "replace");
-    return true;
-  }
-
-  /** Removes `key`. Returns whether a live entry was removed. */
-  delete(key: string): boolean {
-    const i = this.index.get(key);
-    if (i === undefined) return false;
-    if (this.expires !== undefined && this.isStale(i)) {
-      this.removeSlot(i, "expire");
-      return false;
-    }
-    this.removeSlot(i, "delete");
     return true;
   }
 
   /** Removes every entry (each reported to `onEvicted` as `delete`). Counters are kept. */
   clear(): void {
-    const removed: string[] = [];
-    if (this.onEvicted !== undefined) {
-      for (let i = this.next[0]!; i !== 0; i = this.next[i]!) {
-        removed.push(this.keyOf[i]!);
-      }
-    }
-    this.index.clear();
-    this.keyOf = new Array(INITIAL_CAPACITY);
-    this.capacity = INITIAL_CAPACITY;
-    this.next = new Uint32Array(INITIAL_CAPACITY);
-    this.prev = new Uint32Array(INITIAL_CAPACITY);
-    this.loc = new Uint32Array(INITIAL_CAPACITY * 2);
-    this.expires = undefined;
-    this.freeSlot = 0;
-    this.used = 1;
+    const removed =
+      this.onEvicted === undefined ? [] : this.slotsInOrder().map((i) => this.keyOf[i]!);
+    this.resetSlots();
+    this.loc = new Uint32Array(this.capacity * 2);
     // Values handed out keep the pages they use; the cache lets go of all of them.
     this.classes = ByteLRU.makeClasses();
     this.large = [];
     this.largeOwners = [];
-    this.totalBytes = 0;
     this.chunkBytes = 0;
     this.storeBytes = 0;
     for (const key of removed) this.onEvicted!(key, "delete");
   }
 
-  /** Removes every expired entry now. Returns how many were removed. */
-  purgeStale(): number {
-    if (this.expires === undefined) return 0;
-    let removed = 0;
-    for (let i = this.next[0]!; i !== 0; ) {
-      const after = this.next[i]!;
-      if (this.isStale(i)) {
-        this.removeSlot(i, "expire");
-        removed++;
-      }
-      i = after;
-    }
-    return removed;
-  }
-
-  /** Live entries from the least to the most recently used. Does not change recency. */
-  *entries(): IterableIterator<[string, V]> {
-    for (let i = this.next[0]!; i !== 0; i = this.next[i]!) {
-      if (this.expires !== undefined && this.isStale(i)) continue;
-      yield [this.keyOf[i]!, this.read(i)];
-    }
-  }
-
-  /** Live keys from the least to the most recently used. */
-  *keys(): IterableIterator<string> {
-    for (let i = this.next[0]!; i !== 0; i = this.next[i]!) {
-      if (this.expires !== undefined && this.isStale(i)) continue;
-      yield this.keyOf[i]!;
-    }
-  }
-
-  /** Live values from the least to the most recently used. */
-  *values(): IterableIterator<V> {
-    for (const [, value] of this.entries()) yield value;
-  }
-
-  [Symbol.iterator](): IterableIterator<[string, V]> {
-    return this.entries();
-  }
-
   /** A snapshot of the counters and gauges. */
   stats(): ByteLRUStats {
     return {
-      hits: this.hitCount,
-      misses: this.missCount,
-      evictions: this.evictionCount,
-      expirations: this.expirationCount,
-      bytes: this.totalBytes,
-      items: this.index.size,
+      ...this.counters(),
       chunkBytes: this.chunkBytes,
       storeBytes: this.storeBytes,
     };
@@ -488,7 +321,7 @@ export class ByteLRU<V = Uint8Array> {
   // --- values in chunks ---------------------------------------------------------
 
   /** Hands out slot `i`'s value through the view factory. */
-  private read(i: number): V {
+  protected override read(i: number): V {
     const info = this.loc[(i << 1) + 1]!;
     const c = info >>> CLASS_SHIFT;
     const chunk = this.loc[i << 1]!;
@@ -623,12 +456,12 @@ export class ByteLRU<V = Uint8Array> {
       this.storeBytes += bytes;
     } else if (p === 0 && (chunk + 1) * cls.size > cls.pages[0]!.byteLength) {
       const old = cls.pages[0]!;
-      const grown = new Uint8Array(Math.min(fullPage, old.byteLength * 2));
-      grown.set(old);
+      const bigger = new Uint8Array(Math.min(fullPage, old.byteLength * 2));
+      bigger.set(old);
       // The old page is never written again: values handed out from it stay as they are.
-      cls.pages[0] = grown;
+      cls.pages[0] = bigger;
       cls.shared[0] = 0;
-      this.storeBytes += grown.byteLength - old.byteLength;
+      this.storeBytes += bigger.byteLength - old.byteLength;
     }
     if (chunk >= cls.owners.length) {
       const owners = new Uint32Array(Math.max(cls.mask + 1, grownCapacity(cls.owners.length)));
@@ -692,93 +525,24 @@ export class ByteLRU<V = Uint8Array> {
     }
   }
 
-  // --- the list and the slots ---------------------------------------------------
+  // --- the slots ---------------------------------------------------------------
 
-  private isStale(i: number): boolean {
-    const expiry = this.expires![i]!;
-    return expiry !== 0 && expiry <= this.now();
-  }
-
-  private moveToNewest(i: number): void {
-    const next = this.next;
-    const prev = this.prev;
-    const p = prev[i]!;
-    const n = next[i]!;
-    next[p] = n;
-    prev[n] = p;
-    const newest = prev[0]!;
-    next[newest] = i;
-    prev[i] = newest;
-    next[i] = 0;
-    prev[0] = i;
-  }
-
-  private linkNewest(i: number): void {
-    const newest = this.prev[0]!;
-    this.next[newest] = i;
-    this.prev[i] = newest;
-    this.next[i] = 0;
-    this.prev[0] = i;
-  }
-
-  private allocateSlot(): number {
-    const reused = this.freeSlot;
-    if (reused !== 0) {
-      this.freeSlot = this.next[reused]!;
-      return reused;
-    }
-    if (this.used === this.capacity) this.grow();
-    return this.used++;
-  }
-
-  /** Grows the slot arrays by half: less slack than doubling for large caches. */
-  private grow(): void {
-    const capacity = grownCapacity(this.capacity);
-    this.next = grown(this.next, capacity);
-    this.prev = grown(this.prev, capacity);
-    this.loc = grown(this.loc, capacity * 2);
-    const keyOf = new Array<string | undefined>(capacity);
-    for (let i = 0; i < this.used; i++) keyOf[i] = this.keyOf[i];
-    this.keyOf = keyOf;
-    if (this.expires !== undefined) {
-      const expires = new Float64Array(capacity);
-      expires.set(this.expires);
-      this.expires = expires;
-    }
-    this.capacity = capacity;
-  }
-
-  private removeSlot(i: number, reason: EvictionReason): void {
-    const key = this.keyOf[i]!;
-    const p = this.prev[i]!;
-    const n = this.next[i]!;
-    this.next[p] = n;
-    this.prev[n] = p;
-    this.index.delete(key);
+  protected override release(i: number): undefined {
     this.totalBytes -= this.chargeOf(i);
     this.releaseValue(i);
-    this.keyOf[i] = undefined;
-    if (this.expires !== undefined) this.expires[i] = 0;
-    this.next[i] = this.freeSlot;
-    this.freeSlot = i;
-    if (reason === "evict") this.evictionCount++;
-    else if (reason === "expire") this.expirationCount++;
+    return undefined;
+  }
+
+  protected override removed(key: string, _released: unknown, reason: EvictionReason): void {
     this.onEvicted?.(key, reason);
+  }
+
+  protected override growSlots(capacity: number): void {
+    this.loc = grown(this.loc, capacity * 2);
   }
 }
 
 /** Chunks in a class's first page: about {@link FIRST_PAGE_BYTES}, a power of two. */
-/** The next size of a growing array: +50%, at least +16. */
-function grownCapacity(capacity: number): number {
-  return capacity + Math.max(16, capacity >>> 1);
-}
-
-function grown(array: Uint32Array, capacity: number): Uint32Array {
-  const bigger = new Uint32Array(capacity);
-  bigger.set(array);
-  return bigger;
-}
-
 function firstPageChunks(size: number): number {
   return 1 << (31 - Math.clz32(Math.max(1, Math.floor(FIRST_PAGE_BYTES / size))));
 }

@@ -7,6 +7,8 @@
  * the list's sentinel: `next[0]` is the oldest entry, `prev[0]` the newest.
  */
 
+import { grown, SlotCache } from "./slot-cache.js";
+
 /** Why an entry left the cache, as passed to {@link LRUOptions.onEvicted}. */
 export type EvictionReason = "evict" | "delete" | "expire" | "replace";
 
@@ -70,8 +72,6 @@ export interface LRUStats {
   items: number;
 }
 
-const INITIAL_CAPACITY = 16;
-
 /** Length in bytes of `s` encoded as UTF-8 (lone surrogates count as U+FFFD, 3 bytes). */
 export function utf8ByteLength(s: string): number {
   let bytes = s.length;
@@ -110,100 +110,17 @@ function defaultSizeOf(value: unknown): number {
  * cache.get("k"); // Uint8Array(10), now the most recently used
  * ```
  */
-export class LRU<V> {
-  /** The byte budget this cache was made with (`0`: unbounded). */
-  readonly maxBytes: number;
+export class LRU<V> extends SlotCache<V> {
   private readonly sizeOf: (value: V) => number;
   private readonly onEvicted: ((key: string, value: V, reason: EvictionReason) => void) | undefined;
-  private readonly defaultTtl: number;
-  private readonly now: () => number;
-
-  private readonly index = new Map<string, number>();
-  private keyOf: (string | undefined)[] = [undefined];
-  private valueOf: (V | undefined)[] = [undefined];
-  private next: Uint32Array;
-  private prev: Uint32Array;
-  private sizes: Float64Array;
-  /** Absolute expiry per slot, 0 for never; allocated on the first entry with a ttl. */
-  private expires: Float64Array | undefined;
-  private free: number[] = [];
-  private capacity = INITIAL_CAPACITY;
-  private used = 1; // slot 0 is the sentinel
-
-  private totalBytes = 0;
-  private hitCount = 0;
-  private missCount = 0;
-  private evictionCount = 0;
-  private expirationCount = 0;
+  private slotValues: (V | undefined)[] = [undefined];
+  /** The charge of each slot's entry. */
+  private sizes = new Float64Array(this.capacity);
 
   constructor(options: LRUOptions<V>) {
-    const { maxBytes } = options;
-    if (!Number.isFinite(maxBytes) || maxBytes < 0) {
-      throw new RangeError(
-        `LRU: maxBytes must be a finite number >= 0 (0 = unbounded), got ${maxBytes}`,
-      );
-    }
-    const ttl = options.ttl ?? 0;
-    if (!Number.isFinite(ttl) || ttl < 0) {
-      throw new RangeError(`LRU: ttl must be a finite number >= 0, got ${ttl}`);
-    }
-    this.maxBytes = maxBytes;
+    super("LRU", options);
     this.sizeOf = options.sizeOf ?? (defaultSizeOf as (value: V) => number);
     this.onEvicted = options.onEvicted;
-    this.defaultTtl = ttl;
-    this.now = options.now ?? Date.now;
-    this.next = new Uint32Array(INITIAL_CAPACITY);
-    this.prev = new Uint32Array(INITIAL_CAPACITY);
-    this.sizes = new Float64Array(INITIAL_CAPACITY);
-  }
-
-  /** Number of entries held (expired entries not yet read count until removed). */
-  get length(): number {
-    return this.index.size;
-  }
-
-  /** Bytes charged for the entries held. Never more than `maxBytes` when bounded. */
-  get bytes(): number {
-    return this.totalBytes;
-  }
-
-  /** The value for `key`, marked most recently used; `undefined` if absent or expired. */
-  get(key: string): V | undefined {
-    const i = this.index.get(key);
-    if (i === undefined) {
-      this.missCount++;
-      return undefined;
-    }
-    if (this.expires !== undefined && this.isStale(i)) {
-      this.removeSlot(i, "expire");
-      this.missCount++;
-      return undefined;
-    }
-    if (this.prev[0] !== i) this.moveToNewest(i);
-    this.hitCount++;
-    return this.valueOf[i];
-  }
-
-  /** The value for `key` without changing its recency or the hit counters. */
-  peek(key: string): V | undefined {
-    const i = this.index.get(key);
-    if (i === undefined) return undefined;
-    if (this.expires !== undefined && this.isStale(i)) {
-      this.removeSlot(i, "expire");
-      return undefined;
-    }
-    return this.valueOf[i];
-  }
-
-  /** Whether a live entry for `key` is held, without changing its recency. */
-  has(key: string): boolean {
-    const i = this.index.get(key);
-    if (i === undefined) return false;
-    if (this.expires !== undefined && this.isStale(i)) {
-      this.removeSlot(i, "expire");
-      return false;
-    }
-    return true;
   }
 
   /**
@@ -221,50 +138,25 @@ export class LRU<V> {
       if (i !== undefined) this.removeSlot(i, "delete");
       return false;
     }
-    const ttl = options?.ttl ?? this.defaultTtl;
     let replaced: V | undefined;
     let wasReplaced = false;
     if (i !== undefined) {
-      replaced = this.valueOf[i];
+      replaced = this.slotValues[i];
       wasReplaced = true;
       this.totalBytes += size - this.sizes[i]!;
-      this.sizes[i] = size;
-      this.valueOf[i] = value;
       if (this.prev[0] !== i) this.moveToNewest(i);
     } else {
-      i = this.allocateSlot();
-      this.keyOf[i] = key;
-      this.valueOf[i] = value;
-      this.sizes[i] = size;
-      this.index.set(key, i);
-      this.linkNewest(i);
+      i = this.addSlot(key);
       this.totalBytes += size;
     }
-    if (ttl > 0) {
-      if (this.expires === undefined) this.expires = new Float64Array(this.capacity);
-      this.expires[i] = this.now() + ttl;
-    } else if (this.expires !== undefined) {
-      this.expires[i] = 0;
-    }
-    if (this.maxBytes !== 0) {
-      // The new entry is the newest and fits alone, so it is never the one evicted.
-      while (this.totalBytes > this.maxBytes) this.removeSlot(this.next[0]!, "evict");
-    }
+    this.sizes[i] = size;
+    this.slotValues[i] = value;
+    this.setExpiry(i, options?.ttl ?? this.defaultTtl);
+    // The new entry is the newest and fits alone, so it is never the one evicted.
+    if (this.maxBytes !== 0) this.evictDownTo(this.maxBytes);
     if (wasReplaced && this.onEvicted !== undefined && replaced !== value) {
       this.onEvicted(key, replaced as V, "replace");
     }
-    return true;
-  }
-
-  /** Removes `key`. Returns whether a live entry was removed. */
-  delete(key: string): boolean {
-    const i = this.index.get(key);
-    if (i === undefined) return false;
-    if (this.expires !== undefined && this.isStale(i)) {
-      this.removeSlot(i, "expire");
-      return false;
-    }
-    this.removeSlot(i, "delete");
     return true;
   }
 
@@ -273,142 +165,36 @@ export class LRU<V> {
     const onEvicted = this.onEvicted;
     const removed: [string, V][] = [];
     if (onEvicted !== undefined) {
-      for (let i = this.next[0]!; i !== 0; i = this.next[i]!) {
-        removed.push([this.keyOf[i]!, this.valueOf[i] as V]);
-      }
+      for (const i of this.slotsInOrder()) removed.push([this.keyOf[i]!, this.slotValues[i] as V]);
     }
-    this.index.clear();
-    this.keyOf = [undefined];
-    this.valueOf = [undefined];
-    this.capacity = INITIAL_CAPACITY;
-    this.next = new Uint32Array(INITIAL_CAPACITY);
-    this.prev = new Uint32Array(INITIAL_CAPACITY);
-    this.sizes = new Float64Array(INITIAL_CAPACITY);
-    this.expires = undefined;
-    this.free = [];
-    this.used = 1;
-    this.totalBytes = 0;
+    this.resetSlots();
+    this.slotValues = [undefined];
+    this.sizes = new Float64Array(this.capacity);
     if (onEvicted !== undefined) for (const [k, v] of removed) onEvicted(k, v, "delete");
-  }
-
-  /** Removes every expired entry now. Returns how many were removed. */
-  purgeStale(): number {
-    if (this.expires === undefined) return 0;
-    let removed = 0;
-    for (let i = this.next[0]!; i !== 0; ) {
-      const after = this.next[i]!;
-      if (this.isStale(i)) {
-        this.removeSlot(i, "expire");
-        removed++;
-      }
-      i = after;
-    }
-    return removed;
-  }
-
-  /** Live entries from the least to the most recently used. Does not change recency. */
-  *entries(): IterableIterator<[string, V]> {
-    for (let i = this.next[0]!; i !== 0; i = this.next[i]!) {
-      if (this.expires !== undefined && this.isStale(i)) continue;
-      yield [this.keyOf[i]!, this.valueOf[i] as V];
-    }
-  }
-
-  /** Live keys from the least to the most recently used. */
-  *keys(): IterableIterator<string> {
-    for (const [key] of this.entries()) yield key;
-  }
-
-  /** Live values from the least to the most recently used. */
-  *values(): IterableIterator<V> {
-    for (const [, value] of this.entries()) yield value;
-  }
-
-  [Symbol.iterator](): IterableIterator<[string, V]> {
-    return this.entries();
   }
 
   /** A snapshot of the counters and gauges. */
   stats(): LRUStats {
-    return {
-      hits: this.hitCount,
-      misses: this.missCount,
-      evictions: this.evictionCount,
-      expirations: this.expirationCount,
-      bytes: this.totalBytes,
-      items: this.index.size,
-    };
+    return this.counters();
   }
 
-  private isStale(i: number): boolean {
-    const expiry = this.expires![i]!;
-    return expiry !== 0 && expiry <= this.now();
+  protected override read(i: number): V {
+    return this.slotValues[i] as V;
   }
 
-  private moveToNewest(i: number): void {
-    const next = this.next;
-    const prev = this.prev;
-    const p = prev[i]!;
-    const n = next[i]!;
-    next[p] = n;
-    prev[n] = p;
-    const newest = prev[0]!;
-    next[newest] = i;
-    prev[i] = newest;
-    next[i] = 0;
-    prev[0] = i;
-  }
-
-  private linkNewest(i: number): void {
-    const newest = this.prev[0]!;
-    this.next[newest] = i;
-    this.prev[i] = newest;
-    this.next[i] = 0;
-    this.prev[0] = i;
-  }
-
-  private allocateSlot(): number {
-    const reused = this.free.pop();
-    if (reused !== undefined) return reused;
-    if (this.used === this.capacity) this.grow();
-    return this.used++;
-  }
-
-  private grow(): void {
-    const capacity = this.capacity * 2;
-    const next = new Uint32Array(capacity);
-    next.set(this.next);
-    this.next = next;
-    const prev = new Uint32Array(capacity);
-    prev.set(this.prev);
-    this.prev = prev;
-    const sizes = new Float64Array(capacity);
-    sizes.set(this.sizes);
-    this.sizes = sizes;
-    if (this.expires !== undefined) {
-      const expires = new Float64Array(capacity);
-      expires.set(this.expires);
-      this.expires = expires;
-    }
-    this.capacity = capacity;
-  }
-
-  private removeSlot(i: number, reason: EvictionReason): void {
-    const key = this.keyOf[i]!;
-    const value = this.valueOf[i] as V;
-    const p = this.prev[i]!;
-    const n = this.next[i]!;
-    this.next[p] = n;
-    this.prev[n] = p;
-    this.index.delete(key);
+  protected override release(i: number): V {
+    const value = this.slotValues[i] as V;
     this.totalBytes -= this.sizes[i]!;
     this.sizes[i] = 0;
-    this.keyOf[i] = undefined;
-    this.valueOf[i] = undefined;
-    if (this.expires !== undefined) this.expires[i] = 0;
-    this.free.push(i);
-    if (reason === "evict") this.evictionCount++;
-    else if (reason === "expire") this.expirationCount++;
-    this.onEvicted?.(key, value, reason);
+    this.slotValues[i] = undefined;
+    return value;
+  }
+
+  protected override removed(key: string, released: unknown, reason: EvictionReason): void {
+    this.onEvicted?.(key, released as V, reason);
+  }
+
+  protected override growSlots(capacity: number): void {
+    this.sizes = grown(this.sizes, capacity);
   }
 }
