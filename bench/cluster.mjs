@@ -20,6 +20,7 @@ import http2 from "node:http2";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { startChild, stopChild, track } from "./children.mjs";
 import { decodeGetResponse, getRequestFrame, runGrpcLoad } from "./grpc-load.mjs";
 import { formatRate, freePorts, markdownTable, percentile } from "./harness.mjs";
 
@@ -186,71 +187,19 @@ require("node:module").syncBuiltinESMExports();
 process.on("SIGUSR2", () => process.stdout.write("bench-peer-requests " + requests + "\\n"));
 `;
 
-const live = new Set();
-let exitHookInstalled = false;
-function installExitHook() {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  // Last resort if the bench dies between start and stop: no orphans.
-  process.on("exit", () => {
-    for (const child of live) {
-      try {
-        process.kill(child.pid, "SIGKILL");
-      } catch {}
-    }
-  });
+/** Counts a node's loads and answers its peer-request counter (see PEER_COUNTER). */
+function watchNode(line, state) {
+  if (line.includes("loaded from source:")) state.loads++;
+  const m = /^bench-peer-requests (\d+)$/.exec(line);
+  if (m) for (const w of state.waiters.splice(0)) w(Number(m[1]));
 }
 
-/** Starts `node ARGS`, resolves once a line contains `readyText`. */
-function startChild(label, args, readyText, timeoutMs = 15_000) {
-  installExitHook();
-  const child = spawn(process.execPath, args, {
-    stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, NODE_OPTIONS: "" },
-  });
-  live.add(child);
-  const state = { label, child, lines: [], waiters: [], loads: 0 };
-  child.once("exit", () => live.delete(child));
-  state.ready = new Promise((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`${label} not ready after ${timeoutMs} ms:\n${tail(state)}`)),
-      timeoutMs,
-    );
-    let buffered = "";
-    const onData = (chunk) => {
-      buffered += chunk;
-      let nl = buffered.indexOf("\n");
-      while (nl >= 0) {
-        const line = buffered.slice(0, nl);
-        buffered = buffered.slice(nl + 1);
-        state.lines.push(line);
-        if (state.lines.length > 200) state.lines.shift();
-        if (line.includes("loaded from source:")) state.loads++;
-        const m = /^bench-peer-requests (\d+)$/.exec(line);
-        if (m) for (const w of state.waiters.splice(0)) w(Number(m[1]));
-        if (line.includes(readyText)) {
-          clearTimeout(timer);
-          resolve();
-        }
-        nl = buffered.indexOf("\n");
-      }
-    };
-    child.stdout.setEncoding("utf8").on("data", onData);
-    child.stderr.setEncoding("utf8").on("data", onData);
-    child.once("exit", (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`${label} exited (${code ?? signal}) before serving:\n${tail(state)}`));
-    });
-  });
-  state.ready.catch(() => {});
+/** Starts a child that reports loads and peer requests (a cluster node or the bare responder). */
+function startWatched(label, args, readyText) {
+  const state = startChild(label, args, readyText, { onLine: watchNode });
+  state.loads = 0;
+  state.waiters = [];
   return state;
-}
-
-function tail(state) {
-  return state.lines
-    .slice(-10)
-    .map((l) => `  ${l}`)
-    .join("\n");
 }
 
 /** Peer requests sent by a node so far (via the preloaded counter). */
@@ -265,20 +214,6 @@ function peerRequests(state, timeoutMs = 2_000) {
   });
 }
 
-/** SIGTERM by pid, SIGKILL after `graceMs`. */
-async function stopChild(state, graceMs = 3_000) {
-  const { child } = state;
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((resolve) => child.once("exit", resolve));
-  child.kill("SIGTERM");
-  const timer = setTimeout(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-  }, graceMs);
-  await exited;
-  clearTimeout(timer);
-}
-
-/** `count` distinct free loopback ports (all bound at once, then released). */
 // --- h2load ------------------------------------------------------------------------
 
 function h2loadVersion() {
@@ -308,8 +243,7 @@ function h2load({ port, reqFile, requests, clients, streams, logFile, timeoutMs 
   ];
   return new Promise((resolve, reject) => {
     rmSync(logFile, { force: true });
-    const child = spawn("h2load", args, { stdio: ["ignore", "pipe", "pipe"] });
-    live.add(child);
+    const child = track(spawn("h2load", args, { stdio: ["ignore", "pipe", "pipe"] }));
     let out = "";
     child.stdout.setEncoding("utf8").on("data", (c) => {
       out += c;
@@ -320,12 +254,10 @@ function h2load({ port, reqFile, requests, clients, streams, logFile, timeoutMs 
     const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
     child.once("error", (error) => {
       clearTimeout(timer);
-      live.delete(child);
       reject(error);
     });
     child.once("exit", (code, signal) => {
       clearTimeout(timer);
-      live.delete(child);
       const finished = /finished in ([\d.]+)(m?s), ([\d.]+) req\/s/.exec(out);
       const counts =
         /requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout/.exec(
@@ -487,13 +419,17 @@ export async function runCluster({
     say(
       `cluster: starting bare responder :${barePort}, nodes ${localPorts.join(",")} (--replicas 2), ${fwdPorts.join(",")} (--replicas 0)`,
     );
-    const bare = startChild("bare node:http2", ["-e", BARE_RESPONDER, String(barePort)], "serving");
+    const bare = startWatched(
+      "bare node:http2",
+      ["-e", BARE_RESPONDER, String(barePort)],
+      "serving",
+    );
     children.push(bare);
     const localNodes = localPorts.map((p) =>
-      startChild(`node :${p} (replicas 2)`, clusterArgs(p, localPorts, 2), "serving group"),
+      startWatched(`node :${p} (replicas 2)`, clusterArgs(p, localPorts, 2), "serving group"),
     );
     const fwdNodes = fwdPorts.map((p) =>
-      startChild(`node :${p} (replicas 0)`, clusterArgs(p, fwdPorts, 0), "serving group"),
+      startWatched(`node :${p} (replicas 0)`, clusterArgs(p, fwdPorts, 0), "serving group"),
     );
     children.push(...localNodes, ...fwdNodes);
     await Promise.all(children.map((c) => c.ready));

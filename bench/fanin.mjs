@@ -16,11 +16,11 @@
 // Every child process is stopped by pid (SIGTERM, then SIGKILL after a
 // timeout), also when something fails.
 
-import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import http from "node:http";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { startChild, stopChild } from "./children.mjs";
 import { runGrpcLoad } from "./grpc-load.mjs";
 import { formatRate, freePorts, markdownTable } from "./harness.mjs";
 
@@ -77,74 +77,21 @@ async function startSource() {
 }
 
 /** Starts one node; resolves once it serves. Collects the keys it loaded. */
+/** A node whose getter reads `sourceUrl`; `node.loaded` collects the keys it loaded. */
 function startNode(port, members, sourceUrl) {
-  const child = spawn(
-    process.execPath,
-    [
-      NODE_MAIN,
-      "--host",
-      HOST,
-      "--port",
-      String(port),
-      "--peers",
-      members.join(","),
-      "--group",
-      `${GROUP}:${GROUP_BYTES}`,
-      "--source-url",
-      sourceUrl,
-    ],
-    { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, NODE_OPTIONS: "" } },
-  );
-  const node = { address: `${HOST}:${port}`, child, loaded: [], tail: [], exited: false };
-  child.once("exit", () => {
-    node.exited = true;
+  const args = [
+    ...[NODE_MAIN, "--host", HOST, "--port", String(port), "--peers", members.join(",")],
+    ...["--group", `${GROUP}:${GROUP_BYTES}`, "--source-url", sourceUrl],
+  ];
+  const node = startChild(`${HOST}:${port}`, args, "serving group", {
+    onLine: (line) => {
+      const loaded = /loaded from source: (.*)$/.exec(line);
+      if (loaded) node.loaded.push(loaded[1]);
+    },
   });
-  node.ready = new Promise((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`${node.address} not serving after 15 s`)),
-      15_000,
-    );
-    let buffered = "";
-    const onData = (chunk) => {
-      buffered += chunk;
-      let nl = buffered.indexOf("\n");
-      while (nl >= 0) {
-        const line = buffered.slice(0, nl);
-        buffered = buffered.slice(nl + 1);
-        const loaded = /loaded from source: (.*)$/.exec(line);
-        if (loaded) node.loaded.push(loaded[1]);
-        else {
-          node.tail.push(line);
-          if (node.tail.length > 20) node.tail.shift();
-        }
-        if (line.includes("serving group")) {
-          clearTimeout(timer);
-          resolve();
-        }
-        nl = buffered.indexOf("\n");
-      }
-    };
-    child.stdout.setEncoding("utf8").on("data", onData);
-    child.stderr.setEncoding("utf8").on("data", onData);
-    child.once("exit", (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`${node.address} exited (${code ?? signal}):\n${node.tail.join("\n")}`));
-    });
-  });
-  node.ready.catch(() => {});
+  node.address = `${HOST}:${port}`;
+  node.loaded = [];
   return node;
-}
-
-function stopNode(node, timeoutMs = 5_000) {
-  if (node.exited) return Promise.resolve();
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => node.child.kill("SIGKILL"), timeoutMs);
-    node.child.once("exit", () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    node.child.kill("SIGTERM");
-  });
 }
 
 function ms(v) {
@@ -264,7 +211,7 @@ export async function runFanIn({
     ].join("\n");
     return { ok: problems.length === 0, markdown, result };
   } finally {
-    await Promise.all(nodes.map((node) => stopNode(node)));
+    await Promise.all(nodes.map((node) => stopChild(node, 5_000)));
     await source.close();
   }
 }
