@@ -1,3 +1,4 @@
+// The errors a group hands its callers, and the key check behind InvalidKeyError.
 /**
  * Thrown by a getter when the source has no value for a key. Like every
  * getter error it is returned to the caller and not cached; over the wire a
@@ -25,4 +26,9 @@ export class InvalidKeyError extends Error {
  */
 export class RemoteLoadError extends Error {
   override readonly name = "RemoteLoadError";
+}
+
+/** Throws {@link InvalidKeyError} unless `key` is a non-empty string. */
+export function requireKey(key: string): void {
+  if (typeof key !== "string" || key.length === 0) throw new InvalidKeyError("key is required");
 }

@@ -2,7 +2,9 @@ import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
 import { ByteView } from "./byteview.js";
 import { InvalidKeyError, NotFoundError } from "./errors.js";
-import { type Getter, Group, getGroup, newGroup, removeGroup } from "./group.js";
+import { Group } from "./group.js";
+import type { Getter } from "./local-group.js";
+import { getGroup, newGroup, removeGroup } from "./registry.js";
 
 const scores: Record<string, string> = { Tom: "630", Jack: "589", Sam: "567" };
 

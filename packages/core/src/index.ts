@@ -1,35 +1,28 @@
+// @distcache/core's public surface: groups and what their callers handle,
+// and the peer interfaces a transport implements.
 export { ByteView } from "./byteview.js";
 export { InvalidKeyError, NotFoundError, RemoteLoadError } from "./errors.js";
-export {
-  type GetOptions,
-  type Getter,
-  type GetterContext,
-  type GetterResult,
-  Group,
-  type GroupOptions,
-  type GroupStats,
-  getGroup,
-  newGroup,
-  PropagationError,
-  type PropagationResult,
-  removeGroup,
-  type StoreLocalOptions,
-} from "./group.js";
+export { type GetOptions, Group } from "./group.js";
+export type { GroupStats } from "./group-stats.js";
+export type { Getter, GetterContext, GetterResult, GroupOptions } from "./local-group.js";
 export type {
+  AttachedGroup,
   PeerCallOptions,
   PeerClient,
   PeerGetOptions,
+  PeerGetRequest,
+  PeerHandler,
   PeerPicker,
   PeerRemoveOptions,
+  PeerRemoveRequest,
   PeerStoreOptions,
+  PeerStoreRequest,
   PeerValue,
   Placement,
   RemoveResult,
 } from "./peers.js";
-export {
-  DEFAULT_GUARD_KEYS,
-  StaleGuard,
-  type Stamp,
-  stampBefore,
-  WriteClock,
-} from "./stamps.js";
+export { PropagationError, type PropagationResult } from "./propagation.js";
+export { getGroup, newGroup, removeGroup } from "./registry.js";
+export type { Stamp } from "./stamps.js";
+// A load past `loadTimeout` rejects with singleflight's TimeoutError.
+export { TimeoutError } from "@distcache/singleflight";

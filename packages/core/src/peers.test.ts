@@ -1,12 +1,14 @@
 import { describe, expect, it } from "vitest";
 import { NotFoundError, RemoteLoadError } from "./errors.js";
-import { Group, PropagationError } from "./group.js";
+import { Group } from "./group.js";
+import { PropagationError } from "./propagation.js";
 import type {
   PeerClient,
   PeerGetOptions,
   PeerPicker,
   PeerRemoveOptions,
   PeerStoreOptions,
+  PeerValue,
   Placement,
 } from "./peers.js";
 
@@ -34,9 +36,9 @@ class MemoryPeer implements PeerClient {
     await this.check();
     this.received.get++;
     try {
-      const stamp = this.target().writeStamp();
-      const view = await this.target().getLocal(key, options);
-      return view === undefined ? undefined : { value: view.bytes(), stamp };
+      const answer = await this.target().peerHandler.get(key, options);
+      // A copy, as the wire makes one.
+      return answer === undefined ? undefined : { ...answer, value: answer.value.slice() };
     } catch (error) {
       // What a transport does with an answer carrying an in-band error.
       if (error instanceof NotFoundError) throw error;
@@ -47,16 +49,18 @@ class MemoryPeer implements PeerClient {
     await this.check();
     if (this.holdStores !== undefined) await this.holdStores;
     this.received.store++;
-    return this.target().storeLocal(key, value, { ...options, from: this.sender });
+    return this.target().peerHandler.store(key, value, { ...options, from: this.sender });
   }
   async remove(_g: string, key: string, options: PeerRemoveOptions = {}) {
     await this.check();
     this.received.remove++;
-    if (options.fanOut) return this.target().invalidateAsOwner(key, { except: this.sender });
-    const { stamp } = options;
-    this.target().removeLocal(key, stamp === undefined ? undefined : { from: this.sender, stamp });
-    return undefined;
+    return this.target().peerHandler.remove(key, { ...options, from: this.sender });
   }
+}
+
+/** The text of a peer handler's answer; `undefined` when it had no copy. */
+function text(answer: PeerValue | undefined): string | undefined {
+  return answer === undefined ? undefined : new TextDecoder().decode(answer.value);
 }
 
 function cluster(size: number, source: (key: string) => string | undefined, replicas = 2) {
@@ -131,7 +135,7 @@ describe("a group with peers", () => {
     expect(c.groups.map((g) => g.stats().items)).toEqual([1, 1, 1]);
     c.setDown(owner, true);
     // A node that is not a replica (with 4 nodes) or the replica itself: no getter call anywhere.
-    c.groups[asker]!.removeLocal(key); // forget its own copy so it must ask
+    await c.groups[asker]!.peerHandler.remove(key, { from: "test" }); // forget its own copy so it must ask
     expect((await c.groups[asker]!.get(key)).toString()).toBe("value:Tom");
     expect(c.loads.flat()).toEqual([key]);
   });
@@ -197,27 +201,31 @@ describe("a group with peers", () => {
     const replica = (owner + 1) % 4;
     const bystander = (owner + 2) % 4;
     await c.groups[bystander]!.get(key); // not a replica: keeps no copy
-    await c.groups[owner]!.storeLocal(key, new TextEncoder().encode("stale"), { replicate: false });
-    c.groups[(owner + 3) % 4]!.storeLocal(key, new TextEncoder().encode("stale"), {
+    await c.groups[owner]!.peerHandler.store(key, new TextEncoder().encode("stale"), {
+      from: "test",
+      replicate: false,
+    });
+    c.groups[(owner + 3) % 4]!.peerHandler.store(key, new TextEncoder().encode("stale"), {
+      from: "test",
       replicate: false,
     });
     const result = await c.groups[bystander]!.set(key, "999");
     expect(result.failed).toEqual([]);
     for (const node of [0, 1, 2, 3]) {
       const expected = node === owner || node === replica ? "999" : undefined;
-      expect((await c.groups[node]!.getLocal(key, { cacheOnly: true }))?.toString()).toBe(expected);
+      expect(text(await c.groups[node]!.peerHandler.get(key, { cacheOnly: true }))).toBe(expected);
     }
     for (const node of [0, 1, 2, 3])
       expect((await c.groups[node]!.get(key)).toString()).toBe("999");
     expect(c.loads.flat()).toEqual([key]);
   });
 
-  it("never forwards a peer request: getLocal loads with the local getter", async () => {
+  it("never forwards a peer request: the peer handler loads with the local getter", async () => {
     const c = cluster(3, values);
     const key = "Tom";
     const notOwner = (c.ownerIndex(key) + 1) % 3;
-    const view = await c.groups[notOwner]!.getLocal(key, { cacheOnly: false });
-    expect(view?.toString()).toBe("value:Tom");
+    const view = await c.groups[notOwner]!.peerHandler.get(key, { cacheOnly: false });
+    expect(text(view)).toBe("value:Tom");
     expect(c.loads[notOwner]).toEqual([key]);
     expect(c.peers.flat().reduce((sum, p) => sum + p.received.get, 0)).toBe(0);
   });
@@ -240,7 +248,7 @@ describe("a group with peers", () => {
     release();
     expect((await read).toString()).toBe("value:Tom");
     expect(c.groups[replica]!.stats().staleCopiesRefused).toBe(1);
-    expect(await c.groups[replica]!.getLocal(key, { cacheOnly: true })).toBeUndefined();
+    expect(await c.groups[replica]!.peerHandler.get(key, { cacheOnly: true })).toBeUndefined();
   });
 
   it("keeps a push that read the value after the delete", async () => {
@@ -250,7 +258,7 @@ describe("a group with peers", () => {
     const replica = (owner + 1) % 3;
     await c.groups[(owner + 2) % 3]!.delete(key);
     await c.groups[(owner + 2) % 3]!.get(key);
-    expect((await c.groups[replica]!.getLocal(key, { cacheOnly: true }))?.toString()).toBe(
+    expect(text(await c.groups[replica]!.peerHandler.get(key, { cacheOnly: true }))).toBe(
       "value:Tom",
     );
     expect(c.groups[replica]!.stats().staleCopiesRefused).toBe(0);

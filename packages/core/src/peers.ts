@@ -1,16 +1,27 @@
+// The contract between a group and a transport: how a group reaches other
+// nodes (PeerPicker, PeerClient: the transport's client side) and how a
+// transport serves the calls other nodes make (PeerHandler: its server side).
 /**
- * How a group reaches other nodes. `core` knows no network: a transport (for
- * example `@distcache/transport-connect`) implements these two interfaces and
- * a group registered with it routes misses, deletes and sets through them.
+ * `core` knows no network: a transport (for example
+ * `@distcache/transport-connect`) implements {@link PeerPicker} and
+ * {@link PeerClient}, and a group registered with it routes misses, deletes
+ * and sets through them. On the receiving node the transport hands each call
+ * to the named group's {@link PeerHandler} (`group.peerHandler`).
  *
  * The contract that keeps a cluster loop-free: every call a group makes on a
  * {@link PeerClient} is a *peer request*, and the node receiving it serves it
- * from its own cache or its own getter (see {@link Group.getLocal} and the
- * other `*Local` methods) — it never forwards it again.
+ * from its own cache or its own getter through {@link PeerHandler} — it never
+ * forwards it again.
  */
 
-import type { Group, PropagationResult } from "./group.js";
+import type { PropagationResult } from "./propagation.js";
 import type { Stamp } from "./stamps.js";
+
+/** A group a transport serves; what {@link PeerPicker.attach} is told about. */
+export interface AttachedGroup {
+  readonly name: string;
+  readonly peerHandler: PeerHandler;
+}
 
 /** Per-call options for {@link PeerClient} methods. */
 export interface PeerCallOptions {
@@ -119,9 +130,83 @@ export interface PeerPicker {
   /** Every member except this node (the audience of an invalidation). */
   others(): readonly PeerClient[];
   /**
-   * Told by {@link Group.registerPeers} which group now uses this picker, so a
+   * Told by `Group.registerPeers` which group now uses this picker, so a
    * transport serves that group's peer and client requests (several nodes can
    * then share one process, each with its own groups). Optional.
    */
-  attach?(group: Group): void;
+  attach?(group: AttachedGroup): void;
+}
+
+/** A peer's read of a key, as a transport hands it to {@link PeerHandler.get}. */
+export interface PeerGetRequest {
+  /** Answer from this node's cache only: `undefined` when it holds no copy (a replica read). */
+  readonly cacheOnly: boolean;
+  /** The caller left or its deadline passed: a load it waits on may stop. */
+  readonly signal?: AbortSignal | undefined;
+}
+
+/** A peer's copy of a value, as a transport hands it to {@link PeerHandler.store}. */
+export interface PeerStoreRequest {
+  /** The sending member (as this node names it in its member list). */
+  readonly from: string;
+  /** This node is the key's owner taking a forwarded Set: copy it on to the replicas. */
+  readonly replicate: boolean;
+  /** The sender's write stamp for the copy; a copy older than a write `from` announced is refused. */
+  readonly stamp?: Stamp | undefined;
+  /** The copy is a write (a Set), not a load: copies stamped before it are refused from now on. */
+  readonly write?: boolean | undefined;
+}
+
+/** A peer's invalidation, as a transport hands it to {@link PeerHandler.remove}. */
+export interface PeerRemoveRequest {
+  /** The sending member. */
+  readonly from: string;
+  /** The sender is the key's owner and this is its stamp of the invalidation. */
+  readonly stamp?: Stamp | undefined;
+  /**
+   * This node is the key's owner: invalidate, then tell every other member
+   * except `from`, with this node's own stamp.
+   */
+  readonly fanOut?: boolean | undefined;
+  /** Bounds the fan-out's peer calls. */
+  readonly signal?: AbortSignal | undefined;
+}
+
+/**
+ * How a transport serves other nodes' calls to one group. Every method
+ * answers from this node — its cache, or its own getter — and never forwards
+ * to another node (a fan-out as the owner tells the others once, and they do
+ * not fan out again). Stamp ordering is handled here: a transport only
+ * carries stamps between the wire and these methods.
+ */
+export interface PeerHandler {
+  /**
+   * This node's copy of `key`, or (unless `cacheOnly`) a load with this
+   * node's getter, which copies the value to the key's replicas.
+   *
+   * @returns the value and this node's write stamp read *before* it (so a
+   *   write applied after the read is stamped later); `undefined` when
+   *   `cacheOnly` and nothing is cached.
+   * @throws InvalidKeyError for an empty key; NotFoundError or the getter's
+   *   error when the load failed.
+   */
+  get(key: string, request: PeerGetRequest): Promise<PeerValue | undefined>;
+  /**
+   * Keeps a copy of `value` (a replication push), or with `replicate` takes a
+   * forwarded Set as the owner and copies it to the replicas. A copy older
+   * than a write the sender announced is refused (and counted). Voids loads
+   * of the key in flight here.
+   *
+   * @returns the replicas that did not take a forwarded Set.
+   */
+  store(key: string, value: Uint8Array, request: PeerStoreRequest): Promise<PropagationResult>;
+  /**
+   * Drops this node's copy of `key` and voids loads of it in flight here;
+   * with a `stamp`, copies the sender handed out before are refused from now
+   * on. With `fanOut`, also tells every other member but the sender.
+   *
+   * @returns with `fanOut`, this node's stamp of the invalidation and the
+   *   members that did not acknowledge; else no failures.
+   */
+  remove(key: string, request: PeerRemoveRequest): Promise<RemoveResult>;
 }

@@ -1,0 +1,57 @@
+// A group's counters on this node, and the snapshot `Group.stats()` returns.
+
+/** Counters and gauges of one group; see {@link Group.stats}. */
+export interface GroupStats {
+  /** `get` calls, hits and misses included. */
+  gets: number;
+  /** `get` calls answered from this node's cache. */
+  hits: number;
+  /** `get` calls that had to load (from a peer or the getter). */
+  misses: number;
+  /** Misses that started a load. */
+  loads: number;
+  /** Misses that joined a load already in flight for the same key. */
+  loadsDeduped: number;
+  /** Getter calls on this node. */
+  localLoads: number;
+  /** Getter calls on this node that failed (thrown, timed out or returned a non-bytes value). */
+  localLoadErrors: number;
+  /** Values fetched from another node (owner or replica). */
+  peerLoads: number;
+  /** Peer calls that failed at the transport (peer down, timed out). */
+  peerErrors: number;
+  /**
+   * Copies from the owner refused because the owner had announced a later
+   * write of the key (a replication push or Fetch answer that arrived after an
+   * invalidation or Set it predates).
+   */
+  staleCopiesRefused: number;
+  /** Replication pushes after a load that a replica did not take (down, timed out, breaker open). */
+  replicationFailures: number;
+  /** Loads in flight on this node now (reads that may ask peers, and getter calls). */
+  loadsInFlight: number;
+  /** Entries evicted to stay within the budget. */
+  evictions: number;
+  /** Bytes held by this node's cache (keys + values + per-entry overhead). */
+  bytes: number;
+  /** Entries held by this node's cache. */
+  items: number;
+}
+
+/** The counted part of {@link GroupStats}: events since the group was made. */
+export type GroupCounts = Omit<GroupStats, "loadsInFlight" | "evictions" | "bytes" | "items">;
+
+/** A group's event counters, one object shared by its read path, writes and peer handler. */
+export class GroupCounters implements GroupCounts {
+  gets = 0;
+  hits = 0;
+  misses = 0;
+  loads = 0;
+  loadsDeduped = 0;
+  localLoads = 0;
+  localLoadErrors = 0;
+  peerLoads = 0;
+  peerErrors = 0;
+  staleCopiesRefused = 0;
+  replicationFailures = 0;
+}

@@ -1,0 +1,191 @@
+// A group's part on this node: its cache, loads with this node's getter (and
+// the replication push after one), the write clock and stale guard, fill
+// tokens and counters. Nothing here asks another node for a value.
+import { ByteLRU } from "@distcache/lru";
+import { SingleFlight } from "@distcache/singleflight";
+import { ByteView, describe } from "./byteview.js";
+import { FillTokens, type FillToken } from "./fill-tokens.js";
+import { GroupCounters, type GroupStats } from "./group-stats.js";
+import type { PeerClient, PeerPicker } from "./peers.js";
+import type { PropagationResult } from "./propagation.js";
+import { StaleGuard, type Stamp, WriteClock } from "./stamps.js";
+
+/** What a getter may return: bytes, or a string stored as UTF-8. */
+export type GetterResult = Uint8Array | string;
+
+/** Passed to a getter with each key. */
+export interface GetterContext {
+  /**
+   * Aborts when every caller waiting on this load has gone (their deadlines
+   * passed or they were cancelled) or the group's load timeout passed. Pass it
+   * to the data source so abandoned work stops.
+   */
+  readonly signal: AbortSignal;
+}
+
+/**
+ * Loads a key from the source of truth on a miss. Throw {@link NotFoundError}
+ * when the source has no such key. Errors are returned to the callers and
+ * never cached.
+ */
+export type Getter = (key: string, context: GetterContext) => Promise<GetterResult> | GetterResult;
+
+/** Options for {@link newGroup} and the {@link Group} constructor. */
+export interface GroupOptions {
+  /** Replace a registered group of the same name instead of throwing. Default `false`. */
+  replace?: boolean;
+  /**
+   * Milliseconds a getter call may take before it is abandoned: its signal
+   * aborts and every waiter gets a `TimeoutError`. Default `10_000`; `0`
+   * disables the bound (a getter that never settles then wedges its key).
+   */
+  loadTimeout?: number;
+  /** Time to live of cached entries in milliseconds. Default `0`: no expiry. */
+  ttl?: number;
+}
+
+/** Who announced a write of a key, and its stamp. */
+export interface Announced {
+  readonly from: string;
+  readonly stamp: Stamp;
+}
+
+const DEFAULT_LOAD_TIMEOUT_MS = 10_000;
+
+/** A group's state on this node; shared by its application API and its peer handler. */
+export class LocalGroup {
+  /** Values in slab pages; a hit hands out a view of its page (see ByteView.adoptRange). */
+  readonly cache: ByteLRU<ByteView>;
+  /** Loads on behalf of a caller of `get`: may ask peers. */
+  readonly readFlight = new SingleFlight<ByteView>();
+  /** Loads with this node's getter: never asks a peer, so peers never wait on each other. */
+  readonly loadFlight: SingleFlight<ByteView>;
+  readonly fills = new FillTokens();
+  /** Orders this node's writes; its stamp goes out with every copy this node hands out. */
+  readonly clock = new WriteClock();
+  /** The latest writes owners announced, so late copies older than them are refused. */
+  readonly guard = new StaleGuard();
+  readonly counters = new GroupCounters();
+  /** The cluster, once registered. */
+  peers: PeerPicker | undefined;
+
+  constructor(
+    readonly name: string,
+    cacheBytes: number,
+    private readonly getter: Getter,
+    options: GroupOptions,
+  ) {
+    this.cache = new ByteLRU<ByteView>({
+      maxBytes: cacheBytes,
+      view: ByteView.adoptRange,
+      ttl: options.ttl ?? 0,
+    });
+    this.loadFlight = new SingleFlight<ByteView>({
+      timeout: options.loadTimeout ?? DEFAULT_LOAD_TIMEOUT_MS,
+    });
+  }
+
+  /** The value of `key` with this node's getter (one load per key at a time). */
+  load(key: string, signal?: AbortSignal): Promise<ByteView> {
+    return this.loadFlight.do(key, (loadSignal) => this.loadLocally(key, loadSignal), { signal });
+  }
+
+  /**
+   * Calls the getter, caches the value unless the key was invalidated
+   * meanwhile, and copies it to the key's replicas before answering.
+   */
+  async loadLocally(key: string, signal: AbortSignal): Promise<ByteView> {
+    const token = this.fills.begin(key);
+    // Replicas refuse this copy if a write of the key reaches them stamped later.
+    const stamp = this.clock.now();
+    try {
+      this.counters.localLoads++;
+      let result: unknown;
+      try {
+        result = await this.getter(key, { signal });
+      } catch (error) {
+        this.counters.localLoadErrors++;
+        throw error;
+      }
+      if (!(result instanceof Uint8Array) && typeof result !== "string") {
+        this.counters.localLoadErrors++;
+        throw new TypeError(
+          `getter of group "${this.name}" returned ${describe(result)} for key "${key}"; expected a Uint8Array or a string`,
+        );
+      }
+      const view = ByteView.from(result);
+      const replicas = this.peers?.placement(key).replicas;
+      if (this.fill(key, view, token) && replicas !== undefined && replicas.length > 0) {
+        // Replicas hold the value before any caller sees it, so losing this node loses nothing.
+        const pushes = await Promise.allSettled(
+          replicas.map((peer) => this.push(peer, key, view, stamp, false)),
+        );
+        for (const push of pushes)
+          if (push.status === "rejected") this.counters.replicationFailures++;
+      }
+      return view;
+    } finally {
+      this.fills.end(key, token);
+    }
+  }
+
+  /** Copies `view` to `peer` as the key's owner, stamped `stamp`. */
+  push(
+    peer: PeerClient,
+    key: string,
+    view: ByteView,
+    stamp: Stamp,
+    write: boolean,
+  ): Promise<PropagationResult | undefined> {
+    return peer.store(this.name, key, ByteView.unwrap(view), { replicate: false, stamp, write });
+  }
+
+  /** Replaces this node's copy of `key` with `view` (a write). */
+  storeView(key: string, view: ByteView): void {
+    this.removeLocal(key);
+    this.cache.set(key, ByteView.unwrap(view));
+  }
+
+  /** Caches `view` unless the key was invalidated since `token` began. */
+  fill(key: string, view: ByteView, token: FillToken): boolean {
+    if (token.stale) return false;
+    return this.cache.set(key, ByteView.unwrap(view));
+  }
+
+  /**
+   * Whether a copy `from` read at `stamp` may be kept (no later write of the
+   * key announced by `from`); a refused copy is counted.
+   */
+  admits(key: string, from: string, stamp: Stamp | undefined): boolean {
+    if (stamp === undefined || this.guard.admits(key, from, stamp)) return true;
+    this.counters.staleCopiesRefused++;
+    return false;
+  }
+
+  /**
+   * Drops this node's copy of `key` and voids loads of it in flight here.
+   * `announced` is the owner's stamp of the write, when the owner sent it:
+   * copies of the key it handed out before are refused from now on.
+   */
+  removeLocal(key: string, announced?: Announced): void {
+    this.clock.tick();
+    if (announced !== undefined) this.guard.record(key, announced.from, announced.stamp);
+    this.cache.delete(key);
+    this.fills.invalidate(key);
+    // Callers arriving from now on must not join a load that started before.
+    this.readFlight.forget(key);
+    this.loadFlight.forget(key);
+  }
+
+  /** A snapshot of the counters and gauges. */
+  stats(): GroupStats {
+    const cache = this.cache.stats();
+    return {
+      ...this.counters,
+      loadsInFlight: this.readFlight.size + this.loadFlight.size,
+      evictions: cache.evictions,
+      bytes: cache.bytes,
+      items: cache.items,
+    };
+  }
+}
