@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { DEFAULT_REPLICAS, HashRing, hashBytes, hashString } from "./index.js";
+import { DEFAULT_VIRTUAL_NODES, HashRing, hashBytes, hashString } from "./index.js";
 
 const encoder = new TextEncoder();
 const NODES = Array.from({ length: 10 }, (_, i) => `localhost:${8001 + i}`);
@@ -91,7 +91,7 @@ describe("hash", () => {
 describe("HashRing", () => {
   it("has fixed owners for fixed keys and members", () => {
     // Pinned at 200 points, the default when these answers were recorded.
-    const r = ring(["localhost:8001", "localhost:8002", "localhost:8003"], { replicas: 200 });
+    const r = ring(["localhost:8001", "localhost:8002", "localhost:8003"], { virtualNodes: 200 });
     expect(owners(r, ["Tom", "Jack", "Sam", "scores/Tom", "key-0", "key-1", "key-2"])).toEqual([
       "localhost:8003",
       "localhost:8003",
@@ -112,9 +112,9 @@ describe("HashRing", () => {
     expect(owners(b, keys)).toEqual(owners(a, keys));
   });
 
-  it(`spreads 100k keys over 10 members with the default ${DEFAULT_REPLICAS} replicas`, () => {
+  it(`spreads 100k keys over 10 members with the default ${DEFAULT_VIRTUAL_NODES} virtual nodes`, () => {
     // With independent random points a member's share has a relative standard
-    // deviation of about 0.95/sqrt(replicas) = 3% at 1000, so the largest of
+    // deviation of about 0.95/sqrt(virtualNodes) = 3% at 1000, so the largest of
     // ten deviations is typically 6%; the acceptance bound is 10%.
     // (Measured here: 3.1%. At 200 points: 12.5%; raw FNV-1a at 200: 51%.)
     expect(maxDeviation(ring(NODES), KEYS)).toBeLessThan(0.1);
@@ -124,14 +124,14 @@ describe("HashRing", () => {
     // Pool the members' relative deviations over 20 membership sets and compare
     // with the theory for uniformly random points; a structured hash (raw
     // FNV-1a) comes out several times too large.
-    const replicas = 100;
+    const virtualNodes = 100;
     const keys = KEYS.slice(0, 50_000);
     let sumSq = 0;
     let n = 0;
     for (let set = 0; set < 20; set++) {
       const r = ring(
         Array.from({ length: 10 }, (_, i) => `10.0.${set}.${i + 1}:8001`),
-        { replicas },
+        { virtualNodes },
       );
       const counts = new Map<string, number>();
       for (const k of keys) {
@@ -145,13 +145,13 @@ describe("HashRing", () => {
       }
     }
     const rms = Math.sqrt(sumSq / n);
-    const theory = Math.sqrt(0.9 / replicas + 9 / keys.length); // arcs + key sampling
+    const theory = Math.sqrt(0.9 / virtualNodes + 9 / keys.length); // arcs + key sampling
     expect(rms).toBeGreaterThan(theory * 0.7);
     expect(rms).toBeLessThan(theory * 1.3);
   });
 
-  it("converges to an even spread as replicas grow", () => {
-    expect(maxDeviation(ring(NODES, { replicas: 2000 }), KEYS)).toBeLessThan(0.1);
+  it("converges to an even spread as virtual nodes grow", () => {
+    expect(maxDeviation(ring(NODES, { virtualNodes: 2000 }), KEYS)).toBeLessThan(0.1);
   });
 
   it("moves about 1/11 of keys, all to the new member, when an 11th joins", () => {
@@ -261,11 +261,11 @@ describe("HashRing", () => {
   });
 
   it("validates its input and stays unchanged on error", () => {
-    for (const replicas of [0, -1, 1.5, Number.NaN, Number.POSITIVE_INFINITY]) {
-      expect(() => new HashRing({ replicas })).toThrow(RangeError);
+    for (const virtualNodes of [0, -1, 1.5, Number.NaN, Number.POSITIVE_INFINITY]) {
+      expect(() => new HashRing({ virtualNodes })).toThrow(RangeError);
     }
-    expect(new HashRing({ replicas: 1 }).replicas).toBe(1);
-    expect(new HashRing().replicas).toBe(DEFAULT_REPLICAS);
+    expect(new HashRing({ virtualNodes: 1 }).virtualNodes).toBe(1);
+    expect(new HashRing().virtualNodes).toBe(DEFAULT_VIRTUAL_NODES);
 
     const r = ring(["a", "b"]);
     expect(() => r.set(["c", ""])).toThrow(TypeError);
@@ -285,7 +285,7 @@ describe("HashRing with colliding hashes", () => {
     const members = ["n3", "n1", "n4", "n2"];
     const orders = [members, [...members].reverse(), [...members].sort()];
     for (const order of orders) {
-      const r = new HashRing({ replicas: 5, hash: () => 0 });
+      const r = new HashRing({ virtualNodes: 5, hash: () => 0 });
       for (const m of order) r.add(m);
       expect(r.ownerOf("anything")).toBe("n1");
       expect(r.successors("anything", 10)).toEqual(["n1", "n2", "n3", "n4"]);
@@ -298,7 +298,7 @@ describe("HashRing with colliding hashes", () => {
     const keys = KEYS.slice(0, 1000);
     const answer = (r: HashRing) => keys.map((k) => [r.ownerOf(k), ...r.successors(k, 3)]);
 
-    const reference = ring(members, { replicas: 10, hash });
+    const reference = ring(members, { virtualNodes: 10, hash });
     const expected = answer(reference);
     // Several add orders, one member at a time.
     let seed = 1;
@@ -309,7 +309,7 @@ describe("HashRing with colliding hashes", () => {
         const j = seed % (i + 1);
         [order[i], order[j]] = [order[j]!, order[i]!];
       }
-      const r = new HashRing({ replicas: 10, hash });
+      const r = new HashRing({ virtualNodes: 10, hash });
       for (const m of order) r.add(m);
       expect(answer(r)).toEqual(expected);
     }

@@ -1,8 +1,8 @@
 /**
  * A consistent-hash ring with virtual nodes, after Go groupcache's consistenthash.
  *
- * Each member stands on a 32-bit circle at `replicas` points: the hashes of the
- * labels `member#0` … `member#<replicas-1>`. A key belongs to the member at the
+ * Each member stands on a 32-bit circle at `virtualNodes` points: the hashes of
+ * the labels `member#0` … `member#<virtualNodes-1>`. A key belongs to the member at the
  * first point at or after the key's hash, wrapping past 2^32 to the start, so a
  * membership change moves only the keys on the arcs the changed member's points
  * cover — about 1/size of them — and every process that agrees on the members
@@ -15,25 +15,25 @@
  */
 
 /**
- * Points per member when {@link HashRingOptions.replicas} is not given. A
- * member's share of keys deviates from the mean by about 0.95/√replicas (one
+ * Points per member when {@link HashRingOptions.virtualNodes} is not given. A
+ * member's share of keys deviates from the mean by about 0.95/√virtualNodes (one
  * standard deviation), so the 100–200 points usual elsewhere leave the busiest
  * of ten members 12–35% over its share; 1000 keeps every member within ±10%
  * (measured in the README, "Spread"). The price is paid on membership changes
  * only: 10 members are 10,000 points (80 KB, ~3 ms to rebuild); lookups cost
  * log₂(points) comparisons, a few more than with 200.
  */
-export const DEFAULT_REPLICAS = 1000;
+export const DEFAULT_VIRTUAL_NODES = 1000;
 
 /** Options for {@link HashRing}. */
 export interface HashRingOptions {
   /**
-   * Points per member. Default {@link DEFAULT_REPLICAS}. More points even out
-   * the shares (the spread of a member's share shrinks as 1/√replicas) at the
+   * Points per member. Default {@link DEFAULT_VIRTUAL_NODES}. More points even out
+   * the shares (the spread of a member's share shrinks as 1/√virtualNodes) at the
    * cost of memory (8 bytes a point) and rebuild time on membership changes;
    * lookups slow only by the log of the point count.
    */
-  replicas?: number;
+  virtualNodes?: number;
   /**
    * Hash of a UTF-8 string's bytes to an unsigned 32-bit integer (the result
    * is taken `>>> 0`). Default {@link hashBytes}, computed straight from the
@@ -129,7 +129,7 @@ function checkMember(member: unknown): string {
  */
 export class HashRing {
   /** Points per member this ring was made with. */
-  readonly replicas: number;
+  readonly virtualNodes: number;
   private readonly hashKey: (s: string) => number;
   private memberSet = new Set<string>();
   /** Members sorted; a point's owner is an index into this. */
@@ -142,11 +142,13 @@ export class HashRing {
   private stamp = 0;
 
   constructor(options: HashRingOptions = {}) {
-    const { replicas = DEFAULT_REPLICAS, hash } = options;
-    if (!Number.isSafeInteger(replicas) || replicas < 1) {
-      throw new RangeError(`HashRing: replicas must be a positive integer, got ${replicas}`);
+    const { virtualNodes = DEFAULT_VIRTUAL_NODES, hash } = options;
+    if (!Number.isSafeInteger(virtualNodes) || virtualNodes < 1) {
+      throw new RangeError(
+        `HashRing: virtualNodes must be a positive integer, got ${virtualNodes}`,
+      );
     }
-    this.replicas = replicas;
+    this.virtualNodes = virtualNodes;
     if (hash === undefined) {
       this.hashKey = hashString;
     } else {
@@ -243,7 +245,7 @@ export class HashRing {
       throw new RangeError(`HashRing: at most ${MEMBER_SLOTS} members, got ${next.size}`);
     }
     const sorted = [...next].sort();
-    const r = this.replicas;
+    const r = this.virtualNodes;
     const keys = new Float64Array(sorted.length * r);
     for (let m = 0; m < sorted.length; m++) {
       for (let i = 0; i < r; i++) {

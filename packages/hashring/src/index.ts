@@ -1,5 +1,5 @@
 export {
-  DEFAULT_REPLICAS,
+  DEFAULT_VIRTUAL_NODES,
   HashRing,
   type HashRingOptions,
   hashBytes,

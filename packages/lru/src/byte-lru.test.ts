@@ -1,3 +1,5 @@
+// ByteLRU: its charges, the LRU contract, chunks and pages (compaction, pages handed out),
+// and a random workload against a model.
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
@@ -7,7 +9,8 @@ import {
   LARGE_VALUE_OVERHEAD_BYTES,
   MAX_CHUNK_BYTES,
 } from "./byte-lru.js";
-import { type EvictionReason, utf8ByteLength } from "./lru.js";
+import { utf8ByteLength } from "./lru.js";
+import type { EvictionReason } from "./slot-cache.js";
 
 /** A value of `n` bytes, all `fill`. */
 const bytes = (n: number, fill = 0) => new Uint8Array(n).fill(fill);

@@ -1,11 +1,20 @@
-/**
- * A byte-bounded LRU cache of byte values kept in slab memory.
- *
- * {@link LRU} holds one JavaScript object per value; for a `Uint8Array` that
- * is a typed array, an `ArrayBuffer` and a native backing store, several
- * hundred bytes per entry before the value's own bytes. `ByteLRU` copies each
- * value into a chunk of a shared page instead, so an entry costs its key, its
- * chunk and a few slots of typed arrays.
+// ByteLRU: the cache of byte values kept in slab memory (size classes, pages, compaction,
+// copy-on-write of pages handed out), its options and stats, and what an entry is charged.
+import { utf8ByteLength } from "./lru.js";
+import {
+  type EvictionReason,
+  grown,
+  grownCapacity,
+  type LRUStats,
+  SlotCache,
+} from "./slot-cache.js";
+
+/*
+ * Why slabs: {@link LRU} holds one JavaScript object per value; for a
+ * `Uint8Array` that is a typed array, an `ArrayBuffer` and a native backing
+ * store, several hundred bytes per entry before the value's own bytes.
+ * `ByteLRU` copies each value into a chunk of a shared page instead, so an
+ * entry costs its key, its chunk and a few slots of typed arrays.
  *
  * - **Size classes.** A value of 1–4096 bytes goes to the smallest class that
  *   fits it: every 8 bytes up to 256, then 8 classes per doubling (at most
@@ -27,9 +36,6 @@
  *   stay in the CPU cache better than one record per slot); chunk, size
  *   class, length and key length are two words per slot in a third.
  */
-
-import { type EvictionReason, utf8ByteLength } from "./lru.js";
-import { grown, grownCapacity, SlotCache } from "./slot-cache.js";
 
 /**
  * Bytes charged for every entry on top of its key's UTF-8 bytes and its
@@ -154,20 +160,8 @@ export type ByteLRUOptions<V = Uint8Array> = ByteLRUBaseOptions &
         view: ByteViewFactory<V>;
       });
 
-/** Counters and gauges; see {@link ByteLRU.stats}. */
-export interface ByteLRUStats {
-  /** `get` calls that found a live entry. */
-  hits: number;
-  /** `get` calls that found nothing (or an expired entry). */
-  misses: number;
-  /** Entries removed to make room. */
-  evictions: number;
-  /** Entries removed because their time to live had passed. */
-  expirations: number;
-  /** Bytes charged for the entries held now. */
-  bytes: number;
-  /** Entries held now. */
-  items: number;
+/** {@link LRUStats} plus the slab store's gauges; see {@link ByteLRU.stats}. */
+export interface ByteLRUStats extends LRUStats {
   /** Bytes of the live values' chunks (and own arrays of large values). */
   chunkBytes: number;
   /**
@@ -216,7 +210,7 @@ function copyOut(bytes: Uint8Array, offset: number, length: number): Uint8Array 
  * cache.get("k"); // Uint8Array [1, 2, 3], a copy, now the most recently used
  * ```
  *
- * With a `view` factory reads copy nothing:
+ * With a `view` factory reads copy nothing, e.g. `@distcache/core`'s
  * `new ByteLRU<ByteView>({ maxBytes, view: ByteView.adoptRange })`.
  */
 export class ByteLRU<V = Uint8Array> extends SlotCache<V> {

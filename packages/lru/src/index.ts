@@ -1,3 +1,5 @@
+// The package's public surface: LRU<V> and ByteLRU with their options, stats and charges
+// (SlotCache, their shared machinery, stays internal).
 export {
   BYTE_ENTRY_OVERHEAD_BYTES,
   ByteLRU,
@@ -10,10 +12,9 @@ export {
 } from "./byte-lru.js";
 export {
   ENTRY_OVERHEAD_BYTES,
-  type EvictionReason,
   LRU,
   type LRUOptions,
-  type LRUStats,
   type SetOptions,
   utf8ByteLength,
 } from "./lru.js";
+export type { EvictionReason, LRUStats } from "./slot-cache.js";

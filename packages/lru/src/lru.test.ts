@@ -1,6 +1,9 @@
+// LRU<V>: byte accounting, reads and recency, expiry, and a random workload against a model;
+// plus utf8ByteLength.
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { ENTRY_OVERHEAD_BYTES, type EvictionReason, LRU, utf8ByteLength } from "./lru.js";
+import { ENTRY_OVERHEAD_BYTES, LRU, utf8ByteLength } from "./lru.js";
+import type { EvictionReason } from "./slot-cache.js";
 
 const bytes = (n: number) => new Uint8Array(n);
 /** Bytes charged for an entry with an ASCII key. */

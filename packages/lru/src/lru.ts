@@ -1,16 +1,7 @@
-/**
- * A byte-bounded least-recently-used cache.
- *
- * Entries live in parallel arrays indexed by a slot number and are chained in
- * a doubly linked list through two typed arrays, so a hit costs one `Map.get`
- * and four integer writes — no allocation and no `Map` re-insertion. Slot 0 is
- * the list's sentinel: `next[0]` is the oldest entry, `prev[0]` the newest.
- */
-
-import { grown, SlotCache } from "./slot-cache.js";
-
-/** Why an entry left the cache, as passed to {@link LRUOptions.onEvicted}. */
-export type EvictionReason = "evict" | "delete" | "expire" | "replace";
+// LRU<V>: the cache for any value type, holding each value as the object given and charging
+// it by `sizeOf`; and utf8ByteLength, which both caches charge keys with. The slots, recency
+// list, expiry and the types both caches share live in slot-cache.ts.
+import { type EvictionReason, grown, type LRUStats, SlotCache } from "./slot-cache.js";
 
 /**
  * Bytes charged for every entry on top of its key and value: the slot in the
@@ -54,22 +45,6 @@ export interface LRUOptions<V> {
 export interface SetOptions {
   /** Time to live in milliseconds; `0` means never expires. Default: the cache's `ttl`. */
   ttl?: number;
-}
-
-/** Counters and gauges; see {@link LRU.stats}. */
-export interface LRUStats {
-  /** `get` calls that found a live entry. */
-  hits: number;
-  /** `get` calls that found nothing (or an expired entry). */
-  misses: number;
-  /** Entries removed to make room. */
-  evictions: number;
-  /** Entries removed because their time to live had passed. */
-  expirations: number;
-  /** Bytes charged for the entries held now. */
-  bytes: number;
-  /** Entries held now. */
-  items: number;
 }
 
 /** Length in bytes of `s` encoded as UTF-8 (lone surrogates count as U+FFFD, 3 bytes). */

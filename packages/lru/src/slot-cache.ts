@@ -1,11 +1,24 @@
-/**
- * What `LRU` and `ByteLRU` share: string keys mapped to numbered slots, the
- * recency list linked through two typed arrays (no object per entry, no Map
- * re-insertion per hit), per-slot expiry, the byte total and the counters.
- * A subclass keeps the values: how a slot's value is read, released and
- * charged, and how `set` places a new one.
- */
-import type { EvictionReason, LRUStats } from "./lru.js";
+// SlotCache, what LRU and ByteLRU share: string keys mapped to numbered slots, the recency
+// list, per-slot expiry, the byte total and the counters (and their types). A subclass keeps
+// the values.
+/** Why an entry left the cache, as passed to `onEvicted`. */
+export type EvictionReason = "evict" | "delete" | "expire" | "replace";
+
+/** Counters and gauges of either cache; see `LRU.stats` (`ByteLRU.stats` adds to them). */
+export interface LRUStats {
+  /** `get` calls that found a live entry. */
+  hits: number;
+  /** `get` calls that found nothing (or an expired entry). */
+  misses: number;
+  /** Entries removed to make room. */
+  evictions: number;
+  /** Entries removed because their time to live had passed. */
+  expirations: number;
+  /** Bytes charged for the entries held now. */
+  bytes: number;
+  /** Entries held now. */
+  items: number;
+}
 
 const INITIAL_CAPACITY = 16;
 
@@ -16,6 +29,14 @@ export interface SlotCacheOptions {
   now?: (() => number) | undefined;
 }
 
+/**
+ * The slot machinery under both caches. Entries live in parallel arrays
+ * indexed by slot number and are chained in a doubly linked list through two
+ * typed arrays, so a hit costs one `Map.get` and four integer writes — no
+ * object per entry, no allocation and no `Map` re-insertion. A subclass
+ * decides how a slot's value is read, released and charged, and how `set`
+ * places a new one.
+ */
 export abstract class SlotCache<V> {
   /** The byte budget this cache was made with (`0`: unbounded). */
   readonly maxBytes: number;
