@@ -20,12 +20,12 @@ import http2 from "node:http2";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { startChild, stopChild, track } from "./children.mjs";
+import { NODE_MAIN, startChild, stopChild, track } from "../scripts/lib/node-process.mjs";
+import { freePorts } from "../scripts/lib/ports.mjs";
 import { decodeGetResponse, getRequestFrame, runGrpcLoad } from "./grpc-load.mjs";
-import { formatRate, freePorts, markdownTable, percentile } from "./harness.mjs";
+import { formatRate, markdownTable, percentile } from "./harness.mjs";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
-const NODE_MAIN = path.join(ROOT, "apps/node/dist/main.js");
 const TRANSPORT = path.join(ROOT, "packages/transport-connect/dist/index.js");
 const HOST = "127.0.0.1";
 const GROUP = "scores";
@@ -187,6 +187,9 @@ require("node:module").syncBuiltinESMExports();
 process.on("SIGUSR2", () => process.stdout.write("bench-peer-requests " + requests + "\\n"));
 `;
 
+/** The children measured run as built, not under this process's NODE_OPTIONS. */
+const BENCH_ENV = { ...process.env, NODE_OPTIONS: "" };
+
 /** Counts a node's loads and answers its peer-request counter (see PEER_COUNTER). */
 function watchNode(line, state) {
   if (line.includes("loaded from source:")) state.loads++;
@@ -196,7 +199,7 @@ function watchNode(line, state) {
 
 /** Starts a child that reports loads and peer requests (a cluster node or the bare responder). */
 function startWatched(label, args, readyText) {
-  const state = startChild(label, args, readyText, { onLine: watchNode });
+  const state = startChild(label, args, readyText, { onLine: watchNode, env: BENCH_ENV });
   state.loads = 0;
   state.waiters = [];
   return state;

@@ -20,12 +20,16 @@ import { existsSync } from "node:fs";
 import http from "node:http";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { startChild, stopChild } from "./children.mjs";
+import {
+  NODE_MAIN,
+  startNode as startNodeProcess,
+  stopChild,
+} from "../scripts/lib/node-process.mjs";
+import { freePorts } from "../scripts/lib/ports.mjs";
 import { runGrpcLoad } from "./grpc-load.mjs";
-import { formatRate, freePorts, markdownTable } from "./harness.mjs";
+import { formatRate, markdownTable } from "./harness.mjs";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
-const NODE_MAIN = path.join(ROOT, "apps/node/dist/main.js");
 const TRANSPORT = path.join(ROOT, "packages/transport-connect/dist/index.js");
 const HOST = "127.0.0.1";
 const GROUP = "scores";
@@ -80,10 +84,13 @@ async function startSource() {
 /** A node whose getter reads `sourceUrl`; `node.loaded` collects the keys it loaded. */
 function startNode(port, members, sourceUrl) {
   const args = [
-    ...[NODE_MAIN, "--host", HOST, "--port", String(port), "--peers", members.join(",")],
+    ...["--host", HOST, "--port", String(port), "--peers", members.join(",")],
     ...["--group", `${GROUP}:${GROUP_BYTES}`, "--source-url", sourceUrl],
   ];
-  const node = startChild(`${HOST}:${port}`, args, "serving group", {
+  const node = startNodeProcess(args, {
+    label: `${HOST}:${port}`,
+    // Measured as built, not under this process's NODE_OPTIONS.
+    env: { ...process.env, NODE_OPTIONS: "" },
     onLine: (line) => {
       const loaded = /loaded from source: (.*)$/.exec(line);
       if (loaded) node.loaded.push(loaded[1]);

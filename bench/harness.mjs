@@ -6,7 +6,6 @@
 // all of them alike; the result is the median of the rounds. Results of the
 // measured loops go into `sink` so the JIT cannot drop the work.
 
-import net from "node:net";
 import os from "node:os";
 
 /** Accumulates every loop's result; read by {@link checksum} so it stays live. */
@@ -128,27 +127,6 @@ export function markdownTable(header, rows, align) {
   const line = (cells) => `| ${cells.map(pad).join(" | ")} |`;
   const rule = `|${widths.map((w, i) => (align[i] === "r" ? `${"-".repeat(w + 1)}:` : "-".repeat(w + 2))).join("|")}|`;
   return [line(header), rule, ...rows.map(line)].join("\n");
-}
-
-/**
- * `count` distinct loopback ports the OS found free a moment ago: every
- * listener is held open until all are found, so no port is handed out twice.
- */
-export async function freePorts(count, host = "127.0.0.1") {
-  const servers = [];
-  try {
-    for (let i = 0; i < count; i++) {
-      const server = net.createServer();
-      await new Promise((resolve, reject) => {
-        server.once("error", reject);
-        server.listen(0, host, resolve);
-      });
-      servers.push(server);
-    }
-    return servers.map((s) => s.address().port);
-  } finally {
-    await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
-  }
 }
 
 /** The nearest-rank `p`th percentile of ascending `sorted` (NaN when empty). */

@@ -19,16 +19,16 @@
 // Usage: node scripts/chaos.mjs [--minutes N | --seconds N] [--seed S] [--workers K] [--keys N]
 // (after a build; `pnpm chaos` builds first).
 
-import { spawn } from "node:child_process";
 import { readFileSync, realpathSync } from "node:fs";
 import http from "node:http";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
-import { freePorts, machine, markdownTable, mulberry32 } from "../bench/harness.mjs";
+import { machine, markdownTable, mulberry32 } from "../bench/harness.mjs";
+import { killTracked, startNode as startNodeProcess } from "./lib/node-process.mjs";
+import { freePorts } from "./lib/ports.mjs";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
-const NODE_MAIN = path.join(ROOT, "apps/node/dist/main.js");
 const HOST = "127.0.0.1";
 const GROUP = "chaos";
 
@@ -137,18 +137,8 @@ const { CacheService } = await import(
   pathToFileURL(path.join(ROOT, "packages/transport-connect/dist/index.js")).href
 );
 
-// --- child processes: tracked by pid, killed on any exit -----------------------
-const children = new Set();
-function killAll(signal = "SIGKILL") {
-  for (const child of children) {
-    try {
-      process.kill(child.pid, signal);
-    } catch {
-      // already gone
-    }
-  }
-}
-process.on("exit", () => killAll());
+// --- child processes: tracked by pid (lib/node-process.mjs kills them on exit) ----
+const killAll = () => killTracked("SIGKILL");
 for (const signal of ["SIGINT", "SIGTERM"]) {
   process.on(signal, () => {
     console.error(`\nchaos: ${signal}, killing the nodes`);
@@ -238,58 +228,48 @@ const slots = ports.map((port, index) => ({
   exit: undefined,
 }));
 
-function startNode(slot) {
-  const child = spawn(
-    process.execPath,
+/** Starts the slot's node; resolves with its child process once it serves. */
+async function startNode(slot) {
+  const node = startNodeProcess(
     [
-      // A production node caps V8's heap (see docs/operations.md, "Memory"):
-      // without a cap V8 lets garbage pile up under load before a full GC.
-      `--max-old-space-size=${NODE_OLD_SPACE_MIB}`,
-      NODE_MAIN,
       ...["--host", HOST, "--port", String(slot.port), "--peers", members.join(",")],
       ...["--group", `${GROUP}:${BUDGET_BYTES}`, "--source-url", SOURCE_URL],
       ...["--peer-timeout", String(PEER_TIMEOUT_MS), "--replicas", "2"],
     ],
-    { stdio: ["ignore", "pipe", "pipe", "ipc"] },
-  );
-  children.add(child);
-  slot.child = child;
-  slot.pids.push(child.pid);
-  slot.expectExit = false;
-  const exited = new Promise((resolve) =>
-    child.once("exit", (code, signal) => {
-      children.delete(child);
-      slot.up = false;
-      if (!slot.expectExit) {
-        slot.unexpectedExits.push(`pid ${child.pid}: ${signal ?? code}`);
-        console.error(`chaos: node ${slot.address} exited unexpectedly (${signal ?? code})`);
-        console.error(slot.tail.join("\n"));
-      }
-      resolve({ code, signal });
-    }),
-  );
-  child.exited = exited;
-  return new Promise((resolve, reject) => {
-    let buffered = "";
-    const onData = (chunk) => {
-      buffered += chunk;
-      let newline = buffered.indexOf("\n");
-      while (newline >= 0) {
-        const line = buffered.slice(0, newline);
-        buffered = buffered.slice(newline + 1);
+    {
+      label: `node ${slot.address}`,
+      // A production node caps V8's heap (see docs/operations.md, "Memory"):
+      // without a cap V8 lets garbage pile up under load before a full GC.
+      nodeFlags: [`--max-old-space-size=${NODE_OLD_SPACE_MIB}`],
+      ipc: true,
+      // No ready timeout: HARD_LIMIT_MS is the backstop for a node that hangs.
+      timeoutMs: 0,
+      // The tail printed on an unexpected exit leaves out the (many) load lines.
+      keepLines: 0,
+      onLine: (line) => {
         if (line.includes("loaded from source: ")) slot.loads++;
         else {
           slot.tail.push(line);
           if (slot.tail.length > 20) slot.tail.shift();
-          if (line.includes("serving group")) resolve(child);
         }
-        newline = buffered.indexOf("\n");
-      }
-    };
-    child.stdout.setEncoding("utf8").on("data", onData);
-    child.stderr.setEncoding("utf8").on("data", onData);
-    exited.then(() => reject(new Error(`node ${slot.address} exited before serving`)));
+      },
+    },
+  );
+  const child = node.child;
+  slot.child = child;
+  slot.pids.push(child.pid);
+  slot.expectExit = false;
+  child.exited = node.exited.then(({ code, signal }) => {
+    slot.up = false;
+    if (!slot.expectExit) {
+      slot.unexpectedExits.push(`pid ${child.pid}: ${signal ?? code}`);
+      console.error(`chaos: node ${slot.address} exited unexpectedly (${signal ?? code})`);
+      console.error(slot.tail.join("\n"));
+    }
+    return { code, signal };
   });
+  await node.ready;
+  return child;
 }
 
 let statsId = 0;

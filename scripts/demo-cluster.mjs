@@ -4,9 +4,9 @@
 // what the nodes and the client printed, and stops the nodes it started.
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import { startNode, stopChild } from "./lib/node-process.mjs";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
-const node = `${root}apps/node/dist/main.js`;
 const client = `${root}apps/client/dist/main.js`;
 const host = "127.0.0.1";
 // --ports A,B,C runs the same demo on other ports (the tests pick free ones).
@@ -16,49 +16,19 @@ const ports =
 const peers = ports.map((port) => `${host}:${port}`).join(",");
 
 const nodes = ports.map((port) => {
-  const child = spawn(
-    process.execPath,
-    [node, "--host", host, "--port", String(port), "--peers", peers],
-    {
-      stdio: ["ignore", "pipe", "pipe"],
-    },
-  );
-  const state = { child, port, lines: [], ready: undefined };
-  state.ready = new Promise((resolve, reject) => {
-    let buffered = "";
-    const onData = (chunk) => {
-      buffered += chunk;
-      let newline = buffered.indexOf("\n");
-      while (newline >= 0) {
-        const line = buffered.slice(0, newline);
-        buffered = buffered.slice(newline + 1);
-        state.lines.push(line);
-        process.stdout.write(`${line}\n`);
-        if (line.includes("serving group")) resolve();
-        newline = buffered.indexOf("\n");
-      }
-    };
-    child.stdout.setEncoding("utf8").on("data", onData);
-    child.stderr.setEncoding("utf8").on("data", onData);
-    child.once("exit", (code) =>
-      reject(new Error(`node :${port} exited with ${code} before serving`)),
-    );
+  const node = startNode(["--host", host, "--port", String(port), "--peers", peers], {
+    label: `node :${port}`,
+    // Every line is kept: the summary counts each node's getter calls from them.
+    keepLines: Number.POSITIVE_INFINITY,
+    timeoutMs: 0,
+    onLine: (line) => process.stdout.write(`${line}\n`),
   });
-  return state;
+  node.port = port;
+  return node;
 });
 
-async function stopAll() {
-  await Promise.all(
-    nodes.map(
-      ({ child }) =>
-        new Promise((resolve) => {
-          if (child.exitCode !== null || child.signalCode !== null) return resolve();
-          child.once("exit", resolve);
-          child.kill("SIGTERM");
-        }),
-    ),
-  );
-}
+// SIGTERM and wait as long as the drain takes: the demo's nodes are idle by then.
+const stopAll = () => Promise.all(nodes.map((node) => stopChild(node, Number.POSITIVE_INFINITY)));
 
 let status = 0;
 try {

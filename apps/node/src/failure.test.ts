@@ -5,7 +5,8 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { CacheService, ConnectPool } from "@distcache/transport-connect";
 import { describe, expect, it } from "vitest";
-import { freePort, loadedKeys, type NodeProcess, startNode } from "./node-process.test-util.js";
+import { freePorts } from "../../../scripts/lib/ports.mjs";
+import { loadedKeys, type NodeProcess, startNode } from "./node-process.test-util.js";
 
 const PEER_TIMEOUT_MS = 500;
 /** 1 MiB per node: the test's keys never evict (the demo default of 2 KiB would). */
@@ -41,7 +42,7 @@ function rolesOf(key: string, addresses: string[]): Roles {
 }
 
 async function startThree(): Promise<{ nodes: NodeProcess[]; addresses: string[] }> {
-  const ports = await Promise.all([freePort(), freePort(), freePort()]);
+  const ports = await freePorts(3);
   const addresses = ports.map((port) => `127.0.0.1:${port}`);
   const nodes = await Promise.all(ports.map((port) => startNode(port, addresses, NODE_ARGS)));
   return { nodes, addresses };

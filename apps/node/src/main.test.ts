@@ -7,12 +7,9 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { CacheService, ConnectPool } from "@distcache/transport-connect";
 import { describe, expect, it } from "vitest";
-import {
-  freePort,
-  nodeMain as main,
-  type NodeProcess,
-  startNode,
-} from "./node-process.test-util.js";
+import { NODE_MAIN as main } from "../../../scripts/lib/node-process.mjs";
+import { freePort, freePorts } from "../../../scripts/lib/ports.mjs";
+import { type NodeProcess, startNode } from "./node-process.test-util.js";
 
 const demo = fileURLToPath(new URL("../../../scripts/demo-cluster.mjs", import.meta.url));
 const run = promisify(execFile);
@@ -36,7 +33,7 @@ describe("distcache-node", () => {
   });
 
   it("keeps answering from replicas after the owner is killed with SIGKILL, without a getter call", async () => {
-    const ports = await Promise.all([freePort(), freePort(), freePort()]);
+    const ports = await freePorts(3);
     const peers = ports.map((port) => `127.0.0.1:${port}`);
     const nodes = await Promise.all(ports.map((port) => startNode(port, peers)));
     const ring = new ConnectPool(peers[0]!);
@@ -142,7 +139,7 @@ describe("distcache-node", () => {
 
 describe("the one-command cluster demo", () => {
   it("prints the reference's expected client output", async () => {
-    const ports = await Promise.all([freePort(), freePort(), freePort()]);
+    const ports = await freePorts(3);
     const { stdout } = await run(process.execPath, [demo, "--ports", ports.join(",")]);
     const client = stdout
       .split("\n")

@@ -1,24 +1,16 @@
-import { type ChildProcess, spawn } from "node:child_process";
-import { createServer } from "node:net";
-import { fileURLToPath } from "node:url";
+// `distcache-node` child processes for this app's tests, on the shared helper
+// in scripts/lib: started on a port, ready on their serving line, killed after each test.
+import type { ChildProcess } from "node:child_process";
 import { afterEach } from "vitest";
-
-export const nodeMain = fileURLToPath(new URL("../dist/main.js", import.meta.url));
-
-/** A loopback port the OS found free a moment ago. */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
+import { startNode as startNodeProcess } from "../../../scripts/lib/node-process.mjs";
 
 /** A `distcache-node` child process and what it printed. */
 export interface NodeProcess {
   address: string;
   child: ChildProcess;
+  /** Every output line, stdout and stderr as they came. */
   lines: string[];
+  /** The exit code (`null` if a signal ended it). */
   exited: Promise<number | null>;
 }
 
@@ -31,33 +23,26 @@ export async function startNode(
   extraArgs: string[] = [],
   ipc = false,
 ): Promise<NodeProcess> {
-  const child = spawn(
-    process.execPath,
-    [nodeMain, "--port", String(port), "--peers", peers.join(","), ...extraArgs],
-    { stdio: ["ignore", "pipe", "pipe", ...(ipc ? (["ipc"] as const) : [])] },
+  const address = `127.0.0.1:${port}`;
+  const state = startNodeProcess(
+    ["--port", String(port), "--peers", peers.join(","), ...extraArgs],
+    {
+      label: `node ${address}`,
+      ipc,
+      // Tests read every line (loads, the last line after exit).
+      keepLines: Number.POSITIVE_INFINITY,
+      // The test's own timeout bounds the wait.
+      timeoutMs: 0,
+    },
   );
   const node: NodeProcess = {
-    address: `127.0.0.1:${port}`,
-    child,
-    lines: [],
-    exited: new Promise((resolve) => child.once("exit", (code) => resolve(code))),
+    address,
+    child: state.child,
+    lines: state.lines,
+    exited: state.exited.then(({ code }) => code),
   };
   started.push(node);
-  await new Promise<void>((resolve, reject) => {
-    let buffered = "";
-    const onData = (chunk: string) => {
-      buffered += chunk;
-      const lines = buffered.split("\n");
-      buffered = lines.pop()!;
-      node.lines.push(...lines);
-      if (lines.some((line) => line.includes("serving group"))) resolve();
-    };
-    child.stdout!.setEncoding("utf8").on("data", onData);
-    child.stderr!.setEncoding("utf8").on("data", onData);
-    node.exited.then((code) =>
-      reject(new Error(`node exited with ${code}: ${node.lines.join("\n")}`)),
-    );
-  });
+  await state.ready;
   return node;
 }
 
@@ -71,6 +56,7 @@ export function loadedKeys(node: NodeProcess): string[] {
 afterEach(async () => {
   for (const node of started.splice(0)) {
     if (node.child.exitCode === null && node.child.signalCode === null) {
+      // SIGCONT first: a test may have left the node stopped with SIGSTOP.
       node.child.kill("SIGCONT");
       node.child.kill("SIGKILL");
     }

@@ -6,7 +6,8 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { CacheService, ConnectPool } from "@distcache/transport-connect";
 import { afterEach, describe, expect, it } from "vitest";
-import { freePort, startNode } from "./node-process.test-util.js";
+import { freePorts } from "../../../scripts/lib/ports.mjs";
+import { startNode } from "./node-process.test-util.js";
 
 const SOURCE_DELAY_MS = 800;
 let source: Server | undefined;
@@ -33,7 +34,7 @@ const clientOf = (address: string) =>
 describe("SIGTERM (child processes)", () => {
   it("finishes the requests in flight, client and peer, then exits 0 within the drain timeout", async () => {
     const url = await slowSource();
-    const ports = await Promise.all([freePort(), freePort(), freePort()]);
+    const ports = await freePorts(3);
     const addresses = ports.map((port) => `127.0.0.1:${port}`);
     const args = ["--replicas", "0", "--peer-timeout", "3000", "--source-url", url];
     const nodes = await Promise.all(ports.map((port) => startNode(port, addresses, args)));

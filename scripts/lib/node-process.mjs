@@ -1,0 +1,133 @@
+// Child processes that run a DistCache node (or any `node` script) for scripts,
+// benches and tests: started with `node ARGS`, ready once a line says so,
+// stopped by pid, and killed by pid if the parent exits while they still run.
+import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+
+/** The built `distcache-node` entry point (`apps/node/dist/main.js`). */
+export const NODE_MAIN = fileURLToPath(new URL("../../apps/node/dist/main.js", import.meta.url));
+
+/** A node prints this once it serves: `[node HOST:PORT] serving group "NAME" ...`. */
+export const READY_TEXT = "serving group";
+
+const live = new Set();
+let exitHookInstalled = false;
+
+/** Sends `signal` (default SIGKILL) by pid to every tracked child still running. */
+export function killTracked(signal = "SIGKILL") {
+  for (const child of live) {
+    try {
+      process.kill(child.pid, signal);
+    } catch {
+      // already gone
+    }
+  }
+}
+
+/** Kills `child` by pid if this process exits while it still runs; returns `child`. */
+export function track(child) {
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    // Last resort if the parent dies between start and stop: no orphans.
+    process.on("exit", () => killTracked());
+  }
+  live.add(child);
+  child.once("exit", () => live.delete(child));
+  return child;
+}
+
+/**
+ * Starts `node ARGS` (tracked, see {@link track}); `ready` resolves once an
+ * output line contains `readyText` and rejects if the child exits first or
+ * `timeoutMs` passes (`0`: no timeout). stdout and stderr are read as lines:
+ * each goes to `onLine(line, state)`, and the last `keepLines` stay in `lines`.
+ */
+export function startChild(
+  label,
+  args,
+  readyText,
+  { onLine, timeoutMs = 15_000, keepLines = 200, ipc = false, env = process.env } = {},
+) {
+  const child = track(
+    spawn(process.execPath, args, {
+      stdio: ["ignore", "pipe", "pipe", ...(ipc ? ["ipc"] : [])],
+      env,
+    }),
+  );
+  const state = { label, child, lines: [] };
+  state.exited = new Promise((resolve) =>
+    child.once("exit", (code, signal) => resolve({ code, signal })),
+  );
+  state.ready = new Promise((resolve, reject) => {
+    const timer =
+      timeoutMs > 0
+        ? setTimeout(
+            () => reject(new Error(`${label} not ready after ${timeoutMs} ms:\n${tail(state)}`)),
+            timeoutMs,
+          )
+        : undefined;
+    let buffered = "";
+    const onData = (chunk) => {
+      buffered += chunk;
+      let nl = buffered.indexOf("\n");
+      while (nl >= 0) {
+        const line = buffered.slice(0, nl);
+        buffered = buffered.slice(nl + 1);
+        if (keepLines > 0) {
+          state.lines.push(line);
+          if (state.lines.length > keepLines) state.lines.shift();
+        }
+        onLine?.(line, state);
+        if (line.includes(readyText)) {
+          clearTimeout(timer);
+          resolve();
+        }
+        nl = buffered.indexOf("\n");
+      }
+    };
+    child.stdout.setEncoding("utf8").on("data", onData);
+    child.stderr.setEncoding("utf8").on("data", onData);
+    state.exited.then(({ code, signal }) => {
+      clearTimeout(timer);
+      reject(new Error(`${label} exited (${code ?? signal}) before serving:\n${tail(state)}`));
+    });
+  });
+  // A caller that never awaits `ready` (it stops the child first) is no unhandled rejection.
+  state.ready.catch(() => {});
+  return state;
+}
+
+/**
+ * Starts `node NODE_FLAGS apps/node/dist/main.js ARGS` with {@link startChild};
+ * `ready` resolves on its "serving group" line. `label` defaults to
+ * `distcache-node`; the other options are {@link startChild}'s.
+ */
+export function startNode(args, { label = "distcache-node", nodeFlags = [], ...options } = {}) {
+  return startChild(label, [...nodeFlags, NODE_MAIN, ...args], READY_TEXT, options);
+}
+
+/** The child's last `count` output lines, indented, for error messages. */
+export function tail(state, count = 10) {
+  return state.lines
+    .slice(-count)
+    .map((l) => `  ${l}`)
+    .join("\n");
+}
+
+/**
+ * SIGTERM by pid, then SIGKILL if it still runs after `graceMs`
+ * (`Infinity`: never). Resolves once it has exited.
+ */
+export async function stopChild(state, graceMs = 3_000) {
+  const { child } = state;
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once("exit", resolve));
+  child.kill("SIGTERM");
+  const timer = Number.isFinite(graceMs)
+    ? setTimeout(() => {
+        if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+      }, graceMs)
+    : undefined;
+  await exited;
+  clearTimeout(timer);
+}
