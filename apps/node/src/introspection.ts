@@ -10,11 +10,6 @@ import type { Socket } from "node:net";
 import type { GroupStats } from "@distcache/core";
 import type { PoolStats } from "@distcache/transport-connect";
 
-/** {@link PoolStats} with the membership version as a decimal string, so it survives JSON. */
-export type PoolStatsJson = Omit<PoolStats, "membershipVersion"> & {
-  readonly membershipVersion: string;
-};
-
 /** Open TCP sockets of this process, by direction. An h2c session is one socket. */
 export interface SocketCounts {
   /** Sockets accepted by a server of this process (client and peer sessions). */
@@ -37,7 +32,7 @@ export interface NodeStats {
   readonly activeResources: Readonly<Record<string, number>>;
   /** Open sockets; `undefined` when no {@link SocketTracker} was given. */
   readonly sockets: SocketCounts | undefined;
-  readonly pool: PoolStatsJson;
+  readonly pool: PoolStats;
   readonly group: GroupStats;
 }
 
@@ -106,7 +101,7 @@ export function collectStats(sources: StatsSources): NodeStats {
     fds: countFds(),
     activeResources,
     sockets: sources.sockets?.counts(),
-    pool: { ...pool, membershipVersion: pool.membershipVersion.toString() },
+    pool,
     group: sources.group.stats(),
   };
 }

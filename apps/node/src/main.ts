@@ -1,9 +1,7 @@
 #!/usr/bin/env node
-/**
- * distcache-node: one cache node serving the demo group over gRPC, gRPC-Web
- * and Connect. Every getter call prints "loaded from source: KEY". The getter
- * reads the demo rows, or an HTTP data source with --source-url.
- */
+// distcache-node: one cache node serving the demo group over gRPC, gRPC-Web
+// and Connect. Every getter call prints "loaded from source: KEY". The getter
+// reads the demo rows, or an HTTP data source with --source-url.
 import { parseArgs } from "node:util";
 import { NotFoundError, newGroup } from "@distcache/core";
 import { ConnectPool } from "@distcache/transport-connect";
@@ -17,23 +15,28 @@ const usage = `Usage: distcache-node [options]
   --peers H:P,H:P,...      every member of the cluster (default: this node alone);
                            name members exactly as the other nodes do
   --group NAME[:BYTES]     the demo group and its byte budget (default scores:2048)
-  --replicas N             copies after the owner's (default 2)
-  --peer-timeout MS        per-peer call timeout (default 1000)
-  --no-client-set          refuse CacheService.Set from clients
   --source-url URL         load from GET URL/<group>/<key> (URL-encoded) instead of
                            the demo rows: 200 = the value, 404 = not found
-  --load-timeout MS        longest getter call (default 10000)
-  --drain-timeout MS       on SIGTERM, time for requests in flight (default 5000)
-  --max-in-flight N        requests served at once; more are RESOURCE_EXHAUSTED
-                           (default 4096, 0 = no limit)
-  --max-loop-delay MS      event-loop delay past which requests are UNAVAILABLE
-                           (default 1000, 0 = off)
-  --max-connections N      open connections; more are closed (default 4096, 0 = no limit)
-  --max-key-bytes N        longest key in UTF-8 bytes (default 1024)
-  --max-value-bytes N      largest value a Set may carry (default 1048576)
+  --load-timeout MS        longest getter call (the group's loadTimeout)
   --help                   this text
 
+Cluster and server options (ConnectPoolOptions; what each means, its unit,
+default and what 0 means: packages/transport-connect/src/options.ts):
+  --replicas N             replicas
+  --peer-timeout MS        peer.timeoutMs
+  --no-client-set          server.allowClientSet = false
+  --drain-timeout MS       server.drainTimeoutMs (on SIGTERM)
+  --max-in-flight N        server.maxRequestsInFlight
+  --max-loop-delay MS      server.maxEventLoopDelayMs
+  --max-connections N      server.maxConnections
+  --max-key-bytes N        server.maxKeyBytes
+  --max-value-bytes N      server.maxValueBytes
+
 Limits and what clients see: docs/operations.md.`;
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
 
 function fail(message: string): never {
   console.error(`distcache-node: ${message}\n\n${usage}`);
@@ -62,8 +65,8 @@ function parse() {
       port: { type: "string", default: "8001" },
       peers: { type: "string" },
       group: { type: "string", default: "scores:2048" },
-      replicas: { type: "string", default: "2" },
-      "peer-timeout": { type: "string", default: "1000" },
+      replicas: { type: "string" },
+      "peer-timeout": { type: "string" },
       "no-client-set": { type: "boolean", default: false },
       "source-url": { type: "string" },
       "load-timeout": { type: "string" },
@@ -81,7 +84,7 @@ function parse() {
 try {
   args = parse();
 } catch (error) {
-  fail(error instanceof Error ? error.message : String(error));
+  fail(messageOf(error));
 }
 if (args.values.help) {
   console.log(usage);
@@ -104,7 +107,7 @@ try {
   const url = args.values["source-url"];
   source = url === undefined ? undefined : new HttpSource(url);
 } catch (error) {
-  fail(`--source-url: ${error instanceof Error ? error.message : error}`);
+  fail(`--source-url: ${messageOf(error)}`);
 }
 const rows = demoRows();
 const log = (line: string) => console.log(`[node ${self}] ${line}`);
@@ -125,19 +128,21 @@ const group = newGroup(
 let pool: ConnectPool;
 try {
   pool = new ConnectPool(self, {
-    replicas: integer("replicas", args.values.replicas, 0, 64),
-    peerTimeoutMs: integer("peer-timeout", args.values["peer-timeout"], 1, 600_000),
-    allowClientSet: !args.values["no-client-set"],
-    drainTimeoutMs: optional("drain-timeout", 0, 3_600_000),
-    maxRequestsInFlight: optional("max-in-flight", 0, 10_000_000),
-    maxEventLoopDelayMs: optional("max-loop-delay", 0, 600_000),
-    maxConnections: optional("max-connections", 0, 10_000_000),
-    maxKeyBytes: optional("max-key-bytes", 1, 1 << 20),
-    maxValueBytes: optional("max-value-bytes", 1, 1 << 30),
+    replicas: optional("replicas", 0, 64),
+    peer: { timeoutMs: optional("peer-timeout", 1, 600_000) },
+    server: {
+      allowClientSet: !args.values["no-client-set"],
+      drainTimeoutMs: optional("drain-timeout", 0, 3_600_000),
+      maxRequestsInFlight: optional("max-in-flight", 0, 10_000_000),
+      maxEventLoopDelayMs: optional("max-loop-delay", 0, 600_000),
+      maxConnections: optional("max-connections", 0, 10_000_000),
+      maxKeyBytes: optional("max-key-bytes", 1, 1 << 20),
+      maxValueBytes: optional("max-value-bytes", 1, 1 << 30),
+    },
   });
   pool.setPeers(...peers);
 } catch (error) {
-  fail(error instanceof Error ? error.message : String(error));
+  fail(messageOf(error));
 }
 group.registerPeers(pool);
 // Only when a parent opened an IPC channel (scripts/chaos.mjs): answers {type: "stats"}.
@@ -161,9 +166,7 @@ process.on("SIGTERM", () => void stop("SIGTERM"));
 try {
   await pool.serve();
 } catch (error) {
-  console.error(
-    `distcache-node: cannot listen on ${self}: ${error instanceof Error ? error.message : error}`,
-  );
+  console.error(`distcache-node: cannot listen on ${self}: ${messageOf(error)}`);
   process.exit(1);
 }
 log(`serving group "${groupName}" (${budget} bytes), members: ${pool.stats().members.join(", ")}`);

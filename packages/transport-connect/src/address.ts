@@ -1,3 +1,4 @@
+// Member addresses: parsing `host:port` and the h2c URL of a member.
 /** A member address split for `listen` and URLs. */
 export interface HostPort {
   readonly host: string;
@@ -21,15 +22,4 @@ export function parseAddress(address: string): HostPort {
 export function baseUrl(address: string): string {
   const { host, port } = parseAddress(address);
   return `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
-}
-
-/** FNV-1a 64 of the sorted members joined by "\n": equal lists give equal versions everywhere. */
-export function membershipVersion(members: readonly string[]): bigint {
-  let hash = 0xcbf29ce484222325n;
-  const bytes = new TextEncoder().encode([...members].sort().join("\n"));
-  for (const byte of bytes) {
-    hash ^= BigInt(byte);
-    hash = (hash * 0x100000001b3n) & 0xffffffffffffffffn;
-  }
-  return hash;
 }

@@ -2,10 +2,11 @@ import { type Client, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { type Getter, Group, type GroupOptions, NotFoundError } from "@distcache/core";
 import { afterEach } from "vitest";
-import { freePort } from "./free-port.test-util.js";
+import { freePorts } from "../../../scripts/lib/ports.mjs";
 import { CacheService } from "./gen/distcache/cache_pb.js";
-import { ConnectPool, type ConnectPoolOptions } from "./pool.js";
-import type { PeerRequestCounts } from "./services.js";
+import type { ConnectPoolOptions } from "./options.js";
+import { ConnectPool } from "./pool.js";
+import type { PeerRequestCounts } from "./server/host.js";
 
 export interface TestNode {
   address: string;
@@ -43,9 +44,7 @@ export async function startCluster(
   setup: GroupSetup = {},
 ): Promise<TestNode[]> {
   const getter = setup.getter ?? demoGetter;
-  const addresses = await Promise.all(
-    Array.from({ length: size }, async () => `127.0.0.1:${await freePort()}`),
-  );
+  const addresses = (await freePorts(size)).map((port) => `127.0.0.1:${port}`);
   const nodes: TestNode[] = [];
   for (const [i, address] of addresses.entries()) {
     const loads: string[] = [];
@@ -58,7 +57,10 @@ export async function startCluster(
       },
       setup.groupOptions,
     );
-    const pool = new ConnectPool(address, { drainTimeoutMs: 200, ...options });
+    const pool = new ConnectPool(address, {
+      ...options,
+      server: { drainTimeoutMs: 200, ...options.server },
+    });
     pool.setPeers(...peersOf(i, addresses));
     group.registerPeers(pool);
     await pool.serve();

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
+import { freePort } from "../../../scripts/lib/ports.mjs";
 import { source, startCluster, text, totalReceived } from "./cluster.test-util.js";
-import { freePort } from "./free-port.test-util.js";
 
 describe("a 3-node cluster over real HTTP/2", () => {
   it("answers any key through any node", async () => {
@@ -100,7 +100,7 @@ describe("a 3-node cluster over real HTTP/2", () => {
   });
 
   it("with the owner gone, the others answer from replicas, without a getter call, within the peer timeout", async () => {
-    const nodes = await startCluster(3, { peerTimeoutMs: 500 });
+    const nodes = await startCluster(3, { peer: { timeoutMs: 500 } });
     const key = "Sam";
     const ownerIndex = nodes.findIndex((node) => node.address === node.pool.ownerOf(key));
     await nodes[ownerIndex]!.client.get({ group: "scores", key });
@@ -108,7 +108,7 @@ describe("a 3-node cluster over real HTTP/2", () => {
     await nodes[ownerIndex]!.pool.close();
     for (const [i, node] of nodes.entries()) {
       if (i === ownerIndex) continue;
-      node.group.removeLocal(key); // its replica copy is gone too: it must ask the other replica
+      await node.group.peerHandler.remove(key, { from: "test" }); // its replica copy is gone too: it must ask the other replica
       const started = performance.now();
       const response = await node.client.get({ group: "scores", key });
       expect(performance.now() - started).toBeLessThan(500 + 100);
@@ -121,7 +121,7 @@ describe("a 3-node cluster over real HTTP/2", () => {
   it("nodes with disagreeing peer lists never forward twice and answer in under a second", async () => {
     const dead = `127.0.0.1:${await freePort()}`;
     // Node 0 sees {0,1}, node 1 sees {1,2} plus a dead address, node 2 omits itself and lists {0, dead}.
-    const nodes = await startCluster(3, { peerTimeoutMs: 300 }, (i, all) =>
+    const nodes = await startCluster(3, { peer: { timeoutMs: 300 } }, (i, all) =>
       i === 0 ? [all[0]!, all[1]!] : i === 1 ? [all[1]!, all[2]!, dead] : [all[0]!, dead],
     );
     const keys = Array.from({ length: 30 }, (_, i) => `k${i}`);

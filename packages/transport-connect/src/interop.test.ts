@@ -19,7 +19,7 @@ import { type Group, NotFoundError, newGroup, removeGroup } from "@distcache/cor
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { freePort } from "./free-port.test-util.js";
+import { freePort } from "../../../scripts/lib/ports.mjs";
 import { CacheService, GetRequestSchema } from "./gen/distcache/cache_pb.js";
 import { ConnectPool } from "./pool.js";
 
@@ -45,7 +45,10 @@ async function startNode(
   groups: Group[] = [],
 ): Promise<{ pool: ConnectPool; port: number }> {
   const port = await freePort();
-  const pool = new ConnectPool(`127.0.0.1:${port}`, { drainTimeoutMs: 100, ...options });
+  const pool = new ConnectPool(`127.0.0.1:${port}`, {
+    ...options,
+    server: { drainTimeoutMs: 100, ...options.server },
+  });
   for (const group of groups) group.registerPeers(pool);
   await pool.serve();
   expect(pool.address?.port).toBe(port);
@@ -595,7 +598,7 @@ describe("a node with allowClientSet: false", () => {
 
   beforeAll(async () => {
     // Groups are a process-wide registry: this node serves "scores" too.
-    ({ pool: second } = await startNode({ allowClientSet: false }));
+    ({ pool: second } = await startNode({ server: { allowClientSet: false } }));
     secondClient = grpcClient(second.address!.port);
   });
   afterAll(async () => {
@@ -664,7 +667,7 @@ describe("a node with allowClientSet: false", () => {
   });
 
   it("closes promptly while a Connect client keeps its HTTP/2 session open", async () => {
-    const { pool: third, port: thirdPort } = await startNode({ allowClientSet: false });
+    const { pool: third, port: thirdPort } = await startNode({ server: { allowClientSet: false } });
     const cache = createClient(
       CacheService,
       createConnectTransport({ baseUrl: `http://127.0.0.1:${thirdPort}`, httpVersion: "2" }),
@@ -680,7 +683,7 @@ describe("a node with allowClientSet: false", () => {
 
 describe("close()", () => {
   it("lets a call in flight finish, then refuses new calls with UNAVAILABLE", async () => {
-    const { pool: node, port: nodePort } = await startNode({ drainTimeoutMs: 3_000 });
+    const { pool: node, port: nodePort } = await startNode({ server: { drainTimeoutMs: 3_000 } });
     const drained = grpcClient(nodePort);
     try {
       const key = `${DELAYED}drain`;

@@ -1,7 +1,16 @@
-// Write stamps (see @distcache/core's stamps.ts) as PeerService carries them.
-import { create } from "@bufbuild/protobuf";
-import type { Stamp } from "@distcache/core";
-import { StampSchema, type Stamp as WireStamp } from "./gen/distcache/peer/v1/peer_pb.js";
+// Core's peer types as PeerService messages carry them, both ways: write
+// stamps, failure lists and the sender. The client and the server convert
+// through these only, so the two sides cannot drift apart.
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import type { PropagationResult, Stamp } from "@distcache/core";
+import {
+  type PeerFailure,
+  type PeerFailureSchema,
+  type Sender,
+  SenderSchema,
+  StampSchema,
+  type Stamp as WireStamp,
+} from "./gen/distcache/peer/v1/peer_pb.js";
 
 /** A stamp for the wire. */
 export function toWire(stamp: Stamp | undefined): WireStamp | undefined {
@@ -13,4 +22,21 @@ export function toWire(stamp: Stamp | undefined): WireStamp | undefined {
 export function fromWire(stamp: WireStamp | undefined): Stamp | undefined {
   if (stamp === undefined) return undefined;
   return { epoch: Number(stamp.epoch), seq: Number(stamp.seq) };
+}
+
+/** The members a write did not reach, as a `StoreResponse`/`InvalidateResponse` lists them. */
+export function failuresToWire(
+  failed: PropagationResult["failed"],
+): MessageInitShape<typeof PeerFailureSchema>[] {
+  return failed.map((f) => ({ address: f.peer, reason: f.reason }));
+}
+
+/** A response's list of members a write did not reach, as core reports them. */
+export function failuresFromWire(failed: readonly PeerFailure[]): PropagationResult["failed"] {
+  return failed.map((f) => ({ peer: f.address, reason: f.reason }));
+}
+
+/** The sender of a peer request: this node's address and its membership version. */
+export function makeSender(address: string, version: bigint): Sender {
+  return create(SenderSchema, { address, membershipVersion: version });
 }

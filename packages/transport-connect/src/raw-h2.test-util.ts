@@ -7,9 +7,10 @@ import { type Client, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { type Getter, Group, NotFoundError } from "@distcache/core";
 import { expect } from "vitest";
-import { freePort } from "./free-port.test-util.js";
+import { freePort } from "../../../scripts/lib/ports.mjs";
 import { CacheService, type GetResponse, GetResponseSchema } from "./gen/distcache/cache_pb.js";
-import { ConnectPool, type ConnectPoolOptions } from "./pool.js";
+import type { ConnectPoolOptions } from "./options.js";
+import { ConnectPool } from "./pool.js";
 
 export const GROUP = "scores";
 export const GET_PATH = "/distcache.CacheService/Get";
@@ -44,7 +45,10 @@ export async function startNode(
     calls.set(key, (calls.get(key) ?? 0) + 1);
     return getter(key, context);
   });
-  const pool = new ConnectPool(`127.0.0.1:${port}`, { drainTimeoutMs: 200, ...options });
+  const pool = new ConnectPool(`127.0.0.1:${port}`, {
+    ...options,
+    server: { drainTimeoutMs: 200, ...options.server },
+  });
   group.registerPeers(pool);
   await pool.serve();
   const url = `http://127.0.0.1:${port}`;

@@ -1,7 +1,7 @@
 import { NotFoundError } from "@distcache/core";
 import { describe, expect, it } from "vitest";
+import { freePort } from "../../../scripts/lib/ports.mjs";
 import { startCluster, text } from "./cluster.test-util.js";
-import { freePort } from "./free-port.test-util.js";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -88,7 +88,7 @@ describe("getters that misbehave, over the wire", () => {
 describe("membership disagreement under concurrency", () => {
   it("nodes with different peer lists never wait on each other's loads", async () => {
     const dead = `127.0.0.1:${await freePort()}`;
-    const nodes = await startCluster(3, { peerTimeoutMs: 300 }, (i, all) =>
+    const nodes = await startCluster(3, { peer: { timeoutMs: 300 } }, (i, all) =>
       i === 0 ? [all[0]!, all[1]!, dead] : i === 1 ? [all[1]!, all[2]!] : [all[0]!, all[1]!],
     );
     const keys = Array.from({ length: 60 }, (_, i) => `k${i}`);
@@ -128,16 +128,17 @@ describe("read-your-invalidation", () => {
     // Network latency on the peer paths where a copy can arrive late: a
     // replication push, and a Fetch answer on its way back to the asker.
     for (const { group } of nodes) {
-      const storeLocal = group.storeLocal.bind(group);
-      group.storeLocal = async (key, value, options) => {
-        if (!options.replicate) await sleep(Math.random() * 15);
-        return storeLocal(key, value, options);
+      const handler = group.peerHandler;
+      const store = handler.store.bind(handler);
+      handler.store = async (key, value, request) => {
+        if (!request.replicate) await sleep(Math.random() * 15);
+        return store(key, value, request);
       };
-      const getLocal = group.getLocal.bind(group);
-      group.getLocal = async (key, options) => {
-        const view = await getLocal(key, options);
+      const get = handler.get.bind(handler);
+      handler.get = async (key, request) => {
+        const answer = await get(key, request);
         await sleep(Math.random() * 10);
-        return view;
+        return answer;
       };
     }
     const keys = Array.from({ length: 12 }, (_, i) => `key${i}`);

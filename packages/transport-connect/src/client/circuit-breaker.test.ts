@@ -1,3 +1,4 @@
+// CircuitBreaker: when it opens, probes, closes, and what must-try calls change.
 import { describe, expect, it } from "vitest";
 import { CircuitBreaker } from "./circuit-breaker.js";
 

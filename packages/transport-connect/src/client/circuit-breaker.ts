@@ -1,19 +1,5 @@
-/**
- * Remembers that a peer is failing, so callers stop paying a connection
- * failure or a whole timeout on every call to it.
- *
- * Closed: calls go through; `failureThreshold` failures in a row open it.
- * Open: calls are refused at once for a backoff that doubles on every failed
- * probe (from `baseBackoffMs` to `maxBackoffMs`, with ±20% jitter so nodes do
- * not probe a recovering peer in step). Half-open: once the backoff has
- * passed, one call goes through as a probe; its success closes the breaker,
- * its failure opens it again for a longer backoff.
- *
- * Some calls must be tried even while the breaker is open (an invalidation:
- * skipping it would leave a live node serving a deleted value).
- * {@link CircuitBreaker.admitAlways} lets them through; one that succeeds
- * closes the breaker, one that fails changes nothing.
- */
+// The circuit breaker kept per peer: closed, open or half-open, and the
+// tickets through which each call reports how it ended.
 
 /** Options for {@link CircuitBreaker}. */
 export interface CircuitBreakerOptions {
@@ -44,6 +30,22 @@ export interface BreakerTicket {
 
 const NOOP = () => {};
 
+/**
+ * Remembers that a peer is failing, so callers stop paying a connection
+ * failure or a whole timeout on every call to it.
+ *
+ * Closed: calls go through; `failureThreshold` failures in a row open it.
+ * Open: calls are refused at once for a backoff that doubles on every failed
+ * probe (from `baseBackoffMs` to `maxBackoffMs`, with ±20% jitter so nodes do
+ * not probe a recovering peer in step). Half-open: once the backoff has
+ * passed, one call goes through as a probe; its success closes the breaker,
+ * its failure opens it again for a longer backoff.
+ *
+ * Some calls must be tried even while the breaker is open (an invalidation:
+ * skipping it would leave a live node serving a deleted value).
+ * {@link CircuitBreaker.admitAlways} lets them through; one that succeeds
+ * closes the breaker, one that fails changes nothing.
+ */
 export class CircuitBreaker {
   private readonly failureThreshold: number;
   private readonly baseBackoffMs: number;

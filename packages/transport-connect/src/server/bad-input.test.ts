@@ -1,15 +1,13 @@
-// Bad input over the wire (issue 4, item 4): each malformed request gets a
-// clear answer or a clean close within milliseconds, never reaches the getter,
-// and the node keeps serving afterwards. Real node on loopback, raw
-// `node:http2` for what no client library would send, `node:net` for HTTP/1.1.
-// The key limit, the 3 MiB message and the value limit are in interop.test.ts.
+// Bad input over the wire: each malformed request gets a clear answer or a clean
+// close within milliseconds, never reaches the getter, and the node keeps serving
+// (raw node:http2 and node:net; key, message and value limits: interop.test.ts).
 import * as http2 from "node:http2";
 import * as net from "node:net";
 import { Code, createClient } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { CacheService } from "./gen/distcache/cache_pb.js";
+import { CacheService } from "../gen/distcache/cache_pb.js";
 import {
   connect,
   envelope,
@@ -23,7 +21,7 @@ import {
   rawCall,
   SET_PATH,
   startNode,
-} from "./raw-h2.test-util.js";
+} from "../raw-h2.test-util.js";
 
 const { NGHTTP2_CANCEL } = http2.constants;
 /** "Within milliseconds", with room for a loaded 2-core CI machine. */
@@ -34,7 +32,7 @@ let session: http2.ClientHttp2Session;
 const totalCalls = () => [...node.calls.values()].reduce((a, b) => a + b, 0);
 
 beforeAll(async () => {
-  node = await startNode({ requestReceiveTimeoutMs: 400, maxHeaderListBytes: 4_096 });
+  node = await startNode({ server: { requestReceiveTimeoutMs: 400, maxHeaderListBytes: 4_096 } });
   session = await connect(node);
 });
 afterAll(async () => {
@@ -280,7 +278,7 @@ describe("wrong HTTP", () => {
   });
 
   it("a connection that sends half a preface and stops holds nothing once the idle timeout passes", async () => {
-    const idle = await startNode({ idleSessionTimeoutMs: 200 });
+    const idle = await startNode({ server: { idleSessionTimeoutMs: 200 } });
     try {
       const socket = net.connect(idle.port, "127.0.0.1");
       socket.on("error", () => {});

@@ -1,15 +1,15 @@
-// Admission control and connection limits for a node's h2c server. Everything
-// here runs before a request's body is read and before any handler (Connect's
-// or a fast path): a node that is overloaded answers at once with a status
-// instead of queueing work without bound.
+// Admission control and connection limits for a node's h2c server, applied
+// before a request's body is read and before any handler (a fast path or
+// Connect): an overloaded node answers at once instead of queueing work.
 import type * as http2 from "node:http2";
 import { constants as h2 } from "node:http2";
 import { performance } from "node:perf_hooks";
 import { Code } from "@connectrpc/connect";
 import { codeToHttpStatus, codeToString } from "@connectrpc/connect/protocol-connect";
 import type { ConnectNodeAdapterOptions } from "@connectrpc/connect-node";
+import { respondWithStatus } from "../grpc/status.js";
 
-/** The server-side limits a {@link ServerGuard} enforces; see `ConnectPoolOptions` for defaults. */
+/** The server-side limits a {@link ServerGuard} enforces; defaults and units: `ServerOptions` (options.ts). */
 export interface ServerLimits {
   /** Requests admitted and not yet finished, across all sessions; more are RESOURCE_EXHAUSTED. `0`: no limit. */
   readonly maxRequestsInFlight: number;
@@ -97,8 +97,8 @@ export class ServerGuard {
    * Admitted streams whose body may still be arriving, in admission order, so
    * a sweep stops at the first one that is young enough. An array of records
    * rather than a Map keyed by stream: a closing stream only clears its
-   * record (no hashing on the hot path; a Map set + delete per request cost
-   * 3–5 µs, ~15% of a cache hit). Cleared records leave at the next sweep, or
+   * record (no hashing on the hot path, where a Map set + delete per request
+   * was measurable; docs/benchmarks.md). Cleared records leave at the next sweep, or
    * in a compaction once they are most of the array.
    */
   private receiving: ReceivingRecord[] = [];
@@ -406,16 +406,8 @@ function respondWithError(
 ): void {
   if (stream.headersSent || stream.destroyed) return;
   if (contentType?.startsWith("application/grpc")) {
-    stream.respond(
-      {
-        ":status": 200,
-        // grpc-web+proto, grpc+proto, ... : answer in the family asked.
-        "content-type": contentType.split(";", 1)[0]!,
-        "grpc-status": String(code),
-        "grpc-message": encodeURIComponent(message),
-      },
-      { endStream: true },
-    );
+    // grpc-web+proto, grpc+proto, ... : answer in the family asked.
+    respondWithStatus(stream, code, message, contentType.split(";", 1)[0]!);
     return;
   }
   const body = JSON.stringify({ code: codeToString(code), message });

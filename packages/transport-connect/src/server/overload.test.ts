@@ -1,7 +1,6 @@
-// Overload (issue 4, item 5) and the connection-level limits of item 4: past
-// the in-flight limit or while the event loop lags, a node answers at once
-// with RESOURCE_EXHAUSTED / UNAVAILABLE instead of queueing; connections,
-// idle sessions and streams nobody reads are bounded. Real nodes on loopback.
+// Overload and connection limits on real nodes: past the in-flight limit or while
+// the event loop lags a node answers RESOURCE_EXHAUSTED / UNAVAILABLE at once;
+// connections, idle sessions and streams nobody reads are bounded.
 import * as http2 from "node:http2";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
@@ -10,8 +9,8 @@ import { createGrpcWebTransport } from "@connectrpc/connect-node";
 import type { Getter } from "@distcache/core";
 import * as grpc from "@grpc/grpc-js";
 import { afterEach, describe, expect, it } from "vitest";
-import { CacheService } from "./gen/distcache/cache_pb.js";
-import { ConnectPool } from "./pool.js";
+import { CacheService } from "../gen/distcache/cache_pb.js";
+import { ConnectPool } from "../pool.js";
 import {
   connect,
   demo,
@@ -25,7 +24,7 @@ import {
   type RawAnswer,
   rawCall,
   startNode,
-} from "./raw-h2.test-util.js";
+} from "../raw-h2.test-util.js";
 
 /** "At once", with room for a loaded 2-core CI machine. */
 const PROMPT_MS = 1_000;
@@ -97,16 +96,18 @@ describe("options", () => {
       { maxConcurrentStreams: 0 },
       { maxHeaderListBytes: 0 },
     ]) {
-      expect(() => new ConnectPool("127.0.0.1:1", options)).toThrow(RangeError);
+      expect(() => new ConnectPool("127.0.0.1:1", { server: options })).toThrow(RangeError);
     }
-    expect(() => new ConnectPool("127.0.0.1:1", { maxRequestsInFlight: 0 })).not.toThrow();
+    expect(
+      () => new ConnectPool("127.0.0.1:1", { server: { maxRequestsInFlight: 0 } }),
+    ).not.toThrow();
   });
 });
 
 describe("maxRequestsInFlight", () => {
   it("sheds past the limit with RESOURCE_EXHAUSTED at once; after release everything completes and the count returns to 0", async () => {
     const { getter, release } = blockingGetter();
-    const n = await node({ maxRequestsInFlight: 8 }, getter);
+    const n = await node({ server: { maxRequestsInFlight: 8 } }, getter);
     const s = await session(n);
     const held = Array.from({ length: 8 }, (_, i) => get(s, `block:${i}`));
     await eventually(() => n.pool.stats().guard.inFlight === 8);
@@ -159,7 +160,7 @@ describe("maxRequestsInFlight", () => {
 
   it("a burst of 2 000 requests against a full node leaves no memory behind", async () => {
     const { getter, release } = blockingGetter();
-    const n = await node({ maxRequestsInFlight: 16 }, getter);
+    const n = await node({ server: { maxRequestsInFlight: 16 } }, getter);
     const s = await session(n);
     const held = Array.from({ length: 16 }, (_, i) => get(s, `block:${i}`));
     await eventually(() => n.pool.stats().guard.inFlight === 16);
@@ -185,7 +186,7 @@ describe("maxRequestsInFlight", () => {
 
 describe("maxEventLoopDelayMs", () => {
   it("sheds with UNAVAILABLE right after the loop was blocked, and serves again once it catches up", async () => {
-    const n = await node({ maxEventLoopDelayMs: 100 });
+    const n = await node({ server: { maxEventLoopDelayMs: 100 } });
     const s = await session(n);
     expect(getResponse(await get(s, "Tom")).found).toBe(true);
 
@@ -226,7 +227,7 @@ describe("maxEventLoopDelayMs", () => {
   });
 
   it("a loop held up without using the CPU (the OS not running the process) sheds nothing", async () => {
-    const n = await node({ maxEventLoopDelayMs: 100 });
+    const n = await node({ server: { maxEventLoopDelayMs: 100 } });
     const s = await session(n);
     await get(s, "Tom");
     // Blocks this thread for 300 ms asleep, as a descheduled process would be.
@@ -237,7 +238,7 @@ describe("maxEventLoopDelayMs", () => {
   });
 
   it("0 turns the probe off: a blocked loop sheds nothing", async () => {
-    const n = await node({ maxEventLoopDelayMs: 0 });
+    const n = await node({ server: { maxEventLoopDelayMs: 0 } });
     const s = await session(n);
     await get(s, "Tom");
     busy(300);
@@ -249,7 +250,7 @@ describe("maxEventLoopDelayMs", () => {
 
 describe("connections", () => {
   it("past maxConnections a connection is closed on accept; idle sessions get GOAWAY; the node keeps serving", async () => {
-    const n = await node({ maxConnections: 4, idleSessionTimeoutMs: 300 });
+    const n = await node({ server: { maxConnections: 4, idleSessionTimeoutMs: 300 } });
     const open = await Promise.all(Array.from({ length: 4 }, () => session(n)));
     await eventually(() => n.pool.stats().guard.sessions === 4);
 
@@ -278,7 +279,7 @@ describe("connections", () => {
 
   it("a session with a stream in flight is not idle, however long the stream takes", async () => {
     const { getter, release } = blockingGetter();
-    const n = await node({ idleSessionTimeoutMs: 150 }, getter);
+    const n = await node({ server: { idleSessionTimeoutMs: 150 } }, getter);
     const s = await session(n);
     let closedAt = 0;
     s.once("close", () => {
@@ -301,7 +302,7 @@ describe("streams nobody reads", () => {
   const big = (key: string) => `${key}:`.padEnd(64 << 10, "x");
 
   it("are bounded by maxConcurrentStreams per session; the node keeps serving other clients", async () => {
-    const n = await node({ maxConcurrentStreams: 20 }, (key, context) =>
+    const n = await node({ server: { maxConcurrentStreams: 20 } }, (key, context) =>
       key.startsWith("big") ? big(key) : demo(key, context),
     );
     const s = await session(n);
@@ -331,7 +332,7 @@ describe("streams nobody reads", () => {
   });
 
   it("streams a client opens past the limit before it has heard it are refused (REFUSED_STREAM)", async () => {
-    const n = await node({ maxConcurrentStreams: 20 }, (key, context) =>
+    const n = await node({ server: { maxConcurrentStreams: 20 } }, (key, context) =>
       key.startsWith("big") ? big(key) : demo(key, context),
     );
     // Requests sent in the first flight, before the server's SETTINGS arrive:

@@ -1,61 +1,54 @@
-// A lean gRPC handler for `distcache.peer.v1.PeerService/FetchMany`, the call
-// that carries forwarded Gets, on the same `node:http2` server as the Connect
-// adapter (installed next to the CacheService/Get fast path, see pool.ts).
-//
-// Why: a batch of hits costs a few microseconds per key to serve, but a
-// server-streaming call through Connect cost the owner ~0.7 ms (async-iterator
-// pipelines, web streams, abort controllers and a DOMException per call) —
-// three quarters of what the owner spent per forwarded Get
-// (docs/benchmarks.md). This handler reads the request from the stream and
-// writes each message of results straight to it.
-//
-// It serves exactly what the Connect handler serves, through the same
-// `FetchManyRun` (same checks, counters, results and order), and only a POST
-// with `content-type: application/grpc` or `application/grpc+proto` and no
-// request compression. Everything else (gRPC-Web, Connect, JSON, compressed
-// requests) is declined before the stream is touched and reaches Connect.
-import * as http2 from "node:http2";
+// The FetchMany fast path: plain gRPC `distcache.peer.v1.PeerService/FetchMany`
+// (the call that carries forwarded Gets) read from the HTTP/2 stream, each
+// message of results written straight to it, through the same FetchManyRun as Connect.
+import type * as http2 from "node:http2";
+import { constants as h2 } from "node:http2";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { errorMessage } from "../../error-message.js";
 import {
   type FetchManyRequest,
   FetchManyRequestSchema,
   FetchManyResponseSchema,
-} from "./gen/distcache/peer/v1/peer_pb.js";
-import {
-  checkReadMaxBytes,
-  envelope,
-  type GrpcFastPath,
-  ignore,
-  isPlainGrpcCall,
-  MAX_TIMER_MS,
-  OK_HEADERS,
-  OK_TRAILERS,
-  parseTimeout,
-} from "./grpc-fast-path.js";
-import { FetchManyRun, message, type ServiceHost } from "./services.js";
-
-/** The method this fast path serves. */
-export const FAST_PATH_FETCH_MANY = "/distcache.peer.v1.PeerService/FetchMany";
-
-const { NGHTTP2_NO_ERROR } = http2.constants;
+} from "../../gen/distcache/peer/v1/peer_pb.js";
+import { EnvelopeReader, encodeEnvelope } from "../../grpc/envelope.js";
+import { PEER_FETCH_MANY_PATH } from "../../grpc/methods.js";
+import { OK_HEADERS, OK_TRAILERS, respondWithStatus, statusTrailers } from "../../grpc/status.js";
+import { requestTimeout } from "../../grpc/timeout.js";
+import { FetchManyRun } from "../fetch-many-run.js";
+import type { ServiceContext } from "../host.js";
+import { checkReadMaxBytes, type FastPath, ignore, isPlainGrpcCall } from "./fast-path.js";
 
 /**
- * Returns the FetchMany fast path for `host`'s groups: a {@link GrpcFastPath}
- * that takes plain gRPC calls of `PeerService/FetchMany` and declines every
- * other stream untouched. `readMaxBytes` must be the Connect adapter's, so
- * both paths refuse the same requests.
+ * The FetchMany fast path for the groups of `services.host`. `readMaxBytes`
+ * must be the Connect adapter's, so both paths refuse the same requests.
+ *
+ * Why: a batch of hits is cheap to serve, and a server-streaming call through
+ * Connect costs the owner far more than that (async-iterator pipelines, web
+ * streams, abort controllers and a DOMException per call; see
+ * docs/benchmarks.md). It serves exactly what the Connect handler serves,
+ * through the same {@link FetchManyRun} (same checks, counters, results and
+ * order), and takes only the calls {@link isPlainGrpcCall} allows; the rest
+ * reach Connect.
  */
 export function createFetchManyFastPath(
-  host: ServiceHost,
+  services: ServiceContext,
   options: { readonly readMaxBytes: number },
-): GrpcFastPath {
+): FastPath {
   const readMaxBytes = checkReadMaxBytes(options.readMaxBytes);
   return (stream, headers) => {
-    if (!isPlainGrpcCall(headers, FAST_PATH_FETCH_MANY)) return false;
-    new FetchManyCall(host, readMaxBytes, stream, headers["grpc-timeout"]);
+    if (!isPlainGrpcCall(headers, PEER_FETCH_MANY_PATH)) return false;
+    new FetchManyCall(services, readMaxBytes, stream, headers["grpc-timeout"]);
     return true;
   };
+}
+
+/** A server-streaming call carries exactly one request message; any byte after it is refused. */
+function extraInput(): ConnectError {
+  return new ConnectError(
+    "protocol error: received extra input message for server streaming method",
+    Code.Unimplemented,
+  );
 }
 
 /**
@@ -67,8 +60,10 @@ class FetchManyCall {
   private ended = false;
   /** The request side is complete (END_STREAM received). */
   private received = false;
-  private chunks: Buffer[] = [];
-  private buffered = 0;
+  private readonly reader: EnvelopeReader;
+  /** The request message, once complete, and its envelope flags; parsed when the request ends. */
+  private body: Buffer | undefined;
+  private flags = 0;
   private timer: NodeJS.Timeout | undefined;
   /** Aborts the loads of this call's keys: the caller left or its deadline passed. */
   private readonly controller = new AbortController();
@@ -79,28 +74,24 @@ class FetchManyCall {
   private trailers: http2.OutgoingHttpHeaders = OK_TRAILERS;
 
   constructor(
-    private readonly host: ServiceHost,
-    private readonly readMaxBytes: number,
+    private readonly services: ServiceContext,
+    readMaxBytes: number,
     private readonly stream: http2.ServerHttp2Stream,
     timeout: string | string[] | undefined,
   ) {
-    stream.on("error", ignore); // a reset or a dead socket; "close" follows
+    this.reader = new EnvelopeReader(readMaxBytes);
+    stream.on("error", ignore);
     stream.on("close", () => {
       // After a normal end this is a no-op: no error is made (it costs a stack trace).
       if (!this.ended) this.end(new ConnectError("the caller left", Code.Canceled));
     });
     if (timeout !== undefined) {
-      const ms = parseTimeout(timeout);
-      if (ms === undefined) {
-        this.end(
-          new ConnectError(
-            `protocol error: invalid grpc timeout value: ${String(timeout)}`,
-            Code.InvalidArgument,
-          ),
-        );
+      const ms = requestTimeout(timeout);
+      if (ms instanceof ConnectError) {
+        this.end(ms);
         return;
       }
-      if (ms <= MAX_TIMER_MS) {
+      if (ms !== undefined) {
         this.timer = setTimeout(
           () => this.end(new ConnectError("the operation timed out", Code.DeadlineExceeded)),
           ms,
@@ -113,62 +104,64 @@ class FetchManyCall {
 
   private data(chunk: Buffer): void {
     if (this.ended) return;
-    this.chunks.push(chunk);
-    this.buffered += chunk.byteLength;
-    if (this.buffered < 5) return;
-    const head = this.chunks.length === 1 ? chunk : Buffer.concat(this.chunks, this.buffered);
-    this.chunks = [head];
-    const length = head.readUInt32BE(1);
-    if (length > this.readMaxBytes) {
-      this.end(
-        new ConnectError(
-          `message size ${length} is larger than configured readMaxBytes ${this.readMaxBytes}`,
-          Code.ResourceExhausted,
-        ),
-      );
-    } else if (this.buffered > 5 + length) {
-      this.end(
-        new ConnectError(
-          "protocol error: received extra input message for server streaming method",
-          Code.Unimplemented,
-        ),
-      );
+    try {
+      this.reader.pushRange(chunk, this.message, this);
+    } catch (error) {
+      // A header announcing more than readMaxBytes: the request's own, or
+      // (after the request) one more message, which is refused as extra.
+      this.end(this.body === undefined ? ConnectError.from(error) : extraInput());
+      return;
     }
+    if (this.body !== undefined && this.reader.pendingBytes > 0) this.end(extraInput());
+  }
+
+  private message(
+    this: FetchManyCall,
+    flags: number,
+    bytes: Buffer,
+    start: number,
+    end: number,
+  ): void {
+    if (this.ended) return;
+    if (this.body !== undefined) {
+      this.end(extraInput());
+      return;
+    }
+    this.body = bytes.subarray(start, end);
+    this.flags = flags;
   }
 
   /** The request is complete: parse it and start serving. */
   private request(): void {
     this.received = true;
     if (this.ended) return;
-    const body = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
-    this.chunks = [];
-    if (body.byteLength === 0) {
+    const body = this.body;
+    if (body === undefined) {
       this.end(
-        new ConnectError(
-          "protocol error: missing input message for server streaming method",
-          Code.Unimplemented,
-        ),
+        this.reader.pendingBytes === 0
+          ? new ConnectError(
+              "protocol error: missing input message for server streaming method",
+              Code.Unimplemented,
+            )
+          : new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument),
       );
       return;
     }
-    if (body.byteLength < 5 || body.byteLength !== 5 + body.readUInt32BE(1)) {
-      this.end(new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument));
-      return;
-    }
-    if (body[0] !== 0) {
+    this.body = undefined;
+    if (this.flags !== 0) {
       // Compressed without a grpc-encoding, or flags gRPC does not define.
-      this.end(new ConnectError(`unexpected message flags ${body[0]}`, Code.Internal));
+      this.end(new ConnectError(`unexpected message flags ${this.flags}`, Code.Internal));
       return;
     }
     let request: FetchManyRequest;
     try {
-      request = fromBinary(FetchManyRequestSchema, body.subarray(5));
+      request = fromBinary(FetchManyRequestSchema, body);
     } catch (error) {
-      this.end(new ConnectError(`parse binary: ${message(error)}`, Code.Internal));
+      this.end(new ConnectError(`parse binary: ${errorMessage(error)}`, Code.Internal));
       return;
     }
     try {
-      this.run = new FetchManyRun(this.host, request, this.controller.signal, () => {
+      this.run = new FetchManyRun(this.services, request, this.controller.signal, () => {
         // Results that settle in the same turn (all hits) leave in one message.
         if (this.flushing) return;
         this.flushing = true;
@@ -192,13 +185,8 @@ class FetchManyCall {
       stream.respond(OK_HEADERS, { waitForTrailers: true });
     }
     while (run.pending) {
-      const bytes = toBinary(
-        FetchManyResponseSchema,
-        create(FetchManyResponseSchema, { results: run.take() }),
-      );
-      const frame = envelope(bytes.byteLength);
-      frame.set(bytes, 5);
-      stream.write(frame);
+      const message = create(FetchManyResponseSchema, { results: run.take() });
+      stream.write(encodeEnvelope(toBinary(FetchManyResponseSchema, message)));
     }
     if (run.finished) this.end(undefined);
   }
@@ -213,31 +201,18 @@ class FetchManyCall {
   private end(error: ConnectError | undefined): void {
     if (this.ended) return;
     this.ended = true;
-    this.chunks = [];
+    this.reader.clear();
+    this.body = undefined;
     if (this.timer !== undefined) clearTimeout(this.timer);
     if (error !== undefined) this.controller.abort(error);
     const stream = this.stream;
     if (stream.destroyed || stream.closed) return;
     if (this.responded) {
-      if (error !== undefined) {
-        this.trailers = {
-          "grpc-status": String(error.code),
-          "grpc-message": encodeURIComponent(error.rawMessage),
-        };
-      }
+      if (error !== undefined) this.trailers = statusTrailers(error.code, error.rawMessage);
       stream.end();
     } else {
-      const code = error?.code ?? Code.Unknown;
-      stream.respond(
-        {
-          ":status": 200,
-          "content-type": OK_HEADERS["content-type"],
-          "grpc-status": String(code),
-          "grpc-message": encodeURIComponent(error?.rawMessage ?? ""),
-        },
-        { endStream: true },
-      );
-      if (!this.received) stream.close(NGHTTP2_NO_ERROR);
+      respondWithStatus(stream, error?.code ?? Code.Unknown, error?.rawMessage ?? "");
+      if (!this.received) stream.close(h2.NGHTTP2_NO_ERROR);
     }
   }
 }

@@ -1,30 +1,21 @@
-// The gRPC fast path against Connect's own gRPC handler, over real HTTP/2 on
-// loopback. One group, one pool: the pool's server (fast path in front of
-// Connect) and a reference server in this file that is the Connect adapter
-// alone with the same CacheService and the same read limit. The same raw
-// requests go to both; the answers must agree.
-//
-// Which path answered is visible on the wire: the fast path answers
-// `content-type: application/grpc`, Connect `application/grpc+proto`.
+// The gRPC fast path against Connect's own gRPC handler over real HTTP/2: the
+// same raw requests to the pool's server and to a reference NodeServer with
+// `fastPaths: false`; the answers must agree.
 import * as http2 from "node:http2";
-import type { AddressInfo } from "node:net";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
-import { ByteView, Group, NotFoundError } from "@distcache/core";
+import { Group, NotFoundError } from "@distcache/core";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { freePort } from "./free-port.test-util.js";
-import { GetRequestSchema, GetResponseSchema } from "./gen/distcache/cache_pb.js";
-import {
-  decodeSimpleGetRequest,
-  encodeFound,
-  encodeNotFound,
-  installGrpcFastPath,
-  parseTimeout,
-} from "./grpc-fast-path.js";
-import { ConnectPool } from "./pool.js";
-import { registerCacheService } from "./services.js";
+import { freePort } from "../../../../../scripts/lib/ports.mjs";
+import { GetRequestSchema, GetResponseSchema } from "../../gen/distcache/cache_pb.js";
+import { SERVER_DEFAULTS } from "../../options.js";
+import { ConnectPool } from "../../pool.js";
+import { NodeServer } from "../server.js";
 
+// One group, two servers: the pool's (fast paths in front of Connect) and the
+// reference (Connect alone, same services, same read limit). Which path
+// answered is visible on the wire: the fast path answers
+// `content-type: application/grpc`, Connect `application/grpc+proto`.
 const GROUP = "fast";
 const SCORES: Record<string, string> = { Tom: "630", Jack: "589", Sam: "567" };
 /** Never loads; its load ends only when its signal aborts. */
@@ -50,7 +41,7 @@ const CONNECT = "application/grpc+proto";
 let group: Group;
 let pool: ConnectPool;
 let fastPort: number;
-let reference: http2.Http2Server;
+let reference: NodeServer;
 let referencePort: number;
 const loads: string[] = [];
 let slowAborts = 0;
@@ -82,25 +73,31 @@ beforeAll(async () => {
   });
   fastPort = await freePort();
   pool = new ConnectPool(`127.0.0.1:${fastPort}`, {
-    maxKeyBytes: MAX_KEY_BYTES,
-    maxValueBytes: MAX_VALUE_BYTES,
-    drainTimeoutMs: 100,
+    server: { maxKeyBytes: MAX_KEY_BYTES, maxValueBytes: MAX_VALUE_BYTES, drainTimeoutMs: 100 },
   });
   group.registerPeers(pool);
   await pool.serve();
-  reference = http2.createServer(
-    connectNodeAdapter({
-      routes: (router) => registerCacheService(router, pool),
-      readMaxBytes: READ_MAX_BYTES,
-    }),
+  reference = new NodeServer(
+    {
+      membershipVersion: () => 0n,
+      group: (name) => (name === GROUP ? group : undefined),
+      heardFrom: () => {},
+    },
+    {
+      ...SERVER_DEFAULTS,
+      maxKeyBytes: MAX_KEY_BYTES,
+      maxValueBytes: MAX_VALUE_BYTES,
+      drainTimeoutMs: 100,
+      fastPaths: false,
+    },
   );
-  await new Promise<void>((resolve) => reference.listen(0, "127.0.0.1", resolve));
-  referencePort = (reference.address() as AddressInfo).port;
+  await reference.listen("127.0.0.1", 0);
+  referencePort = reference.address!.port;
 });
 
 afterAll(async () => {
   await pool?.close();
-  await new Promise<void>((resolve) => (reference ? reference.close(() => resolve()) : resolve()));
+  await reference?.close();
 });
 
 // ---------------------------------------------------------------- raw HTTP/2
@@ -452,18 +449,6 @@ describe("errors: the same status and message as Connect", () => {
 // ---------------------------------------------------------------- deadlines and cancellation
 
 describe("grpc-timeout and cancellation", () => {
-  it("parses grpc-timeout as gRPC defines it", () => {
-    expect(parseTimeout("200m")).toBe(200);
-    expect(parseTimeout("2S")).toBe(2_000);
-    expect(parseTimeout("1M")).toBe(60_000);
-    expect(parseTimeout("1H")).toBe(3_600_000);
-    expect(parseTimeout("1500u")).toBe(1.5);
-    expect(parseTimeout("99999999n")).toBeCloseTo(99.999999);
-    for (const bad of ["", "m", "1", "1.5S", "-1S", "123456789S", "1s", " 1S", ["1S", "2S"]]) {
-      expect(parseTimeout(bad)).toBeUndefined();
-    }
-  });
-
   it("a deadline ends a waiting Get with DEADLINE_EXCEEDED and aborts the getter's wait", async () => {
     const aborts = slowAborts;
     const started = Date.now();
@@ -682,96 +667,6 @@ describe("what the fast path leaves to Connect", () => {
 // ---------------------------------------------------------------- pieces
 
 describe("pieces", () => {
-  it("encodes GetResponse exactly as toBinary does", () => {
-    const values = [
-      new Uint8Array(0),
-      Buffer.from("630"),
-      Buffer.alloc(127, 1),
-      Buffer.alloc(128, 2),
-      Buffer.alloc(16_384, 3),
-      Buffer.alloc(2_097_152, 4),
-    ];
-    for (const value of values) {
-      const expected = toBinary(
-        GetResponseSchema,
-        create(GetResponseSchema, { data: value, found: true }),
-      );
-      expect(encodeFound(ByteView.from(value)).equals(frame(expected))).toBe(true);
-    }
-    for (const err of ["", "key is required", "é".repeat(100), "🙂 x".repeat(50)]) {
-      const expected = toBinary(
-        GetResponseSchema,
-        create(GetResponseSchema, { found: false, err }),
-      );
-      expect(encodeNotFound(err).equals(frame(expected))).toBe(true);
-    }
-  });
-
-  it("the hand decoder gives fromBinary's answer or none (200 000 generated inputs)", () => {
-    // A seeded generator (xorshift32), so a failure reproduces.
-    let seed = 0x2545f491;
-    const next = (n: number) => {
-      seed ^= seed << 13;
-      seed ^= seed >>> 17;
-      seed ^= seed << 5;
-      return (seed >>> 0) % n;
-    };
-    const alphabet = [0x61, 0x7a, 0x30, 0x20, 0x7f, 0x00, 0x80, 0xc3, 0xa9, 0xff, 0x0a, 0x12];
-    const piece = (): number[] => {
-      switch (next(8)) {
-        case 0:
-          return [next(256)]; // any byte: a tag, a length, garbage
-        case 1: {
-          const length = next(4) === 0 ? 128 + next(300) : next(12);
-          const bytes = Array.from({ length }, () =>
-            next(4) === 0 ? alphabet[next(alphabet.length)]! : 0x61 + next(26),
-          );
-          const varint = length < 128 ? [length] : [(length & 0x7f) | 0x80, length >> 7];
-          return [[0x0a, 0x12][next(2)]!, ...varint, ...bytes];
-        }
-        case 2:
-          return [[0x0a, 0x12][next(2)]!, 0x80 | next(128), next(2)]; // a 2-byte length
-        case 3:
-          return [0x08, next(200)]; // a varint field
-        case 4:
-          return [0x1a, 1, 0x61]; // an unknown length-delimited field
-        case 5:
-          return [[0x0a, 0x12][next(2)]!, 0x80 | next(128), 0x80 | next(128), next(3)]; // 3 bytes
-        default:
-          return [[0x0a, 0x12][next(2)]!, 3, 0x61 + next(26), 0x62, 0x63];
-      }
-    };
-    let byHand = 0;
-    for (let n = 0; n < 200_000; n++) {
-      const bytes: number[] = [];
-      const parts = next(4);
-      for (let i = 0; i < parts; i++) bytes.push(...piece());
-      if (next(5) === 0 && bytes.length > 0) bytes.length = next(bytes.length); // truncate
-      const buffer = Buffer.from([9, 9, ...bytes, 9]);
-      let expected: { group: string; key: string } | "error";
-      try {
-        const message = fromBinary(GetRequestSchema, buffer.subarray(2, 2 + bytes.length));
-        expected = { group: message.group, key: message.key };
-      } catch {
-        expected = "error";
-      }
-      const actual = decodeSimpleGetRequest(buffer, 2, 2 + bytes.length);
-      if (actual === undefined) continue;
-      byHand++;
-      expect(actual, Buffer.from(bytes).toString("hex")).toEqual(expected);
-    }
-    expect(byHand).toBeGreaterThan(50_000);
-    // The shape clients send is decoded by hand.
-    expect(
-      decodeSimpleGetRequest(getFrame(GROUP, "Tom"), 5, getFrame(GROUP, "Tom").length),
-    ).toEqual({
-      group: GROUP,
-      key: "Tom",
-    });
-    const long = getFrame(GROUP, "k".repeat(MAX_KEY_BYTES));
-    expect(decodeSimpleGetRequest(long, 5, long.length)?.key).toBe("k".repeat(MAX_KEY_BYTES));
-  });
-
   it("getCached counts a hit like get and leaves a miss to get", async () => {
     const g = new Group("counting", 1 << 10, (key) => `v:${key}`);
     expect(g.getCached("a")).toBeUndefined();
@@ -780,10 +675,5 @@ describe("pieces", () => {
     await g.get("a");
     expect(g.getCached("a")?.toString()).toBe("v:a");
     expect(g.stats()).toMatchObject({ gets: 2, hits: 1, misses: 1 });
-  });
-
-  it("installGrpcFastPath refuses a server without a request listener", () => {
-    const bare = http2.createServer();
-    expect(() => installGrpcFastPath(bare, () => false)).toThrow(/no request listener/);
   });
 });

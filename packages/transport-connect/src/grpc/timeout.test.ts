@@ -1,0 +1,39 @@
+// grpc-timeout as the hand-written gRPC paths read it.
+import { Code, ConnectError } from "@connectrpc/connect";
+import { describe, expect, it } from "vitest";
+import { MAX_TIMER_MS, parseTimeout, requestTimeout } from "./timeout.js";
+
+describe("grpc-timeout and cancellation", () => {
+  it("parses grpc-timeout as gRPC defines it", () => {
+    expect(parseTimeout("200m")).toBe(200);
+    expect(parseTimeout("2S")).toBe(2_000);
+    expect(parseTimeout("1M")).toBe(60_000);
+    expect(parseTimeout("1H")).toBe(3_600_000);
+    expect(parseTimeout("1500u")).toBe(1.5);
+    expect(parseTimeout("99999999n")).toBeCloseTo(99.999999);
+    for (const bad of ["", "m", "1", "1.5S", "-1S", "123456789S", "1s", " 1S", ["1S", "2S"]]) {
+      expect(parseTimeout(bad)).toBeUndefined();
+    }
+  });
+});
+
+describe("requestTimeout", () => {
+  it("gives the milliseconds for a timer, none past what a timer holds, and Connect's error for a malformed value", () => {
+    expect(requestTimeout(undefined)).toBeUndefined();
+    expect(requestTimeout("150m")).toBe(150);
+    expect(requestTimeout("2147483S")).toBe(2_147_483_000);
+    expect(2_147_484_000).toBeGreaterThan(MAX_TIMER_MS);
+    expect(requestTimeout("2147484S")).toBeUndefined();
+    expect(requestTimeout("99999999H")).toBeUndefined();
+    expect(requestTimeout("596H")).toBe(596 * 3_600_000);
+    expect(requestTimeout("597H")).toBeUndefined();
+    for (const bad of ["1x", "123456789m", ["1S", "2S"]]) {
+      const error = requestTimeout(bad);
+      expect(error).toBeInstanceOf(ConnectError);
+      expect((error as ConnectError).code).toBe(Code.InvalidArgument);
+      expect((error as ConnectError).rawMessage).toBe(
+        `protocol error: invalid grpc timeout value: ${String(bad)}`,
+      );
+    }
+  });
+});

@@ -1,0 +1,35 @@
+// The `grpc-timeout` request header as the hand-written gRPC paths read it:
+// Connect's parser (same syntax, same error text), plus what a Node timer can
+// hold.
+import { Code, ConnectError } from "@connectrpc/connect";
+import { parseTimeout as parseGrpcTimeout } from "@connectrpc/connect/protocol-grpc";
+
+/** `setTimeout` fires at once past this (about 24.8 days): a longer deadline is served as none. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** Milliseconds of a `grpc-timeout` value (at most 8 digits and a unit), or `undefined` if malformed. */
+export function parseTimeout(value: string | string[]): number | undefined {
+  if (typeof value !== "string") return undefined;
+  return parseGrpcTimeout(value, Number.POSITIVE_INFINITY).timeoutMs;
+}
+
+/**
+ * The deadline a request's `grpc-timeout` header sets, ready for a timer: its
+ * milliseconds; `undefined` for none (no header, or longer than
+ * {@link MAX_TIMER_MS}); or, for a malformed value, the INVALID_ARGUMENT to
+ * answer with.
+ */
+export function requestTimeout(
+  header: string | string[] | undefined,
+): number | ConnectError | undefined {
+  if (header === undefined) return undefined;
+  if (typeof header !== "string") {
+    return new ConnectError(
+      `protocol error: invalid grpc timeout value: ${String(header)}`,
+      Code.InvalidArgument,
+    );
+  }
+  const { timeoutMs, error } = parseGrpcTimeout(header, Number.POSITIVE_INFINITY);
+  if (error !== undefined) return error;
+  return timeoutMs !== undefined && timeoutMs <= MAX_TIMER_MS ? timeoutMs : undefined;
+}

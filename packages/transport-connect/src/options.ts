@@ -1,0 +1,190 @@
+// Every option of ConnectPool in one table: what it is, its unit, its default
+// and what `0` means. The READMEs, `distcache-node --help` and
+// docs/operations.md point here instead of restating it.
+import type { CircuitBreakerOptions } from "./client/circuit-breaker.js";
+
+/** How this node calls its peers. */
+export interface PeerOptions {
+  /**
+   * Milliseconds each peer call may take (owner fetch, replica read, push,
+   * invalidation) before the next source is tried. Default `1_000`. A getter
+   * slower than this on the owner makes the asking node fall back to replicas
+   * and then its own getter. Must be > 0.
+   */
+  timeoutMs?: number;
+  /**
+   * The circuit breaker kept per peer: after `failureThreshold` (default 3)
+   * failed calls in a row (refused, reset, timed out) the peer is skipped —
+   * calls to it fail at once and reads go to the replicas — for a backoff
+   * from `baseBackoffMs` (250) doubling to `maxBackoffMs` (10 000), then one
+   * probe call decides whether it is back. Writes are always tried.
+   */
+  breaker?: CircuitBreakerOptions;
+}
+
+/** What this node's server accepts, and how it sheds load. */
+export interface ServerOptions {
+  /**
+   * Whether clients may call `CacheService.Set`. Default `true`, as in the
+   * reference. Set writes into the cache without the getter, so anyone who can
+   * reach the port can change what every client reads: turn it off unless the
+   * port is reachable by trusted clients only. Peer calls
+   * (`PeerService.Store`, `Invalidate`) share the port and are not
+   * authenticated, so the port must only be reachable from trusted hosts.
+   */
+  allowClientSet?: boolean;
+  /** Longest key in UTF-8 bytes accepted over the wire; longer is INVALID_ARGUMENT. Default `1_024`. */
+  maxKeyBytes?: number;
+  /** Largest value in bytes accepted by Set and replication. Default `1_048_576` (1 MiB). */
+  maxValueBytes?: number;
+  /** Milliseconds `close()` waits for calls in flight before cutting sessions. Default `5_000`. */
+  drainTimeoutMs?: number;
+  /**
+   * Requests this node serves at once (all sessions, client and peer calls);
+   * one more is answered RESOURCE_EXHAUSTED at once, its body unread.
+   * Default `4_096`: far above what one process completes concurrently, so
+   * only stuck work reaches it, and it bounds the memory stuck work holds
+   * (docs/operations.md, "Limits"). `0` turns the limit off.
+   */
+  maxRequestsInFlight?: number;
+  /**
+   * Event-loop delay in milliseconds past which new requests are answered
+   * UNAVAILABLE until the loop catches up; only delay this process spent on
+   * the CPU counts, not time the OS did not run it. Default `1_000`, the
+   * default peer timeout: past it callers time out anyway, so an UNAVAILABLE
+   * at once sends a peer to a replica without the wait. `0` turns the probe off.
+   */
+  maxEventLoopDelayMs?: number;
+  /**
+   * Open TCP connections; a connection past this is closed on accept.
+   * Default `4_096`; keep it under `ulimit -n`. `0`: no limit.
+   */
+  maxConnections?: number;
+  /**
+   * Streams one HTTP/2 session may have open at once (advertised in
+   * SETTINGS; a client queues past it, a stream past it is refused). Default
+   * `1_000` (Node's own default is unbounded).
+   */
+  maxConcurrentStreams?: number;
+  /**
+   * Milliseconds a session may have no open stream before it is sent GOAWAY;
+   * clients reconnect on their next call. Default `600_000` (10 min): above
+   * the peer clients' own 5-minute idle close, so peers close theirs first.
+   * `0`: never.
+   */
+  idleSessionTimeoutMs?: number;
+  /**
+   * Milliseconds after its headers within which a request's body must have
+   * fully arrived; a stalled or truncated upload is then reset (CANCEL).
+   * Default `10_000`: a whole max-size message at 100 KiB/s. `0`: never.
+   */
+  requestReceiveTimeoutMs?: number;
+  /**
+   * Node's memory credit per HTTP/2 session, in MiB (header tables, queued
+   * frames, unread data); past it new streams on that session are refused.
+   * Default `10` (Node's).
+   */
+  maxSessionMemoryMiB?: number;
+  /**
+   * Largest request header list in bytes (HTTP/2 SETTINGS_MAX_HEADER_LIST_SIZE);
+   * a larger one resets the stream. Default `16_384`: twice gRPC's usual
+   * 8 KiB metadata limit — keys travel in the body, not in headers.
+   */
+  maxHeaderListBytes?: number;
+  /**
+   * Whether plain gRPC `CacheService/Get` and `PeerService/FetchMany` are
+   * served by the hand-written fast paths (same answers, a fraction of the
+   * cost) instead of Connect. Default `true`; `false` gives a pure-Connect
+   * server (the reference the differential tests compare against).
+   */
+  fastPaths?: boolean;
+}
+
+/** Options for {@link ConnectPool}. */
+export interface ConnectPoolOptions {
+  /** Copies of each value kept after its owner's, on the next distinct members clockwise. Default `2`; `0`: none. */
+  replicas?: number;
+  /** Virtual nodes per member on the hash ring. Default: `@distcache/hashring`'s. */
+  virtualNodes?: number;
+  /** How this node calls its peers. */
+  peer?: PeerOptions;
+  /** What this node's server accepts, and how it sheds load. */
+  server?: ServerOptions;
+}
+
+/** {@link PeerOptions} with every default applied. */
+export interface ResolvedPeerOptions {
+  readonly timeoutMs: number;
+  readonly breaker: CircuitBreakerOptions | undefined;
+}
+
+/** {@link ServerOptions} with every default applied. */
+export type ResolvedServerOptions = Readonly<Required<ServerOptions>>;
+
+/** {@link ConnectPoolOptions} with every default applied. */
+export interface ResolvedOptions {
+  readonly replicas: number;
+  readonly virtualNodes: number | undefined;
+  readonly peer: ResolvedPeerOptions;
+  readonly server: ResolvedServerOptions;
+}
+
+/** The defaults of {@link ServerOptions}. */
+export const SERVER_DEFAULTS: ResolvedServerOptions = Object.freeze({
+  allowClientSet: true,
+  maxKeyBytes: 1_024,
+  maxValueBytes: 1 << 20,
+  drainTimeoutMs: 5_000,
+  maxRequestsInFlight: 4_096,
+  maxEventLoopDelayMs: 1_000,
+  maxConnections: 4_096,
+  maxConcurrentStreams: 1_000,
+  idleSessionTimeoutMs: 600_000,
+  requestReceiveTimeoutMs: 10_000,
+  maxSessionMemoryMiB: 10,
+  maxHeaderListBytes: 16_384,
+  fastPaths: true,
+});
+
+/** The default of {@link ConnectPoolOptions.replicas}. */
+export const DEFAULT_REPLICAS = 2;
+/** The default of {@link PeerOptions.timeoutMs}. */
+export const DEFAULT_PEER_TIMEOUT_MS = 1_000;
+
+/**
+ * `options` with every default applied, checked.
+ * @throws RangeError for a limit below 0, a replica count that is not an
+ *   integer >= 0, or a peer timeout that is not > 0.
+ */
+export function resolveOptions(options: ConnectPoolOptions = {}): ResolvedOptions {
+  const server = { ...SERVER_DEFAULTS, ...withoutUndefined(options.server ?? {}) };
+  for (const [name, value] of Object.entries(server)) {
+    if (typeof value === "number" && !(value >= 0 && Number.isFinite(value))) {
+      throw new RangeError(`server.${name} must be a number >= 0, got ${value}`);
+    }
+  }
+  const replicas = nonNegativeInteger("replicas", options.replicas ?? DEFAULT_REPLICAS);
+  const timeoutMs = options.peer?.timeoutMs ?? DEFAULT_PEER_TIMEOUT_MS;
+  if (!(timeoutMs > 0) || !Number.isFinite(timeoutMs)) {
+    throw new RangeError(`peer.timeoutMs must be a number > 0, got ${timeoutMs}`);
+  }
+  return {
+    replicas,
+    virtualNodes: options.virtualNodes,
+    peer: { timeoutMs, breaker: options.peer?.breaker },
+    server,
+  };
+}
+
+function nonNegativeInteger(name: string, value: number): number {
+  if (!Number.isInteger(value) || value < 0) {
+    throw new RangeError(`${name} must be an integer >= 0, got ${value}`);
+  }
+  return value;
+}
+
+function withoutUndefined<T extends object>(options: T): Partial<T> {
+  return Object.fromEntries(
+    Object.entries(options).filter(([, v]) => v !== undefined),
+  ) as Partial<T>;
+}

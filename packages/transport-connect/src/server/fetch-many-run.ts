@@ -1,0 +1,147 @@
+// One `PeerService/FetchMany` being served: the checks, the per-key lookups
+// and the queue of results. Shared by the Connect handler (peer-service.ts)
+// and the gRPC fast path (fast-path/fetch-many.ts), so both answer alike.
+import { setMaxListeners } from "node:events";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { NotFoundError, type PeerGetRequest, type PeerValue, type Stamp } from "@distcache/core";
+import { errorMessage } from "../error-message.js";
+import {
+  type FetchManyRequest,
+  FetchOutcome,
+  type FetchResultSchema,
+  type Stamp as WireStamp,
+} from "../gen/distcache/peer/v1/peer_pb.js";
+import { toWire } from "../peer-wire.js";
+import type { ServiceContext } from "./host.js";
+import { checkPeerKey, FETCH_MANY_MAX_KEYS, noteSender, peerGroup } from "./validation.js";
+
+/**
+ * Value bytes past which a `FetchMany` message carries no further result:
+ * results that complete together share a message up to about this size (a
+ * larger value goes in a message of its own).
+ */
+const FETCH_MANY_MESSAGE_BYTES = 1 << 20;
+
+/** One key's result of a `FetchMany`, as {@link FetchManyRun} hands it out. */
+export type FetchResultInit = MessageInitShape<typeof FetchResultSchema>;
+
+/**
+ * One `FetchMany` being served: the request is checked, then every key is
+ * served as `Fetch` serves it, and results queue as they settle, so hits
+ * (settled at once) leave together and a key that loads does not hold them
+ * back.
+ */
+export class FetchManyRun {
+  private readonly ready: FetchResultInit[] = [];
+  private unsettled: number;
+  /** The last stamp put on the wire and its wire form: keys read between two writes share one. */
+  private lastStamp: Stamp | undefined;
+  private lastWire: WireStamp | undefined;
+
+  /**
+   * Counts the call, checks it and starts every key.
+   *
+   * @param signal aborts the loads this call waits on (the caller left or its deadline passed).
+   * @param onReady called each time a key's result is queued.
+   * @throws ConnectError INVALID_ARGUMENT (no sender, no keys, too many keys,
+   *   an empty or oversized key: nothing is served) or FAILED_PRECONDITION
+   *   (unknown group).
+   */
+  constructor(
+    services: ServiceContext,
+    request: FetchManyRequest,
+    signal: AbortSignal,
+    private readonly onReady: () => void,
+  ) {
+    const { limits, received } = services;
+    received.fetchMany++;
+    noteSender(services, request.sender);
+    const group = peerGroup(services.host, request.group);
+    const { keys } = request;
+    if (keys.length === 0) {
+      throw new ConnectError("FetchMany without keys", Code.InvalidArgument);
+    }
+    if (keys.length > FETCH_MANY_MAX_KEYS) {
+      throw new ConnectError(
+        `FetchMany of ${keys.length} keys; at most ${FETCH_MANY_MAX_KEYS}`,
+        Code.InvalidArgument,
+      );
+    }
+    // All keys are checked before any is served: a bad batch serves nothing.
+    for (const key of keys) checkPeerKey(key, limits);
+    received.fetchManyKeys += keys.length;
+    // Every key that loads listens on the call's signal until it settles.
+    setMaxListeners(keys.length + 10, signal);
+    this.unsettled = keys.length;
+    const lookup: PeerGetRequest = { cacheOnly: request.cacheOnly, signal };
+    for (let index = 0; index < keys.length; index++) {
+      group.peerHandler.get(keys[index]!, lookup).then(
+        (found) => this.found(index, found),
+        (error: unknown) =>
+          this.settle({
+            index,
+            outcome:
+              error instanceof NotFoundError ? FetchOutcome.NOT_FOUND : FetchOutcome.LOAD_FAILED,
+            error: errorMessage(error),
+          }),
+      );
+    }
+  }
+
+  /** Results wait to be taken. */
+  get pending(): boolean {
+    return this.ready.length > 0;
+  }
+
+  /** Every key's result has been taken: the call can end with status OK. */
+  get finished(): boolean {
+    return this.unsettled === 0 && this.ready.length === 0;
+  }
+
+  /**
+   * Removes and returns the results for one message, in the order they
+   * settled: all that wait, up to about {@link FETCH_MANY_MESSAGE_BYTES} of
+   * values (at least one).
+   */
+  take(): FetchResultInit[] {
+    const ready = this.ready;
+    let bytes = 0;
+    let count = 0;
+    while (count < ready.length && (count === 0 || bytes < FETCH_MANY_MESSAGE_BYTES)) {
+      bytes += ready[count]!.data?.byteLength ?? 0;
+      count++;
+    }
+    return ready.splice(0, count);
+  }
+
+  private found(index: number, found: PeerValue | undefined): void {
+    if (found === undefined) {
+      this.settle({ index, outcome: FetchOutcome.NOT_CACHED });
+      return;
+    }
+    this.settle({
+      index,
+      outcome: FetchOutcome.FOUND,
+      data: found.value,
+      stamp: this.wireStamp(found.stamp),
+    });
+  }
+
+  /** `stamp` for the wire, reusing the last one when no write came between. */
+  private wireStamp(stamp: Stamp | undefined): WireStamp | undefined {
+    const last = this.lastStamp;
+    if (stamp === undefined) return undefined;
+    if (last === undefined || stamp.epoch !== last.epoch || stamp.seq !== last.seq) {
+      this.lastStamp = stamp;
+      this.lastWire = toWire(stamp);
+    }
+    return this.lastWire;
+  }
+
+  private settle(result: FetchResultInit): void {
+    this.ready.push(result);
+    this.unsettled--;
+    this.onReady();
+  }
+}

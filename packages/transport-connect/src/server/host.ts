@@ -1,0 +1,60 @@
+// What a node's server works with: what it needs from the node it serves
+// (ServiceHost, given by the pool), its limits, and the peer request counters it keeps.
+import type { Group } from "@distcache/core";
+
+/** What the server needs from its pool, read per request so membership changes apply at once. */
+export interface ServiceHost {
+  membershipVersion(): bigint;
+  /** The group named `name` on this node. */
+  group(name: string): Group | undefined;
+  /** A peer request from `address` arrived (its fetches from here are not given up while it keeps sending). */
+  heardFrom(address: string): void;
+}
+
+/** Counters of peer requests this node has served. */
+export interface PeerRequestCounts {
+  fetch: number;
+  /** `FetchMany` calls (batches of keys). */
+  fetchMany: number;
+  /** Keys asked in those calls. */
+  fetchManyKeys: number;
+  store: number;
+  /** `StoreMany` calls (batches of replication pushes). */
+  storeMany: number;
+  /** Items pushed in those calls. */
+  storeManyItems: number;
+  invalidate: number;
+  /** Peer requests whose sender saw another membership than this node. */
+  membershipMismatches: number;
+}
+
+/** Counters that have counted nothing yet. */
+export function noPeerRequests(): PeerRequestCounts {
+  return {
+    fetch: 0,
+    fetchMany: 0,
+    fetchManyKeys: 0,
+    store: 0,
+    storeMany: 0,
+    storeManyItems: 0,
+    invalidate: 0,
+    membershipMismatches: 0,
+  };
+}
+
+/** Limits and switches the services enforce on every request. */
+export interface ServiceLimits {
+  /** Longest key in UTF-8 bytes; longer is INVALID_ARGUMENT. */
+  readonly maxKeyBytes: number;
+  /** Largest value a Set or Store may carry; larger is INVALID_ARGUMENT. */
+  readonly maxValueBytes: number;
+  /** Whether clients may call CacheService.Set. */
+  readonly allowClientSet: boolean;
+}
+
+/** What every service and fast path of one server reads: its host, its limits, its counters. */
+export interface ServiceContext {
+  readonly host: ServiceHost;
+  readonly limits: ServiceLimits;
+  readonly received: PeerRequestCounts;
+}

@@ -1,0 +1,129 @@
+// The node-to-node `distcache.peer.v1.PeerService` over Connect: every call is
+// handed to the named group's peerHandler (answered on this node, never
+// forwarded), with stamps and failure lists converted by peer-wire.ts.
+import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
+import { InvalidKeyError, NotFoundError } from "@distcache/core";
+import { errorMessage } from "../error-message.js";
+import { FetchOutcome, PeerService } from "../gen/distcache/peer/v1/peer_pb.js";
+import { failuresToWire, fromWire, toWire } from "../peer-wire.js";
+import { FetchManyRun } from "./fetch-many-run.js";
+import type { ServiceContext } from "./host.js";
+import {
+  checkPeerKey,
+  checkValue,
+  noteSender,
+  peerGroup,
+  rethrowIfCancelled,
+  STORE_MANY_MAX_ITEMS,
+} from "./validation.js";
+
+/** Registers `distcache.peer.v1.PeerService` on `router`, serving `services.host`'s groups. */
+export function registerPeerService(router: ConnectRouter, services: ServiceContext): void {
+  const { host, limits, received } = services;
+  router.service(PeerService, {
+    async fetch(request, context) {
+      received.fetch++;
+      noteSender(services, request.sender);
+      const group = peerGroup(host, request.group);
+      checkPeerKey(request.key, limits);
+      try {
+        const found = await group.peerHandler.get(request.key, {
+          cacheOnly: request.cacheOnly,
+          signal: context.signal,
+        });
+        if (found === undefined) return { outcome: FetchOutcome.NOT_CACHED };
+        return { outcome: FetchOutcome.FOUND, data: found.value, stamp: toWire(found.stamp) };
+      } catch (error) {
+        rethrowIfCancelled(error, context);
+        if (error instanceof InvalidKeyError) {
+          throw new ConnectError(error.message, Code.InvalidArgument);
+        }
+        const outcome =
+          error instanceof NotFoundError ? FetchOutcome.NOT_FOUND : FetchOutcome.LOAD_FAILED;
+        return { outcome, error: errorMessage(error) };
+      }
+    },
+
+    async *fetchMany(request, context) {
+      let wake: (() => void) | undefined;
+      const run = new FetchManyRun(services, request, context.signal, () => wake?.());
+      while (!run.finished) {
+        if (!run.pending) {
+          await new Promise<void>((resolve) => {
+            wake = resolve;
+          });
+          wake = undefined;
+        }
+        // The caller left (or its deadline passed): loads it asked for were
+        // released with it, and nobody reads what is left.
+        if (context.signal.aborted) throw new ConnectError("the caller left", Code.Canceled);
+        yield { results: run.take() };
+      }
+    },
+
+    async store(request) {
+      received.store++;
+      const from = noteSender(services, request.sender);
+      const group = peerGroup(host, request.group);
+      checkPeerKey(request.key, limits);
+      checkValue(request.data, limits);
+      const { failed } = await group.peerHandler.store(request.key, request.data, {
+        from,
+        replicate: request.replicate,
+        stamp: fromWire(request.stamp),
+        write: request.write,
+      });
+      return { failed: failuresToWire(failed) };
+    },
+
+    async storeMany(request) {
+      received.storeMany++;
+      const from = noteSender(services, request.sender);
+      const group = peerGroup(host, request.group);
+      const { items } = request;
+      if (items.length === 0) {
+        throw new ConnectError("StoreMany without items", Code.InvalidArgument);
+      }
+      if (items.length > STORE_MANY_MAX_ITEMS) {
+        throw new ConnectError(
+          `StoreMany of ${items.length} items; at most ${STORE_MANY_MAX_ITEMS}`,
+          Code.InvalidArgument,
+        );
+      }
+      // All items are checked before any is kept: a bad batch keeps nothing.
+      for (const item of items) {
+        checkPeerKey(item.key, limits);
+        checkValue(item.data, limits);
+      }
+      received.storeManyItems += items.length;
+      // Started in request order (a push is kept before `store` first
+      // awaits), so of two pushes of one key the later one stays.
+      await Promise.all(
+        items.map((item) =>
+          group.peerHandler.store(item.key, item.data, {
+            from,
+            replicate: false,
+            stamp: fromWire(item.stamp),
+          }),
+        ),
+      );
+      return {};
+    },
+
+    async invalidate(request, context) {
+      received.invalidate++;
+      const from = noteSender(services, request.sender);
+      const group = peerGroup(host, request.group);
+      checkPeerKey(request.key, limits);
+      // As the owner (fan_out) this answers with its stamp and the members it
+      // could not reach; otherwise with neither.
+      const { stamp, failed } = await group.peerHandler.remove(request.key, {
+        from,
+        stamp: fromWire(request.stamp),
+        fanOut: request.fanOut,
+        signal: context.signal,
+      });
+      return { stamp: toWire(stamp), failed: failuresToWire(failed) };
+    },
+  });
+}

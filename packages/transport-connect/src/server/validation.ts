@@ -1,0 +1,69 @@
+// What the services check on every request before serving it (keys and
+// values against the limits, a peer request's sender and group), and how they
+// turn an error into an answer.
+import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
+import type { Group } from "@distcache/core";
+import type { Sender } from "../gen/distcache/peer/v1/peer_pb.js";
+import type { ServiceContext, ServiceHost, ServiceLimits } from "./host.js";
+
+/** Most keys one `FetchMany` may ask; more is INVALID_ARGUMENT (see peer.proto). */
+export const FETCH_MANY_MAX_KEYS = 1_024;
+/** Most items one `StoreMany` may carry; more is INVALID_ARGUMENT (see peer.proto). */
+export const STORE_MANY_MAX_ITEMS = 1_024;
+
+const encoder = new TextEncoder();
+
+/** Validates a key that came over the wire; throws INVALID_ARGUMENT past the limit. */
+export function checkKey(key: string, limits: ServiceLimits): void {
+  // A UTF-16 length within a third of the limit cannot exceed it in UTF-8.
+  if (key.length * 3 > limits.maxKeyBytes && encoder.encode(key).byteLength > limits.maxKeyBytes) {
+    throw new ConnectError(`key is longer than ${limits.maxKeyBytes} bytes`, Code.InvalidArgument);
+  }
+}
+
+/** Validates a value that came over the wire; throws INVALID_ARGUMENT past the limit. */
+export function checkValue(data: Uint8Array, limits: ServiceLimits): void {
+  if (data.byteLength > limits.maxValueBytes) {
+    throw new ConnectError(
+      `value of ${data.byteLength} bytes is over the ${limits.maxValueBytes}-byte limit`,
+      Code.InvalidArgument,
+    );
+  }
+}
+
+/** Peers never send an empty key; one that does is refused like an oversized one. */
+export function checkPeerKey(key: string, limits: ServiceLimits): void {
+  if (key === "") throw new ConnectError("key is required", Code.InvalidArgument);
+  checkKey(key, limits);
+}
+
+/** Looks up the group a peer request names; a peer naming an unknown group is misconfigured. */
+export function peerGroup(host: ServiceHost, name: string): Group {
+  const group = host.group(name);
+  if (group === undefined) {
+    throw new ConnectError(`no such group: ${name}`, Code.FailedPrecondition);
+  }
+  return group;
+}
+
+/**
+ * Checks a peer request's sender and notes it: the host hears from it, and a
+ * sender on another membership is counted. Returns its address.
+ * @throws ConnectError INVALID_ARGUMENT without a sender.
+ */
+export function noteSender(services: ServiceContext, sender: Sender | undefined): string {
+  if (sender === undefined) {
+    throw new ConnectError("peer request without a sender", Code.InvalidArgument);
+  }
+  const { host } = services;
+  if (sender.membershipVersion !== host.membershipVersion()) {
+    services.received.membershipMismatches++;
+  }
+  host.heardFrom(sender.address);
+  return sender.address;
+}
+
+/** Re-throws an error caused by the caller going away; other errors are answered in-band. */
+export function rethrowIfCancelled(error: unknown, context: HandlerContext): void {
+  if (context.signal.aborted) throw ConnectError.from(error, Code.Canceled);
+}
