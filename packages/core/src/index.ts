@@ -1,5 +1,8 @@
 // @distcache/core's public surface: groups and what their callers handle,
 // and the peer interfaces a transport implements.
+
+// A load past `loadTimeout` rejects with singleflight's TimeoutError.
+export { TimeoutError } from "@distcache/singleflight";
 export { ByteView } from "./byteview.js";
 export { InvalidKeyError, NotFoundError, RemoteLoadError } from "./errors.js";
 export { type GetOptions, Group } from "./group.js";
@@ -24,5 +27,3 @@ export type {
 export { PropagationError, type PropagationResult } from "./propagation.js";
 export { getGroup, newGroup, removeGroup } from "./registry.js";
 export type { Stamp } from "./stamps.js";
-// A load past `loadTimeout` rejects with singleflight's TimeoutError.
-export { TimeoutError } from "@distcache/singleflight";

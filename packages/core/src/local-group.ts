@@ -4,7 +4,7 @@
 import { ByteLRU } from "@distcache/lru";
 import { SingleFlight } from "@distcache/singleflight";
 import { ByteView, describe } from "./byteview.js";
-import { FillTokens, type FillToken } from "./fill-tokens.js";
+import { type FillToken, FillTokens } from "./fill-tokens.js";
 import { GroupCounters, type GroupStats } from "./group-stats.js";
 import type { PeerClient, PeerPicker } from "./peers.js";
 import type { PropagationResult } from "./propagation.js";

@@ -1,7 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { NotFoundError, RemoteLoadError } from "./errors.js";
 import { Group } from "./group.js";
-import { PropagationError } from "./propagation.js";
 import type {
   PeerClient,
   PeerGetOptions,
@@ -11,6 +10,7 @@ import type {
   PeerValue,
   Placement,
 } from "./peers.js";
+import { errorMessage, PropagationError } from "./propagation.js";
 
 /**
  * An in-memory cluster: each node is a Group; peers call each other's `*Local`
@@ -42,7 +42,7 @@ class MemoryPeer implements PeerClient {
     } catch (error) {
       // What a transport does with an answer carrying an in-band error.
       if (error instanceof NotFoundError) throw error;
-      throw new RemoteLoadError(error instanceof Error ? error.message : String(error));
+      throw new RemoteLoadError(errorMessage(error));
     }
   }
   async store(_g: string, key: string, value: Uint8Array, options: PeerStoreOptions) {

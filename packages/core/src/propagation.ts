@@ -1,7 +1,5 @@
 // What a cluster-wide write reports: the members it could not reach, and the
 // one helper that settles a planned set of peer calls into that report.
-import type { PeerClient } from "./peers.js";
-
 /** What a cluster-wide {@link Group.delete} or {@link Group.set} could not reach. */
 export interface PropagationResult {
   /** Peers that did not acknowledge, each with the reason. Empty when all did. */
@@ -24,13 +22,14 @@ export const NO_FAILURES: PropagationResult = Object.freeze({ failed: Object.fre
 
 /** One peer call of a cluster-wide write. */
 export interface PlannedCall {
-  readonly peer: PeerClient;
+  /** The member called (a `PeerClient`). */
+  readonly peer: { readonly id: string };
   /**
    * The call. Its answer, when it is a report of its own (an owner copying a
    * Set on to its replicas, or fanning out a Delete), adds the members that
    * peer could not reach.
    */
-  readonly call: Promise<PropagationResult | undefined | void>;
+  readonly call: Promise<PropagationResult | undefined>;
   /** The key's owner: if it does not acknowledge, the whole write fails. */
   readonly owner?: boolean;
 }
