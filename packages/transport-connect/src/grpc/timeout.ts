@@ -7,12 +7,6 @@ import { parseTimeout as parseGrpcTimeout } from "@connectrpc/connect/protocol-g
 /** `setTimeout` fires at once past this (about 24.8 days): a longer deadline is served as none. */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
 
-/** Milliseconds of a `grpc-timeout` value (at most 8 digits and a unit), or `undefined` if malformed. */
-export function parseTimeout(value: string | string[]): number | undefined {
-  if (typeof value !== "string") return undefined;
-  return parseGrpcTimeout(value, Number.POSITIVE_INFINITY).timeoutMs;
-}
-
 /**
  * The deadline a request's `grpc-timeout` header sets, ready for a timer: its
  * milliseconds; `undefined` for none (no header, or longer than

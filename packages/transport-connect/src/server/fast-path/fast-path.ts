@@ -27,6 +27,21 @@ export function isPlainGrpcCall(headers: http2.IncomingHttpHeaders, path: string
   return encoding === undefined || encoding === "identity";
 }
 
+/**
+ * The fast path that takes the plain gRPC calls of `path` (see
+ * {@link isPlainGrpcCall}): `serve` answers each, given its `grpc-timeout`.
+ */
+export function fastPathFor(
+  path: string,
+  serve: (stream: http2.ServerHttp2Stream, timeout: string | string[] | undefined) => void,
+): FastPath {
+  return (stream, headers) => {
+    if (!isPlainGrpcCall(headers, path)) return false;
+    serve(stream, headers["grpc-timeout"]);
+    return true;
+  };
+}
+
 /** `readMaxBytes`, once checked to be an integer >= 1. */
 export function checkReadMaxBytes(readMaxBytes: number): number {
   if (!Number.isInteger(readMaxBytes) || readMaxBytes < 1) {

@@ -17,7 +17,13 @@ import { OK_HEADERS, OK_TRAILERS, respondWithStatus, statusTrailers } from "../.
 import { requestTimeout } from "../../grpc/timeout.js";
 import { FetchManyRun } from "../fetch-many-run.js";
 import type { ServiceContext } from "../host.js";
-import { checkReadMaxBytes, type FastPath, ignore, isPlainGrpcCall } from "./fast-path.js";
+import {
+  checkReadMaxBytes,
+  type FastPath,
+  fastPathFor,
+  ignore,
+  isPlainGrpcCall,
+} from "./fast-path.js";
 
 /**
  * The FetchMany fast path for the groups of `services.host`. `readMaxBytes`
@@ -36,11 +42,9 @@ export function createFetchManyFastPath(
   options: { readonly readMaxBytes: number },
 ): FastPath {
   const readMaxBytes = checkReadMaxBytes(options.readMaxBytes);
-  return (stream, headers) => {
-    if (!isPlainGrpcCall(headers, PEER_FETCH_MANY_PATH)) return false;
-    new FetchManyCall(services, readMaxBytes, stream, headers["grpc-timeout"]);
-    return true;
-  };
+  return fastPathFor(PEER_FETCH_MANY_PATH, (stream, timeout) => {
+    new FetchManyCall(services, readMaxBytes, stream, timeout);
+  });
 }
 
 /** A server-streaming call carries exactly one request message; any byte after it is refused. */

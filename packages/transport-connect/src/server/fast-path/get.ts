@@ -14,7 +14,13 @@ import { OK_HEADERS, respondWithStatus, sendOkTrailers } from "../../grpc/status
 import { requestTimeout } from "../../grpc/timeout.js";
 import type { ServiceContext } from "../host.js";
 import { checkKey } from "../validation.js";
-import { checkReadMaxBytes, type FastPath, ignore, isPlainGrpcCall } from "./fast-path.js";
+import {
+  checkReadMaxBytes,
+  type FastPath,
+  fastPathFor,
+  ignore,
+  isPlainGrpcCall,
+} from "./fast-path.js";
 import {
   decodeSimpleGetRequest,
   encodeFound,
@@ -46,11 +52,9 @@ export function createGetFastPath(
   options: { readonly readMaxBytes: number },
 ): FastPath {
   const readMaxBytes = checkReadMaxBytes(options.readMaxBytes);
-  return (stream, headers) => {
-    if (!isPlainGrpcCall(headers, CACHE_GET_PATH)) return false;
-    new GetCall(services, readMaxBytes, stream, headers["grpc-timeout"]);
-    return true;
-  };
+  return fastPathFor(CACHE_GET_PATH, (stream, timeout) => {
+    new GetCall(services, readMaxBytes, stream, timeout);
+  });
 }
 
 /**
