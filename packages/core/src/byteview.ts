@@ -86,7 +86,7 @@ export class ByteView {
     const length = this.#length;
     if (this.#bytes === undefined && length <= SMALL_COPY_BYTES && Number.isInteger(offset)) {
       // A view of a cache page has no typed array of its own yet. Making one
-      // costs ~100 ns; a byte loop ~1.5 ns a byte, cheaper up to 64 bytes.
+      // costs more than a byte loop over a small value (docs/benchmarks.md).
       if (offset < 0 || offset + length > target.length) {
         throw new RangeError("ByteView.copyTo: target too small");
       }

@@ -18,10 +18,10 @@
  * Points per member when {@link HashRingOptions.virtualNodes} is not given. A
  * member's share of keys deviates from the mean by about 0.95/√virtualNodes (one
  * standard deviation), so the 100–200 points usual elsewhere leave the busiest
- * of ten members 12–35% over its share; 1000 keeps every member within ±10%
- * (measured in the README, "Spread"). The price is paid on membership changes
- * only: 10 members are 10,000 points (80 KB, ~3 ms to rebuild); lookups cost
- * log₂(points) comparisons, a few more than with 200.
+ * of ten members well over the ±10% that 1000 keeps (the README, "Spread",
+ * has the measurement). The price is paid on membership changes only (a
+ * rebuild of members × points entries); lookups cost log₂(points)
+ * comparisons, a few more than with 200.
  */
 export const DEFAULT_VIRTUAL_NODES = 1000;
 

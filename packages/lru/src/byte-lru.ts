@@ -43,19 +43,18 @@ import {
  * header, the slot's typed-array words, and the share of growth slack and page
  * bookkeeping. Measured, not estimated: `bench/memory.mjs` fills a `Group`
  * with 16-byte keys and 100-byte values and divides the process's RSS growth
- * by the entries. Beyond the 16 + 104 bytes charged for key and chunk, that
- * came to 89-97 bytes at 1M entries and up to 126 between 300k and 1.1M
- * entries (V8's `Map` doubles its table at powers of two). The charge takes
- * the upper end, so a budget bounds the memory it stands for.
+ * by the entries (figures in docs/benchmarks.md; the cost moves with entry
+ * count because V8's `Map` doubles its table at powers of two). The charge
+ * takes the upper end of the range, so a budget bounds the memory it stands for.
  */
 export const BYTE_ENTRY_OVERHEAD_BYTES = 128;
 
 /**
  * Bytes charged, on top of their length, for a value larger than
  * {@link MAX_CHUNK_BYTES}, which gets its own `Uint8Array`: typed array,
- * `ArrayBuffer`, native backing store and allocator overhead. Measured at
- * 400-500 bytes of RSS per value of 4-20 KiB including the entry's own
- * bookkeeping (which {@link BYTE_ENTRY_OVERHEAD_BYTES} pays for); rounded up.
+ * `ArrayBuffer`, native backing store and allocator overhead: the measured
+ * RSS per such value (docs/benchmarks.md), including the entry's own
+ * bookkeeping (which {@link BYTE_ENTRY_OVERHEAD_BYTES} pays for), rounded up.
  */
 export const LARGE_VALUE_OVERHEAD_BYTES = 512;
 
