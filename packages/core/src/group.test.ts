@@ -1,3 +1,4 @@
+import { getEventListeners } from "node:events";
 import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
 import { ByteView } from "./byteview.js";
@@ -165,6 +166,30 @@ describe("Group.get", () => {
     expect((await staying).toString()).toBe("v");
     expect((await group.get("k")).toString()).toBe("v");
     expect(calls).toBe(1);
+  });
+
+  it("1,000 gets sharing one request signal add one listener to it and print no warning", async () => {
+    const warnings: string[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning.name);
+    process.on("warning", onWarning);
+    try {
+      const group = new Group("shared-signal", 1 << 20, async (key) => {
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        return `v:${key}`;
+      });
+      const request = new AbortController();
+      const gets = Array.from({ length: 1_000 }, (_, i) =>
+        group.get(`k${i}`, { signal: request.signal }),
+      );
+      expect(getEventListeners(request.signal, "abort")).toHaveLength(1);
+      const views = await Promise.all(gets);
+      expect(views[999]!.toString()).toBe("v:k999");
+      expect(getEventListeners(request.signal, "abort")).toHaveLength(0);
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(warnings).not.toContain("MaxListenersExceededWarning");
+    } finally {
+      process.off("warning", onWarning);
+    }
   });
 
   it("a delete during a load keeps the old value out of the cache", async () => {

@@ -1,9 +1,7 @@
-/**
- * Collapses concurrent calls for the same key into one: the first caller
- * starts the work, later callers wait on the same promise, and the key is
- * forgotten as soon as the work settles — a singleflight is a deduplicator,
- * not a cache.
- */
+// SingleFlight: collapses concurrent calls for the same key into one — the
+// first caller starts the work, later callers wait on the same promise, and
+// the key is forgotten as soon as the work settles (a deduplicator, not a cache).
+import { unwatchAbort, watchAbort } from "./abort-watch.js";
 
 /** Options for {@link SingleFlight}. */
 export interface SingleFlightOptions {
@@ -142,14 +140,15 @@ export class SingleFlight<T> {
           flight.controller.abort(signal.reason);
         }
       };
-      signal.addEventListener("abort", leave, { once: true });
+      // One listener per signal for all its waiters (abort-watch.ts).
+      watchAbort(signal, leave);
       flight.promise.then(
         (value) => {
-          signal.removeEventListener("abort", leave);
+          unwatchAbort(signal, leave);
           resolve(value);
         },
         (error: unknown) => {
-          signal.removeEventListener("abort", leave);
+          unwatchAbort(signal, leave);
           reject(error);
         },
       );

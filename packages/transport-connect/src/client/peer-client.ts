@@ -63,8 +63,6 @@ const NO_FAILURES: PropagationResult = Object.freeze({ failed: Object.freeze([])
  * after one peer timeout, as before.
  */
 const FETCH_MANY_MAX_TIMEOUTS = 10;
-/** A signal for calls no caller can cancel (pushes: bounded by the peer timeout only). */
-const NEVER = new AbortController().signal;
 function ignore(): void {}
 
 /** Codes that say the peer could not be reached or did not answer in time. */
@@ -338,7 +336,8 @@ export class ConnectPeerClient implements PeerClient {
           PEER_STORE_MANY_PATH,
           request,
           { timeoutMs },
-          NEVER,
+          // No caller can cancel a push: only the peer timeout bounds it.
+          undefined,
           ignore,
         ),
       );

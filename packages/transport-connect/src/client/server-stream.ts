@@ -63,10 +63,10 @@ export class ServerStreamCall {
     path: string,
     request: Uint8Array,
     deadline: StreamDeadline,
-    signal: AbortSignal,
+    signal: AbortSignal | undefined,
     onMessage: OnResponseMessage,
   ): Promise<void> {
-    if (signal.aborted) return Promise.reject(cancelled(signal));
+    if (signal?.aborted) return Promise.reject(cancelled(signal));
     const frame = encodeEnvelope(request);
     const call = new ServerStreamCall(session, deadline, signal, onMessage);
     return new Promise<void>((resolve, reject) => call.start(path, frame, resolve, reject));
@@ -93,7 +93,8 @@ export class ServerStreamCall {
   private constructor(
     private readonly session: Http2SessionManager,
     deadline: StreamDeadline,
-    private readonly signal: AbortSignal,
+    /** Cancels the call; `undefined` for a call only its deadline ends (a replication push). */
+    private readonly signal: AbortSignal | undefined,
     private readonly onMessage: OnResponseMessage,
   ) {
     this.timeoutMs = deadline.timeoutMs;
@@ -113,7 +114,7 @@ export class ServerStreamCall {
     // The deadline runs from the call, connecting included, as Connect's does;
     // with `progress`, it runs from the peer's last sign of progress instead.
     this.timer = setTimeout(this.expire, Math.min(this.timeoutMs, this.maxMs));
-    this.signal.addEventListener("abort", this.onAbort, { once: true });
+    this.signal?.addEventListener("abort", this.onAbort, { once: true });
     const headers = {
       ...STREAM_HEADERS,
       "grpc-timeout": `${Math.max(1, Math.ceil(this.maxMs))}m`,
@@ -125,7 +126,7 @@ export class ServerStreamCall {
     if (this.done) return;
     this.done = true;
     clearTimeout(this.timer);
-    this.signal.removeEventListener("abort", this.onAbort);
+    this.signal?.removeEventListener("abort", this.onAbort);
     const stream = this.stream;
     if (stream !== undefined && !stream.closed) stream.close(NGHTTP2_CANCEL);
     if (error === undefined) this.resolve!();
@@ -156,7 +157,7 @@ export class ServerStreamCall {
     this.timer = setTimeout(this.expire, Math.min(this.timeoutMs - quiet, left));
   };
 
-  private readonly onAbort = (): void => this.finish(cancelled(this.signal));
+  private readonly onAbort = (): void => this.finish(cancelled(this.signal!));
 
   private readonly onUnreachable = (error: unknown): void => this.finish(unreachable(error));
 

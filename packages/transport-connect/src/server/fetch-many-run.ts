@@ -1,7 +1,6 @@
 // One `PeerService/FetchMany` being served: the checks, the per-key lookups
 // and the queue of results. Shared by the Connect handler (peer-service.ts)
 // and the gRPC fast path (fast-path/fetch-many.ts), so both answer alike.
-import { setMaxListeners } from "node:events";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { NotFoundError, type PeerGetRequest, type PeerValue, type Stamp } from "@distcache/core";
@@ -71,8 +70,6 @@ export class FetchManyRun {
     // All keys are checked before any is served: a bad batch serves nothing.
     for (const key of keys) checkPeerKey(key, limits);
     received.fetchManyKeys += keys.length;
-    // Every key that loads listens on the call's signal until it settles.
-    setMaxListeners(keys.length + 10, signal);
     this.unsettled = keys.length;
     const lookup: PeerGetRequest = { cacheOnly: request.cacheOnly, signal };
     for (let index = 0; index < keys.length; index++) {
