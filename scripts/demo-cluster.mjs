@@ -29,6 +29,12 @@ const nodes = ports.map((port) => {
 
 // SIGTERM and wait as long as the drain takes: the demo's nodes are idle by then.
 const stopAll = () => Promise.all(nodes.map((node) => stopChild(node, Number.POSITIVE_INFINITY)));
+// Stopped from outside (Ctrl-C, a SIGTERM to this pid): stop the nodes first.
+for (const signal of ["SIGINT", "SIGTERM"]) {
+  process.once(signal, () => {
+    stopAll().then(() => process.exit(signal === "SIGINT" ? 130 : 143));
+  });
+}
 
 let status = 0;
 try {

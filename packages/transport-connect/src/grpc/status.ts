@@ -1,7 +1,7 @@
 // How a hand-written gRPC path ends a call: the response headers and OK
 // trailers it shares, the trailers of an error, and the one trailers-only
 // error response (used by the fast paths and by admission control).
-import type * as http2 from "node:http2";
+import * as http2 from "node:http2";
 import type { Code } from "@connectrpc/connect";
 import { grpcStatusOk } from "@connectrpc/connect/protocol-grpc";
 
@@ -49,4 +49,18 @@ export function respondWithStatus(
     },
     END_STREAM,
   );
+}
+
+/**
+ * After a complete response, tells a client still sending its request to
+ * stop (RST_STREAM with NO_ERROR, RFC 9113 §8.1). Sent on the next turn, once
+ * the response's frames are out: a reset in the same turn made Node 22 drop
+ * the response headers, and the client saw no status at all.
+ */
+export function stopRequestAfterResponse(stream: http2.ServerHttp2Stream): void {
+  setImmediate(closeWithNoError, stream);
+}
+
+function closeWithNoError(stream: http2.ServerHttp2Stream): void {
+  if (!stream.closed && !stream.destroyed) stream.close(http2.constants.NGHTTP2_NO_ERROR);
 }

@@ -2,7 +2,6 @@
 // (the call that carries forwarded Gets) read from the HTTP/2 stream, each
 // message of results written straight to it, through the same FetchManyRun as Connect.
 import type * as http2 from "node:http2";
-import { constants as h2 } from "node:http2";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { errorMessage } from "../../error-message.js";
@@ -13,7 +12,13 @@ import {
 } from "../../gen/distcache/peer/v1/peer_pb.js";
 import { EnvelopeReader, encodeEnvelope } from "../../grpc/envelope.js";
 import { PEER_FETCH_MANY_PATH } from "../../grpc/methods.js";
-import { OK_HEADERS, OK_TRAILERS, respondWithStatus, statusTrailers } from "../../grpc/status.js";
+import {
+  OK_HEADERS,
+  OK_TRAILERS,
+  respondWithStatus,
+  statusTrailers,
+  stopRequestAfterResponse,
+} from "../../grpc/status.js";
 import { requestTimeout } from "../../grpc/timeout.js";
 import { FetchManyRun } from "../fetch-many-run.js";
 import type { ServiceContext } from "../host.js";
@@ -216,7 +221,7 @@ class FetchManyCall {
       stream.end();
     } else {
       respondWithStatus(stream, error?.code ?? Code.Unknown, error?.rawMessage ?? "");
-      if (!this.received) stream.close(h2.NGHTTP2_NO_ERROR);
+      if (!this.received) stopRequestAfterResponse(stream);
     }
   }
 }

@@ -2,7 +2,6 @@
 // HTTP/2 stream itself, a hit synchronously, with the same answers (bytes,
 // status, messages) as the Connect handler in cache-service.ts.
 import type * as http2 from "node:http2";
-import { constants as h2 } from "node:http2";
 import { fromBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { ByteView, type Group } from "@distcache/core";
@@ -10,7 +9,12 @@ import { errorMessage } from "../../error-message.js";
 import { GetRequestSchema } from "../../gen/distcache/cache_pb.js";
 import { EnvelopeReader, FLAG_COMPRESSED } from "../../grpc/envelope.js";
 import { CACHE_GET_PATH } from "../../grpc/methods.js";
-import { OK_HEADERS, respondWithStatus, sendOkTrailers } from "../../grpc/status.js";
+import {
+  OK_HEADERS,
+  respondWithStatus,
+  sendOkTrailers,
+  stopRequestAfterResponse,
+} from "../../grpc/status.js";
 import { requestTimeout } from "../../grpc/timeout.js";
 import type { ServiceContext } from "../host.js";
 import { checkKey } from "../validation.js";
@@ -255,6 +259,6 @@ class GetCall {
   private fail(code: Code, text: string): void {
     if (!this.settle(new ConnectError(text, code))) return;
     respondWithStatus(this.stream, code, text);
-    if (!this.ended) this.stream.close(h2.NGHTTP2_NO_ERROR);
+    if (!this.ended) stopRequestAfterResponse(this.stream);
   }
 }
