@@ -4,6 +4,7 @@
 //   node bench/run.mjs            full run (about two minutes: local ~30 s, memory ~10 s, cluster ~60 s)
 //   node bench/run.mjs --quick    a few-second smoke run for CI (also BENCH_QUICK=1)
 //   node bench/run.mjs --only local,memory   only the named parts (local, memory, cluster, fanin)
+//   node bench/run.mjs --help     the parts and flags (USAGE below); runs nothing
 //
 // Prints the machine and markdown tables on stdout, progress on stderr. Exits 1
 // only when a correctness check fails (e.g. the getter ran more than once for
@@ -19,9 +20,67 @@ import { checksum, gcExposed, machine } from "./harness.mjs";
 import { runLocal } from "./local.mjs";
 import { runMemory } from "./memory.mjs";
 
+// Each part is a module run here in turn. The cluster part needs `h2load`
+// (Debian: nghttp2-client) and prints a SKIP line without it.
+const allParts = [
+  { name: "local", run: runLocal },
+  { name: "memory", run: runMemory },
+  { name: "cluster", run: runCluster },
+  { name: "fanin", run: runFanIn },
+];
+const PART_NAMES = allParts.map((part) => part.name);
+const USAGE = `Usage: node bench/run.mjs [--quick] [--only PART,...] [--help]
+       (pnpm bench [flags] builds first)
+
+Parts, run in this order (all by default):
+  local     one process: LRU, ByteLRU and a warm Group against lru-cache and a
+            Map; 10,000 concurrent gets of one cold key load once
+  memory    bytes per cached entry, each contender in a fresh child process
+  cluster   gRPC Get over loopback h2c with h2load (3 nodes): bare responder,
+            owner hit, forwarded hit; needs h2load (Debian: nghttp2-client),
+            else prints SKIP
+  fanin     10,000 cold Gets through one of 3 nodes (1,000 with --quick): each
+            key loaded once, on its owner
+
+Flags:
+  --quick             a few-second smoke run (CI); numbers not meaningful
+  --only PART,...     only these parts (also --only=PART,...)
+  -h, --help          this text; runs nothing
+
+Environment: BENCH_QUICK=1 (as --quick), BENCH_VERBOSE=1 (every sample on stderr).
+Prints the machine and markdown tables on stdout, progress on stderr; exits 1
+when a correctness check fails, 2 on a bad flag.`;
+
+/** Reads the command line; prints the usage and exits on --help or a bad flag. */
+function parseArgs(argv) {
+  const options = { quick: false, only: undefined };
+  const bad = (message) => {
+    console.error(`bench: ${message}\n\n${USAGE}`);
+    process.exit(2);
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === "--help" || arg === "-h") {
+      console.log(USAGE);
+      process.exit(0);
+    } else if (arg === "--quick") options.quick = true;
+    else if (arg === "--only" || arg.startsWith("--only=")) {
+      const list = arg === "--only" ? argv[++i] : arg.slice("--only=".length);
+      const names = (list ?? "").split(",").filter((name) => name !== "");
+      const unknown = names.filter((name) => !PART_NAMES.includes(name));
+      if (names.length === 0 || unknown.length > 0) {
+        bad(`--only takes part names among ${PART_NAMES.join(", ")}; got "${list ?? ""}"`);
+      }
+      options.only = names;
+    } else if (arg !== "--") bad(`unknown argument "${arg}"`);
+  }
+  return options;
+}
+
 const args = process.argv.slice(2);
+const options = parseArgs(args);
 // biome-ignore lint/suspicious/noUndeclaredEnvVars: run by node after the build, not a turbo task
-const quick = args.includes("--quick") || process.env.BENCH_QUICK === "1";
+const quick = options.quick || process.env.BENCH_QUICK === "1";
 
 // biome-ignore lint/suspicious/noUndeclaredEnvVars: run by node after the build, not a turbo task
 if (!gcExposed() && process.env.BENCH_NO_RESPAWN !== "1") {
@@ -37,26 +96,7 @@ const started = process.hrtime.bigint();
 console.log("## DistCache benchmark\n");
 console.log(`Machine: ${machine()}${gcExposed() ? "" : " (no --expose-gc)"}\n`);
 
-// Each part is a module run here in turn. The cluster part needs `h2load`
-// (Debian: nghttp2-client) and prints a SKIP line without it.
-const allParts = [
-  { name: "local", run: runLocal },
-  { name: "memory", run: runMemory },
-  { name: "cluster", run: runCluster },
-  { name: "fanin", run: runFanIn },
-];
-const onlyAt = args.findIndex((arg) => arg === "--only" || arg.startsWith("--only="));
-const only =
-  onlyAt < 0
-    ? undefined
-    : (args[onlyAt].startsWith("--only=") ? args[onlyAt].slice(7) : (args[onlyAt + 1] ?? ""))
-        .split(",")
-        .filter((name) => name !== "");
-const unknown = (only ?? []).filter((name) => !allParts.some((part) => part.name === name));
-if (unknown.length > 0 || only?.length === 0) {
-  console.error(`bench: --only takes part names among ${allParts.map((p) => p.name).join(", ")}`);
-  process.exit(2);
-}
+const { only } = options;
 const parts = only === undefined ? allParts : allParts.filter((part) => only.includes(part.name));
 
 let ok = true;

@@ -44,7 +44,8 @@ function fail(message: string): never {
 }
 
 function integer(name: string, text: string, min: number, max: number): number {
-  const value = Number(text);
+  // Decimal digits only: Number() would take "" as 0, "1e3" and "0x10".
+  const value = /^\d+$/.test(text) ? Number(text) : Number.NaN;
   if (!Number.isInteger(value) || value < min || value > max) {
     fail(`--${name} must be an integer from ${min} to ${max}, got "${text}"`);
   }
@@ -94,7 +95,8 @@ if (args.values.help) {
 const { host } = args.values;
 const port = integer("port", args.values.port, 0, 65_535);
 const self = `${host.includes(":") ? `[${host}]` : host}:${port}`;
-const [groupName, budgetText] = args.values.group.split(":") as [string, string | undefined];
+const groupFlag = /^([^:]*)(?::(.*))?$/.exec(args.values.group)!;
+const [, groupName = "", budgetText] = groupFlag;
 if (groupName === "") fail("--group needs a name");
 const budget = budgetText === undefined ? 2048 : integer("group BYTES", budgetText, 0, 2 ** 50);
 const peers = (args.values.peers ?? self)

@@ -73,6 +73,32 @@ describe("Group values in slab memory", () => {
     expect(before.toString()).toBe("old");
   });
 
+  it("a set over the budget is reported as not cached, exactly where the cache refuses it", async () => {
+    const budget = 1_000;
+    const group = new Group("tight", budget, () => "from the getter");
+    let largest = 0; // the largest value whose entry fits
+    for (let n = 0; n <= budget; n++) if (charge("k", n) <= budget) largest = n;
+    // The largest value that fits is cached and reported as such.
+    expect((await group.set("k", "x".repeat(largest))).notCached).toBeUndefined();
+    expect(group.getCached("k")?.length).toBe(largest);
+    // One byte more is over: written (the old copy is gone), not cached, and said so.
+    const result = await group.set("k", "y".repeat(largest + 1));
+    expect(result.failed).toEqual([]);
+    expect(result.notCached).toEqual({
+      valueBytes: largest + 1,
+      entryBytes: charge("k", largest + 1),
+      budget,
+      message: `value of ${largest + 1} bytes not cached: over the group's ${budget}-byte budget (the entry is charged ${charge("k", largest + 1)} bytes with key and overhead)`,
+    });
+    expect(group.getCached("k")).toBeUndefined();
+    expect((await group.get("k")).toString()).toBe("from the getter");
+  });
+
+  it("an unbounded group caches every set", async () => {
+    const group = new Group("unbounded", 0, () => "unused");
+    expect(await group.set("k", new Uint8Array(100_000))).toEqual({ failed: [] });
+  });
+
   it("round-trips empty values and values larger than a slab chunk", async () => {
     const group = new Group("sizes", 0, (key) =>
       key === "empty" ? new Uint8Array(0) : new Uint8Array(10_000).fill(9),

@@ -9,7 +9,7 @@ import type { GroupStats } from "./group-stats.js";
 import { type Getter, type GetterResult, type GroupOptions, LocalGroup } from "./local-group.js";
 import { GroupPeerHandler } from "./peer-handler.js";
 import type { PeerHandler, PeerPicker, PeerValue, Placement } from "./peers.js";
-import { NO_FAILURES, type PropagationResult } from "./propagation.js";
+import { NO_FAILURES, type PropagationResult, type SetResult } from "./propagation.js";
 
 /** Per-call options for {@link Group.get} and friends. */
 export interface GetOptions {
@@ -132,17 +132,21 @@ export class Group {
    * Writes `value` for `key` through its owner, which copies it to its
    * replicas; every other member drops its copy.
    *
+   * @returns the members that did not acknowledge (the owner always did) and,
+   *   when the value is over the group's budget, `notCached`: written (old
+   *   copies dropped everywhere) but kept by no cache.
    * @throws PropagationError when the owner did not acknowledge.
    */
-  async set(key: string, value: GetterResult, options?: GetOptions): Promise<PropagationResult> {
+  async set(key: string, value: GetterResult, options?: GetOptions): Promise<SetResult> {
     requireKey(key);
     const view = ByteView.from(value);
-    const peers = this.local.peers;
-    if (peers === undefined) {
-      this.local.storeView(key, view);
-      return NO_FAILURES;
-    }
-    return setEverywhere(this.local, peers, key, view, options?.signal);
+    const local = this.local;
+    const notCached = local.notCached(key, view);
+    const peers = local.peers;
+    let result: PropagationResult = NO_FAILURES;
+    if (peers === undefined) local.storeView(key, view);
+    else result = await setEverywhere(local, peers, key, view, options?.signal);
+    return notCached === undefined ? result : { failed: result.failed, notCached };
   }
 
   /** A snapshot of this group's counters and gauges on this node. */

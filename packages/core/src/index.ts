@@ -24,6 +24,11 @@ export type {
   Placement,
   RemoveResult,
 } from "./peers.js";
-export { PropagationError, type PropagationResult } from "./propagation.js";
+export {
+  type NotCached,
+  PropagationError,
+  type PropagationResult,
+  type SetResult,
+} from "./propagation.js";
 export { getGroup, newGroup, removeGroup } from "./registry.js";
 export type { Stamp } from "./stamps.js";

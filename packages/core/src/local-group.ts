@@ -1,13 +1,18 @@
 // A group's part on this node: its cache, loads with this node's getter (and
 // the replication push after one), the write clock and stale guard, fill
 // tokens and counters. Nothing here asks another node for a value.
-import { ByteLRU } from "@distcache/lru";
+import {
+  BYTE_ENTRY_OVERHEAD_BYTES,
+  ByteLRU,
+  chargedValueBytes,
+  utf8ByteLength,
+} from "@distcache/lru";
 import { SingleFlight } from "@distcache/singleflight";
 import { ByteView, describe } from "./byteview.js";
 import { type FillToken, FillTokens } from "./fill-tokens.js";
 import { GroupCounters, type GroupStats } from "./group-stats.js";
 import type { PeerClient, PeerPicker } from "./peers.js";
-import type { PropagationResult } from "./propagation.js";
+import type { NotCached, PropagationResult } from "./propagation.js";
 import { StaleGuard, type Stamp, WriteClock } from "./stamps.js";
 
 /** What a getter may return: bytes, or a string stored as UTF-8. */
@@ -140,10 +145,33 @@ export class LocalGroup {
     return peer.store(this.name, key, ByteView.unwrap(view), { replicate: false, stamp, write });
   }
 
-  /** Replaces this node's copy of `key` with `view` (a write). */
-  storeView(key: string, view: ByteView): void {
+  /**
+   * Replaces this node's copy of `key` with `view` (a write).
+   * @returns whether the cache kept it (`false`: over the budget, see {@link notCached}).
+   */
+  storeView(key: string, view: ByteView): boolean {
     this.removeLocal(key);
-    this.cache.set(key, ByteView.unwrap(view));
+    return this.cache.set(key, ByteView.unwrap(view));
+  }
+
+  /**
+   * Why this node's cache cannot keep `view` under `key` (its entry alone is
+   * over the budget, which the cache refuses), or `undefined` when it can.
+   * The charge is the cache's own (`ByteLRU.set`).
+   */
+  notCached(key: string, view: ByteView): NotCached | undefined {
+    const budget = this.cache.maxBytes;
+    if (budget === 0) return undefined;
+    const valueBytes = view.length;
+    const entryBytes =
+      utf8ByteLength(key) + chargedValueBytes(valueBytes) + BYTE_ENTRY_OVERHEAD_BYTES;
+    if (entryBytes <= budget) return undefined;
+    return {
+      valueBytes,
+      entryBytes,
+      budget,
+      message: `value of ${valueBytes} bytes not cached: over the group's ${budget}-byte budget (the entry is charged ${entryBytes} bytes with key and overhead)`,
+    };
   }
 
   /** Caches `view` unless the key was invalidated since `token` began. */

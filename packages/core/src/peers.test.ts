@@ -220,6 +220,27 @@ describe("a group with peers", () => {
     expect(c.loads.flat()).toEqual([key]);
   });
 
+  it("a set over the group's budget through a non-owner drops every copy and says it was not cached", async () => {
+    const c = cluster(4, values, 1);
+    const key = "Tom";
+    const owner = c.ownerIndex(key);
+    const bystander = (owner + 2) % 4;
+    for (const node of [0, 1, 2, 3]) await c.groups[node]!.get(key);
+    const big = "x".repeat(1 << 20); // the test groups' budget is 1 MiB: key and overhead do not fit
+    const result = await c.groups[bystander]!.set(key, big);
+    expect(result.failed).toEqual([]);
+    expect(result.notCached).toMatchObject({ valueBytes: 1 << 20, budget: 1 << 20 });
+    expect(result.notCached!.message).toMatch(
+      /^value of 1048576 bytes not cached: over the group's 1048576-byte budget/,
+    );
+    for (const node of [0, 1, 2, 3]) {
+      expect(await c.groups[node]!.peerHandler.get(key, { cacheOnly: true })).toBeUndefined();
+    }
+    // Nobody serves the old value; the next get loads it from the source on the owner.
+    expect((await c.groups[bystander]!.get(key)).toString()).toBe("value:Tom");
+    expect(c.loads[owner]!.filter((k) => k === key).length).toBe(2);
+  });
+
   it("never forwards a peer request: the peer handler loads with the local getter", async () => {
     const c = cluster(3, values);
     const key = "Tom";

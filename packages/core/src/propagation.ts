@@ -1,9 +1,43 @@
-// What a cluster-wide write reports: the members it could not reach, and the
-// one helper that settles a planned set of peer calls into that report.
+// What a cluster-wide write reports: the members it could not reach (and, for
+// a Set, a value no cache keeps), and the one helper that settles a planned set
+// of peer calls into that report.
 /** What a cluster-wide {@link Group.delete} or {@link Group.set} could not reach. */
 export interface PropagationResult {
   /** Peers that did not acknowledge, each with the reason. Empty when all did. */
   readonly failed: readonly { readonly peer: string; readonly reason: string }[];
+}
+
+/** A value {@link Group.set} wrote but no cache keeps: its entry is over the group's budget. */
+export interface NotCached {
+  /** The value's length in bytes. */
+  readonly valueBytes: number;
+  /**
+   * What its entry would be charged: the key's UTF-8 bytes + the value's
+   * bytes rounded up to a size class + the per-entry overhead (the group's
+   * cache is a `ByteLRU`; see `@distcache/lru`).
+   */
+  readonly entryBytes: number;
+  /** The group's byte budget (`cacheBytes`) on this node. */
+  readonly budget: number;
+  /**
+   * For people: `value of N bytes not cached: over the group's M-byte budget
+   * (the entry is charged E bytes with key and overhead)`. A transport puts
+   * it in its answer (`SetResponse.err`).
+   */
+  readonly message: string;
+}
+
+/** What {@link Group.set} reports. */
+export interface SetResult extends PropagationResult {
+  /**
+   * Present when the value is larger than the group's budget can hold. The
+   * write still happened: every member dropped its old copy (so no node
+   * serves the old value), but no cache keeps the new one, so the next `get`
+   * calls the getter. Judged against this node's budget for the group (the
+   * members of a cluster are expected to give a group the same budget).
+   * Absent when the value is cached, and always with a budget of `0`.
+   */
+  readonly notCached?: NotCached;
 }
 
 /** Thrown when the owner of a key did not acknowledge a delete or set. */

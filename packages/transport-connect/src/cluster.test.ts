@@ -99,6 +99,27 @@ describe("a 3-node cluster over real HTTP/2", () => {
     expect(nodes.flatMap((node) => node.loads)).toEqual(["Jack"]);
   });
 
+  it("a set over the group's budget succeeds (every old copy dropped) and says in err it was not cached", async () => {
+    const nodes = await startCluster(3); // groups of 1 MiB: a 1 MiB value with its key does not fit
+    for (const node of nodes) await node.client.get({ group: "scores", key: "Jack" });
+    const size = 1 << 20;
+    const response = await nodes[1]!.client.set({
+      group: "scores",
+      key: "Jack",
+      data: new Uint8Array(size),
+    });
+    expect(response.success).toBe(true);
+    expect(response.err).toMatch(
+      new RegExp(
+        `^value of ${size} bytes not cached: over the group's ${size}-byte budget \\(the entry is charged \\d+ bytes with key and overhead\\)$`,
+      ),
+    );
+    const loadsBefore = nodes.flatMap((node) => node.loads).length;
+    for (const node of nodes)
+      expect(text((await node.client.get({ group: "scores", key: "Jack" })).data)).toBe("589");
+    expect(nodes.flatMap((node) => node.loads).length - loadsBefore).toBe(1);
+  });
+
   it("with the owner gone, the others answer from replicas, without a getter call, within the peer timeout", async () => {
     const nodes = await startCluster(3, { peer: { timeoutMs: 500 } });
     const key = "Sam";

@@ -1,7 +1,14 @@
 // The client-facing `distcache.CacheService` (Get, Set, Delete) over Connect,
-// answering as the reference implementation does: failures in-band, in `err`.
+// answering as the reference implementation does: failures in-band, in `err`
+// (and a Set's value no cache keeps, with success=true).
 import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
-import { ByteView, type Group, InvalidKeyError, PropagationError } from "@distcache/core";
+import {
+  ByteView,
+  InvalidKeyError,
+  PropagationError,
+  type PropagationResult,
+  type SetResult,
+} from "@distcache/core";
 import { errorMessage } from "../error-message.js";
 import { CacheService } from "../gen/distcache/cache_pb.js";
 import type { ServiceContext } from "./host.js";
@@ -50,15 +57,27 @@ export function registerCacheService(router: ConnectRouter, services: ServiceCon
   });
 }
 
-/** A cluster-wide write's answer: success, naming the members that did not acknowledge. */
+/**
+ * A cluster-wide write's answer: success, with in `err` a Set's value that no
+ * cache keeps (`SetResult.notCached`'s message, first) and the members that
+ * did not acknowledge (`not acknowledged by ADDR: REASON; ...`), joined by "; ".
+ */
 async function propagate(
-  operation: () => ReturnType<Group["delete"]>,
+  operation: () => Promise<SetResult | PropagationResult>,
   context: HandlerContext,
 ): Promise<{ success: boolean; err: string }> {
   try {
-    const { failed } = await operation();
-    const err = failed.map((f) => `${f.peer}: ${f.reason}`).join("; ");
-    return { success: true, err: err === "" ? "" : `not acknowledged by ${err}` };
+    const result = await operation();
+    const parts: string[] = [];
+    if ("notCached" in result && result.notCached !== undefined) {
+      parts.push(result.notCached.message);
+    }
+    if (result.failed.length > 0) {
+      parts.push(
+        `not acknowledged by ${result.failed.map((f) => `${f.peer}: ${f.reason}`).join("; ")}`,
+      );
+    }
+    return { success: true, err: parts.join("; ") };
   } catch (error) {
     rethrowIfCancelled(error, context);
     if (error instanceof PropagationError || error instanceof InvalidKeyError) {
