@@ -8,7 +8,8 @@
 #   b. npm: + @distcache/transport-connect, @connectrpc/connect(-node): a 3-node
 #      cluster in one process, a Get of every key through every node
 #   c. TypeScript 5.9.3, strict: a realistic program with moduleResolution
-#      nodenext and bundler
+#      nodenext and bundler; then every README's runnable code block
+#      (scripts/readme-blocks.mjs) against the installed packages
 #   d. pnpm: @distcache/core alone, scenario 1 again
 #   e. npm, every package through the local registry (its uplink serves the
 #      rest): @distcache/node-app and @distcache/client-app; `npx distcache-node
@@ -294,6 +295,12 @@ for resolution in nodenext bundler; do
   }
 done
 ok "c. tsc strict: program.ts with nodenext (skipLibCheck on) and bundler (lib DOM, skipLibCheck off: every .d.ts checked)"
+
+step "c2. the READMEs' runnable code blocks against the installed packages"
+(cd "$APP" && node "$ROOT/scripts/readme-blocks.mjs" --modules "$APP/node_modules") >"$APP/blocks.out" 2>&1 || {
+  log "README code blocks failed against the packed packages:"; cat "$APP/blocks.out"; exit 1
+}
+ok "c2. README code blocks: $(grep -c '^ok ' "$APP/blocks.out") compiled and run against the installed tarballs"
 
 step "d. pnpm add @distcache/core alone; scenario 1"
 PAPP="$WORK/app-pnpm"
