@@ -22,7 +22,10 @@ export async function deleteEverywhere(
   const { owner } = peers.placement(key);
   if (owner === undefined) return invalidateAsOwner(local, peers, key, undefined, signal);
   local.removeLocal(key);
-  const asked = owner.remove(local.name, key, { signal, fanOut: true });
+  // A client that throws at once is an owner that did not acknowledge, like a rejection.
+  const asked = Promise.resolve().then(() =>
+    owner.remove(local.name, key, { signal, fanOut: true }),
+  );
   let answer: RemoveResult | undefined;
   try {
     answer = await asked;

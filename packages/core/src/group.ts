@@ -30,8 +30,8 @@ export class Group {
   readonly cacheBytes: number;
   /**
    * How a transport serves other nodes' calls to this group (see
-   * {@link PeerHandler}). Not for applications: its calls never reach
-   * other nodes' caches the way `get`, `set` and `delete` do.
+   * {@link PeerHandler}). Not for applications: it answers from this node
+   * and never forwards; use `get`, `set` and `delete`.
    */
   readonly peerHandler: PeerHandler;
   private readonly local: LocalGroup;

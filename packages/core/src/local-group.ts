@@ -1,6 +1,6 @@
-// A group's part on this node: its cache, loads with this node's getter (and
-// the replication push after one), the write clock and stale guard, fill
-// tokens and counters. Nothing here asks another node for a value.
+// A group's part on this node: its cache, its two singleflights, loads with
+// this node's getter (and the replication push after one), the write clock and
+// stale guard, fill tokens and counters. Nothing here asks another node for a value.
 import {
   BYTE_ENTRY_OVERHEAD_BYTES,
   ByteLRU,

@@ -1,5 +1,6 @@
-// A group's server side for other nodes: serves Fetch, Store and Invalidate
-// from this node only, applying the stamp rules so no transport has to.
+// A group's server side for other nodes: serves Fetch, Store and Invalidate on
+// this node (never forwarding; as the owner it copies a Set on or fans a Delete
+// out once), applying the stamp rules so no transport has to.
 import { ByteView } from "./byteview.js";
 import { invalidateAsOwner, replicateAsOwner } from "./cluster-writes.js";
 import { InvalidKeyError, requireKey } from "./errors.js";

@@ -59,12 +59,11 @@ export interface PlannedCall {
   /** The member called (a `PeerClient`). */
   readonly peer: { readonly id: string };
   /**
-   * The call. Its answer, when it is a report of its own (an owner copying a
-   * Set on to its replicas, or fanning out a Delete), adds the members that
-   * peer could not reach.
+   * The call. The owner's answer is a report of its own (copying a Set on to
+   * its replicas): the members it could not reach are added.
    */
   readonly call: Promise<PropagationResult | undefined>;
-  /** The key's owner: if it does not acknowledge, the whole write fails. */
+  /** The key's owner: if it does not acknowledge, the whole write fails; its report counts. */
   readonly owner?: boolean;
 }
 
@@ -86,7 +85,9 @@ export async function settle(
   outcomes.forEach((outcome, i) => {
     const planned = calls[i]!;
     if (outcome.status === "fulfilled") {
-      if (outcome.value) reported.push(...outcome.value.failed);
+      // Only the owner copies on or fans out on this write's behalf.
+      const failures = planned.owner === true ? outcome.value?.failed : undefined;
+      if (Array.isArray(failures)) reported.push(...failures);
       return;
     }
     if (planned.owner === true) ownerFailed = true;

@@ -151,17 +151,42 @@ export const DEFAULT_REPLICAS = 2;
 /** The default of {@link PeerOptions.timeoutMs}. */
 export const DEFAULT_PEER_TIMEOUT_MS = 1_000;
 
+/** Where each option of the flat 0.1 layout moved (a JavaScript caller may still pass one). */
+const MOVED: Readonly<Record<string, string>> = {
+  peerTimeoutMs: "peer.timeoutMs",
+  breaker: "peer.breaker",
+  ...Object.fromEntries(Object.keys(SERVER_DEFAULTS).map((name) => [name, `server.${name}`])),
+};
+const TOP_LEVEL = new Set(["replicas", "virtualNodes", "peer", "server"]);
+const PEER_KEYS = new Set(["timeoutMs", "breaker"]);
+
 /**
  * `options` with every default applied, checked.
- * @throws RangeError for a limit below 0, a replica count that is not an
+ * @throws TypeError for an option this version does not know (naming where a
+ *   0.1 option moved); RangeError for a limit or replica count that is not an
  *   integer >= 0, or a peer timeout that is not > 0.
  */
 export function resolveOptions(options: ConnectPoolOptions = {}): ResolvedOptions {
+  for (const name of Object.keys(options)) {
+    if (TOP_LEVEL.has(name)) continue;
+    const moved = MOVED[name];
+    throw new TypeError(
+      moved === undefined
+        ? `unknown ConnectPool option "${name}"`
+        : `ConnectPool option "${name}" is now "${moved}"`,
+    );
+  }
+  for (const name of Object.keys(options.peer ?? {})) {
+    if (!PEER_KEYS.has(name)) throw new TypeError(`unknown ConnectPool option "peer.${name}"`);
+  }
+  for (const name of Object.keys(options.server ?? {})) {
+    if (!(name in SERVER_DEFAULTS)) {
+      throw new TypeError(`unknown ConnectPool option "server.${name}"`);
+    }
+  }
   const server = { ...SERVER_DEFAULTS, ...withoutUndefined(options.server ?? {}) };
   for (const [name, value] of Object.entries(server)) {
-    if (typeof value === "number" && !(value >= 0 && Number.isFinite(value))) {
-      throw new RangeError(`server.${name} must be a number >= 0, got ${value}`);
-    }
+    if (typeof value === "number") nonNegativeInteger(`server.${name}`, value);
   }
   const replicas = nonNegativeInteger("replicas", options.replicas ?? DEFAULT_REPLICAS);
   const timeoutMs = options.peer?.timeoutMs ?? DEFAULT_PEER_TIMEOUT_MS;

@@ -55,16 +55,23 @@ export type OnEnvelopeRange<T> = (
  * valid as long as the caller does not reuse the chunks it pushed
  * (`node:http2` hands out a fresh buffer per chunk).
  */
+/** The shared empty list: a reader that never holds a partial envelope allocates none. */
+const NO_CHUNKS = Object.freeze([]) as unknown as Buffer[];
+
 export class EnvelopeReader {
-  /** Bytes of an incomplete envelope, waiting for the rest. */
-  private chunks: Buffer[] = [];
+  /** Bytes of an incomplete envelope, waiting for the rest (none allocated until one is). */
+  private chunks: Buffer[] = NO_CHUNKS;
   private buffered = 0;
   /** Declared length of the incomplete envelope's message, once its header is in; -1 before. */
   private length = -1;
   /** Set by `clear` during `onMessage`: stop reading this chunk. */
   private cleared = false;
+  #count = 0;
+
   /** Complete messages read so far. */
-  count = 0;
+  get count(): number {
+    return this.#count;
+  }
 
   constructor(private readonly maxBytes: number) {}
 
@@ -99,7 +106,7 @@ export class EnvelopeReader {
       if (!this.readHeader()) return;
       if (this.buffered < ENVELOPE_HEADER_BYTES + this.length) return;
       data = Buffer.concat(this.chunks, this.buffered);
-      this.chunks = [];
+      this.chunks = NO_CHUNKS;
       this.buffered = 0;
       this.length = -1;
     }
@@ -109,7 +116,7 @@ export class EnvelopeReader {
       this.check(length);
       const end = at + ENVELOPE_HEADER_BYTES + length;
       if (end > data.byteLength) break;
-      this.count++;
+      this.#count++;
       onMessage.call(target, data[at]!, data, at + ENVELOPE_HEADER_BYTES, end);
       if (this.cleared) {
         this.cleared = false;
@@ -128,7 +135,7 @@ export class EnvelopeReader {
   /** Drops what is buffered (the call ended); a `push` under way stops after the current message. */
   clear(): void {
     if (this.buffered > 0) {
-      this.chunks = [];
+      this.chunks = NO_CHUNKS;
       this.buffered = 0;
     }
     this.length = -1;

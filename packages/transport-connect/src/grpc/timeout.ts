@@ -2,6 +2,8 @@
 // Connect's parser (same syntax, same error text), plus what a Node timer can
 // hold.
 import { Code, ConnectError } from "@connectrpc/connect";
+// Connect marks protocol-grpc's helpers internal (no semver promise): the
+// package pins Connect to one version, and a bump re-checks these uses.
 import { parseTimeout as parseGrpcTimeout } from "@connectrpc/connect/protocol-grpc";
 
 /** `setTimeout` fires at once past this (about 24.8 days): a longer deadline is served as none. */

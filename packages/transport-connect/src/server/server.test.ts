@@ -87,6 +87,25 @@ describe("NodeServer", () => {
     expect(await slow).toEqual({ contentType: "application/grpc+proto", status: 0 });
   });
 
+  it("a second listen while the first is pending is refused; a close while it is pending closes it", async () => {
+    const s = server();
+    const first = s.listen("127.0.0.1", 0);
+    await expect(s.listen("127.0.0.1", 0)).rejects.toThrow("already serving");
+    await first;
+    expect(s.address?.port).toBeGreaterThan(0);
+    await s.close();
+
+    const t = server();
+    const pending = t.listen("127.0.0.1", 0);
+    const closed = t.close();
+    await pending;
+    await closed;
+    expect(t.address).toBeUndefined();
+    // And it may listen again after the close.
+    await t.listen("127.0.0.1", 0);
+    expect(t.address?.port).toBeGreaterThan(0);
+  });
+
   it("a guard limit out of range is refused at construction", () => {
     expect(() => server({ maxConcurrentStreams: 0 })).toThrow(RangeError);
   });

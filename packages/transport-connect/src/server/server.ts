@@ -36,6 +36,8 @@ export class NodeServer {
   private readonly services: ServiceContext;
   private readonly guard: ServerGuard;
   private server: http2.Http2Server | undefined;
+  /** The pending listen of `server`, while there is one. */
+  private starting: Promise<void> | undefined;
   private readonly sessions = new Set<http2.ServerHttp2Session>();
 
   /** @throws RangeError for a guard limit that is not an integer in range (see guard.ts). */
@@ -50,19 +52,31 @@ export class NodeServer {
   /**
    * Listens on `host:port` (port `0` picks a free one; see
    * {@link NodeServer.address}); resolves once listening.
-   * @throws Error "already serving" while listening (it may listen again after {@link NodeServer.close}).
+   * @throws Error "already serving" while listening or starting to (it may
+   *   listen again after {@link NodeServer.close}); the listen error (e.g.
+   *   EADDRINUSE), after which it is not serving.
    */
   async listen(host: string, port: number): Promise<void> {
     if (this.server !== undefined) throw new Error("already serving");
     const server = this.createServer();
-    await new Promise<void>((resolve, reject) => {
+    // Taken before the first await: a second listen, or a close, sees it at once.
+    this.server = server;
+    const listening = new Promise<void>((resolve, reject) => {
       server.once("error", reject);
       server.listen(port, host, () => {
         server.off("error", reject);
         resolve();
       });
     });
-    this.server = server;
+    this.starting = listening;
+    try {
+      await listening;
+    } catch (error) {
+      if (this.server === server) this.server = undefined;
+      throw error;
+    } finally {
+      if (this.starting === listening) this.starting = undefined;
+    }
   }
 
   /** The address the server is bound to, while listening. */
@@ -85,6 +99,9 @@ export class NodeServer {
     const server = this.server;
     this.server = undefined;
     if (server === undefined) return;
+    // A close while listen is pending closes what that listen opens.
+    await this.starting?.catch(() => {});
+    if (!server.listening) return;
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     // GOAWAY: clients open no new streams; streams in flight complete.
     for (const session of this.sessions) session.close();
