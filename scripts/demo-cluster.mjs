@@ -20,7 +20,7 @@ const nodes = ports.map((port) => {
     label: `node :${port}`,
     // Every line is kept: the summary counts each node's getter calls from them.
     keepLines: Number.POSITIVE_INFINITY,
-    timeoutMs: 0,
+    timeoutMs: 20_000,
     onLine: (line) => process.stdout.write(`${line}\n`),
   });
   node.port = port;
@@ -28,10 +28,15 @@ const nodes = ports.map((port) => {
 });
 
 // SIGTERM and wait as long as the drain takes: the demo's nodes are idle by then.
-const stopAll = () => Promise.all(nodes.map((node) => stopChild(node, Number.POSITIVE_INFINITY)));
+// Once: a Ctrl-C reaches this process both from the terminal and from a wrapper.
+let stopping;
+const stopAll = () => {
+  stopping ??= Promise.all(nodes.map((node) => stopChild(node, Number.POSITIVE_INFINITY)));
+  return stopping;
+};
 // Stopped from outside (Ctrl-C, a SIGTERM to this pid): stop the nodes first.
 for (const signal of ["SIGINT", "SIGTERM"]) {
-  process.once(signal, () => {
+  process.on(signal, () => {
     stopAll().then(() => process.exit(signal === "SIGINT" ? 130 : 143));
   });
 }

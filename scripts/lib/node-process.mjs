@@ -66,27 +66,40 @@ export function startChild(
             timeoutMs,
           )
         : undefined;
-    let buffered = "";
-    const onData = (chunk) => {
-      buffered += chunk;
-      let nl = buffered.indexOf("\n");
-      while (nl >= 0) {
-        const line = buffered.slice(0, nl);
-        buffered = buffered.slice(nl + 1);
-        if (keepLines > 0) {
-          state.lines.push(line);
-          if (state.lines.length > keepLines) state.lines.shift();
-        }
-        onLine?.(line, state);
-        if (line.includes(readyText)) {
-          clearTimeout(timer);
-          resolve();
-        }
-        nl = buffered.indexOf("\n");
+    const take = (line) => {
+      if (keepLines > 0) {
+        state.lines.push(line);
+        if (state.lines.length > keepLines) state.lines.shift();
+      }
+      onLine?.(line, state);
+      if (line.includes(readyText)) {
+        clearTimeout(timer);
+        resolve();
       }
     };
-    child.stdout.setEncoding("utf8").on("data", onData);
-    child.stderr.setEncoding("utf8").on("data", onData);
+    // One line buffer per stream: a stderr chunk must not split a stdout line.
+    const lineReader = () => {
+      let buffered = "";
+      return {
+        data: (chunk) => {
+          buffered += chunk;
+          let nl = buffered.indexOf("\n");
+          while (nl >= 0) {
+            take(buffered.slice(0, nl));
+            buffered = buffered.slice(nl + 1);
+            nl = buffered.indexOf("\n");
+          }
+        },
+        end: () => {
+          if (buffered !== "") take(buffered);
+          buffered = "";
+        },
+      };
+    };
+    for (const stream of [child.stdout, child.stderr]) {
+      const reader = lineReader();
+      stream.setEncoding("utf8").on("data", reader.data).on("end", reader.end);
+    }
     state.exited.then(({ code, signal }) => {
       clearTimeout(timer);
       reject(new Error(`${label} exited (${code ?? signal}) before serving:\n${tail(state)}`));
