@@ -140,7 +140,11 @@ describe("distcache-node", () => {
 describe("the one-command cluster demo", () => {
   it("prints the reference's expected client output", async () => {
     const ports = await freePorts(3);
-    const { stdout } = await run(process.execPath, [demo, "--ports", ports.join(",")]);
+    // Bounded: a hung node must fail the test, not outlive it (the demo stops its nodes on SIGTERM).
+    const { stdout } = await run(process.execPath, [demo, "--ports", ports.join(",")], {
+      timeout: 25_000,
+      killSignal: "SIGTERM",
+    });
     const client = stdout
       .split("\n")
       .filter((line) => !line.startsWith("[node") && !line.startsWith(":"));
