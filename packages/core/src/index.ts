@@ -20,6 +20,7 @@ export type {
   PeerRemoveRequest,
   PeerStoreOptions,
   PeerStoreRequest,
+  PeerStoreResult,
   PeerValue,
   Placement,
   RemoveResult,
@@ -31,4 +32,4 @@ export {
   type SetResult,
 } from "./propagation.js";
 export { getGroup, newGroup, removeGroup } from "./registry.js";
-export type { Stamp } from "./stamps.js";
+export { Incarnation, MAX_STAMP_PART, type Stamp, validStamp } from "./stamps.js";

@@ -13,7 +13,7 @@ import { type FillToken, FillTokens } from "./fill-tokens.js";
 import { GroupCounters, type GroupStats } from "./group-stats.js";
 import type { PeerClient, PeerPicker } from "./peers.js";
 import type { NotCached, PropagationResult } from "./propagation.js";
-import { StaleGuard, type Stamp, WriteClock } from "./stamps.js";
+import { Incarnation, StaleGuard, type Stamp, WriteClock } from "./stamps.js";
 
 /** What a getter may return: bytes, or a string stored as UTF-8. */
 export type GetterResult = Uint8Array | string;
@@ -66,8 +66,13 @@ export class LocalGroup {
   /** Loads with this node's getter: never asks a peer, so peers never wait on each other. */
   readonly loadFlight: SingleFlight<ByteView>;
   readonly fills = new FillTokens();
-  /** Orders this node's writes; its stamp goes out with every copy this node hands out. */
-  readonly clock = new WriteClock();
+  /**
+   * Orders this node's writes; its stamp goes out with every copy this node
+   * hands out. Its epoch is the cluster's incarnation of this node
+   * (`PeerPicker.epoch`), or this group's own until peers are registered.
+   */
+  readonly clock = new WriteClock(() => this.peers?.epoch?.() ?? this.ownEpoch.current);
+  private readonly ownEpoch = new Incarnation();
   /** The latest writes owners announced, so late copies older than them are refused. */
   readonly guard = new StaleGuard();
   readonly counters = new GroupCounters();
@@ -194,15 +199,23 @@ export class LocalGroup {
    * Drops this node's copy of `key` and voids loads of it in flight here.
    * `announced` is the owner's stamp of the write, when the owner sent it:
    * copies of the key it handed out before are refused from now on.
+   *
+   * @returns when the owner's stamp is behind what this node has seen from it
+   *   (see `StaleGuard.record`), the stamp the key is now held at, for the
+   *   owner to move past; otherwise `undefined`.
    */
-  removeLocal(key: string, announced?: Announced): void {
+  removeLocal(key: string, announced?: Announced): Stamp | undefined {
     this.clock.tick();
-    if (announced !== undefined) this.guard.record(key, announced.from, announced.stamp);
+    const ahead =
+      announced === undefined
+        ? undefined
+        : this.guard.record(key, announced.from, announced.stamp);
     this.cache.delete(key);
     this.fills.invalidate(key);
     // Callers arriving from now on must not join a load that started before.
     this.readFlight.forget(key);
     this.loadFlight.forget(key);
+    return ahead;
   }
 
   /** A snapshot of the counters and gauges. */

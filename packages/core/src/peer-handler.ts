@@ -10,10 +10,12 @@ import type {
   PeerHandler,
   PeerRemoveRequest,
   PeerStoreRequest,
+  PeerStoreResult,
   PeerValue,
   RemoveResult,
 } from "./peers.js";
-import { NO_FAILURES, type PropagationResult } from "./propagation.js";
+import { NO_FAILURES } from "./propagation.js";
+import type { Stamp } from "./stamps.js";
 
 /** The {@link PeerHandler} of one group (`group.peerHandler`). */
 export class GroupPeerHandler implements PeerHandler {
@@ -34,16 +36,29 @@ export class GroupPeerHandler implements PeerHandler {
       .then((view) => ({ value: ByteView.unwrap(view), stamp }));
   }
 
-  async store(
-    key: string,
-    value: Uint8Array,
-    request: PeerStoreRequest,
-  ): Promise<PropagationResult> {
+  async store(key: string, value: Uint8Array, request: PeerStoreRequest): Promise<PeerStoreResult> {
     requireKey(key);
     const local = this.local;
     const { from, stamp } = request;
-    if (!local.admits(key, from, stamp)) return NO_FAILURES;
-    if (stamp !== undefined && request.write === true) local.guard.record(key, from, stamp);
+    if (stamp !== undefined) {
+      const ahead = local.guard.aheadOf(from, stamp);
+      if (request.write === true && ahead !== undefined) {
+        // A write this node cannot order against what it holds from `from`
+        // (a restart with a lower first epoch, or a forged stamp): keep
+        // neither copy, refuse the key's copies up to the highest epoch, and
+        // say so. Serving the old copy is what must never happen.
+        const held = local.removeLocal(key, { from, stamp });
+        local.counters.staleCopiesRefused++;
+        return { failed: NO_FAILURES.failed, refused: true, ahead: held ?? ahead };
+      }
+      // A copy read before a write already announced: the write wins.
+      if (!local.admits(key, from, stamp)) return withAhead(ahead);
+      if (request.write === true) local.guard.record(key, from, stamp);
+      local.storeView(key, ByteView.from(value));
+      return withAhead(ahead);
+    }
+    // Unstamped: a forwarded Set this node takes as the key's owner (or a peer
+    // that does not stamp).
     const view = ByteView.from(value);
     local.storeView(key, view);
     const peers = local.peers;
@@ -58,7 +73,16 @@ export class GroupPeerHandler implements PeerHandler {
       return invalidateAsOwner(local, local.peers, key, request.from, request.signal);
     }
     const { from, stamp } = request;
-    local.removeLocal(key, stamp === undefined ? undefined : { from, stamp });
-    return NO_FAILURES;
+    // Always applied, whatever the stamp: dropping a copy is never stale.
+    const ahead = local.removeLocal(key, stamp === undefined ? undefined : { from, stamp });
+    return ahead === undefined ? NO_FAILURES : { failed: NO_FAILURES.failed, ahead };
   }
+
+  highestEpoch(from: string): number | undefined {
+    return this.local.guard.highestEpoch(from);
+  }
+}
+
+function withAhead(ahead: Stamp | undefined): PeerStoreResult {
+  return ahead === undefined ? NO_FAILURES : { failed: NO_FAILURES.failed, ahead };
 }

@@ -76,6 +76,24 @@ export interface PeerRemoveOptions extends PeerCallOptions {
 export interface RemoveResult extends PropagationResult {
   /** The owner's write stamp of the invalidation. */
   readonly stamp?: Stamp | undefined;
+  /**
+   * The receiver has seen stamps of the sender with a later epoch than this
+   * request's (see `stamps.ts`): it applied the invalidation and holds the
+   * key at this stamp. The sender's transport moves its incarnation past it.
+   */
+  readonly ahead?: Stamp | undefined;
+}
+
+/** What {@link PeerHandler.store} answers. */
+export interface PeerStoreResult extends PropagationResult {
+  /**
+   * The copy was a write stamped behind what this node has seen from the
+   * sender: it was not kept, this node dropped its own copy of the key, and
+   * the write must be reported as not acknowledged by this node.
+   */
+  readonly refused?: boolean | undefined;
+  /** As {@link RemoveResult.ahead}: the sender should move its incarnation past it. */
+  readonly ahead?: Stamp | undefined;
 }
 
 /** One other node of the cluster. */
@@ -129,6 +147,11 @@ export interface PeerPicker {
   placement(key: string): Placement;
   /** Every member except this node (the audience of an invalidation). */
   others(): readonly PeerClient[];
+  /**
+   * This node's incarnation, the epoch of every stamp its groups send (see
+   * `stamps.ts`). Optional: without it a group stamps with its own.
+   */
+  epoch?(): number;
   /**
    * Told by `Group.registerPeers` which group now uses this picker, so a
    * transport serves that group's peer and client requests (several nodes can
@@ -197,9 +220,12 @@ export interface PeerHandler {
    * than a write the sender announced is refused (and counted). Voids loads
    * of the key in flight here.
    *
-   * @returns the replicas that did not take a forwarded Set.
+   * @returns the replicas that did not take a forwarded Set; `refused` when
+   *   the copy was a write stamped behind what this node has seen from the
+   *   sender (this node then dropped its own copy: it cannot tell which is
+   *   newer); `ahead` whenever the sender's stamp was behind.
    */
-  store(key: string, value: Uint8Array, request: PeerStoreRequest): Promise<PropagationResult>;
+  store(key: string, value: Uint8Array, request: PeerStoreRequest): Promise<PeerStoreResult>;
   /**
    * Drops this node's copy of `key` and voids loads of it in flight here;
    * with a `stamp`, copies the sender handed out before are refused from now
@@ -209,4 +235,9 @@ export interface PeerHandler {
    *   members that did not acknowledge; else no failures.
    */
   remove(key: string, request: PeerRemoveRequest): Promise<RemoveResult>;
+  /**
+   * The highest epoch this group has seen in a stamp from `from`, if any: a
+   * restarted node asks its peers for it and starts its incarnation above.
+   */
+  highestEpoch(from: string): number | undefined;
 }

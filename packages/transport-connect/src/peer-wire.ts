@@ -2,7 +2,8 @@
 // stamps, failure lists and the sender. The client and the server convert
 // through these only, so the two sides cannot drift apart.
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
-import type { PropagationResult, Stamp } from "@distcache/core";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { MAX_STAMP_PART, type PropagationResult, type Stamp } from "@distcache/core";
 import {
   type PeerFailure,
   type PeerFailureSchema,
@@ -18,9 +19,21 @@ export function toWire(stamp: Stamp | undefined): WireStamp | undefined {
   return create(StampSchema, { epoch: BigInt(stamp.epoch), seq: BigInt(stamp.seq) });
 }
 
-/** A stamp from the wire; absent from peers that do not send one. */
+const MAX_WIRE_PART = BigInt(MAX_STAMP_PART);
+
+/**
+ * A stamp from the wire; absent from peers that do not send one.
+ * @throws ConnectError INVALID_ARGUMENT for a part over 2^53 - 1 (stamps are
+ *   exact JavaScript numbers; a larger one would compare wrongly).
+ */
 export function fromWire(stamp: WireStamp | undefined): Stamp | undefined {
   if (stamp === undefined) return undefined;
+  if (stamp.epoch > MAX_WIRE_PART || stamp.seq > MAX_WIRE_PART) {
+    throw new ConnectError(
+      `stamp (${stamp.epoch}, ${stamp.seq}) is out of range: each part is at most ${MAX_STAMP_PART}`,
+      Code.InvalidArgument,
+    );
+  }
   return { epoch: Number(stamp.epoch), seq: Number(stamp.seq) };
 }
 

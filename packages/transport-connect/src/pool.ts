@@ -4,6 +4,7 @@
 import {
   type Group,
   getGroup,
+  Incarnation,
   type PeerClient,
   type PeerPicker,
   type Placement,
@@ -64,6 +65,8 @@ export class ConnectPool implements PeerPicker {
   /** Groups registered with this pool; others are found in core's registry. */
   private readonly groups = new Map<string, Group>();
   private readonly server: NodeServer;
+  /** The epoch of every stamp this node's groups send (core's `stamps.ts`). */
+  private readonly incarnation = new Incarnation();
 
   constructor(self: string, options: ConnectPoolOptions = {}) {
     parseAddress(self);
@@ -71,6 +74,9 @@ export class ConnectPool implements PeerPicker {
     const resolved = resolveOptions(options);
     const context = {
       sender: () => makeSender(self, this.membership.version),
+      advance: (epoch: number) => {
+        this.incarnation.advancePast(epoch);
+      },
       timeoutMs: resolved.peer.timeoutMs,
       breaker: resolved.peer.breaker,
     };
@@ -84,6 +90,13 @@ export class ConnectPool implements PeerPicker {
       membershipVersion: () => this.membership.version,
       group: (name) => this.groups.get(name) ?? getGroup(name),
       heardFrom: (address) => this.membership.peer(address)?.heard(),
+      epochSeen: (address) => {
+        let seen = 0;
+        for (const group of this.groups.values()) {
+          seen = Math.max(seen, group.peerHandler.highestEpoch(address) ?? 0);
+        }
+        return seen;
+      },
     };
     this.server = new NodeServer(host, resolved.server);
   }
@@ -95,6 +108,15 @@ export class ConnectPool implements PeerPicker {
    */
   setPeers(...addresses: string[]): void {
     this.membership.set(addresses);
+  }
+
+  /**
+   * This node's incarnation: the epoch of its stamps. It starts from a
+   * wall-clock guess, moves above what the peers report in {@link serve},
+   * and above any later epoch a peer says it has seen from this node.
+   */
+  epoch(): number {
+    return this.incarnation.current;
   }
 
   /** Where `key` lives on the ring: its owner, then `replicas` distinct members clockwise. */
@@ -141,6 +163,20 @@ export class ConnectPool implements PeerPicker {
   async serve(address: string = this.self): Promise<void> {
     const { host, port } = parseAddress(address);
     await this.server.listen(host, port);
+    await this.introduce();
+  }
+
+  /**
+   * Asks every peer, at once, for the highest epoch it has seen in this
+   * node's stamps, and moves this node's incarnation above the answers, so
+   * its writes order after those of its previous process whatever the clock
+   * says. A peer that does not answer within the peer timeout is skipped: if
+   * it holds a higher epoch, its first answer to a write says so
+   * (`ahead`), that write is reported as not acknowledged by it, and the
+   * incarnation moves then.
+   */
+  private async introduce(): Promise<void> {
+    await Promise.allSettled(this.membership.others().map((peer) => peer.introduce()));
   }
 
   /** The address the server is bound to (after {@link ConnectPool.serve}). */

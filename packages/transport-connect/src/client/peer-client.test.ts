@@ -71,10 +71,11 @@ describe("batched fetches over HTTP/2", () => {
       const results = await Promise.allSettled(
         asked.map((key) => peer.get("scores", key, { cacheOnly: false })),
       );
+      // "a" twice in one batch is asked once, and both callers get its answer.
       expect(node!.pool.stats().received).toMatchObject({
         fetch: 0,
         fetchMany: 1,
-        fetchManyKeys: 5,
+        fetchManyKeys: 4,
       });
       const [a, missing, broken, b, again] = results;
       expect(a).toMatchObject({ status: "fulfilled" });
@@ -99,7 +100,7 @@ describe("batched fetches over HTTP/2", () => {
         undefined,
         "value of b",
       ]);
-      expect(node!.pool.stats().received).toMatchObject({ fetchMany: 2, fetchManyKeys: 8 });
+      expect(node!.pool.stats().received).toMatchObject({ fetchMany: 2, fetchManyKeys: 7 });
       expect(node!.loads).toHaveLength(4);
     } finally {
       peer.close();
@@ -332,7 +333,7 @@ describe("batched fetches over HTTP/2", () => {
       [0, FetchOutcome.FOUND, "value of a", "", true],
       [1, FetchOutcome.NOT_FOUND, "", "key not found: missing", false],
       [2, FetchOutcome.FOUND, "value of b", "", true],
-      [3, FetchOutcome.FOUND, "value of a", "", true],
+      // Index 3 repeats "a": served once, answered at its first index only.
     ]);
     expect(await ask(createConnectTransport({ baseUrl: url, httpVersion: "2" }))).toEqual(
       viaFastPath,

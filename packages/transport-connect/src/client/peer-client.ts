@@ -16,6 +16,7 @@ import {
   type PropagationResult,
   RemoteLoadError,
   type RemoveResult,
+  type Stamp,
 } from "@distcache/core";
 import { baseUrl } from "../address.js";
 import {
@@ -26,7 +27,9 @@ import {
   type FetchResult,
   PeerService,
   type Sender,
+  type Stamp as WireStamp,
   StoreManyRequestSchema,
+  StoreManyResponseSchema,
 } from "../gen/distcache/peer/v1/peer_pb.js";
 import { PEER_FETCH_MANY_PATH, PEER_STORE_MANY_PATH } from "../grpc/methods.js";
 import { failuresFromWire, fromWire, toWire } from "../peer-wire.js";
@@ -44,6 +47,12 @@ import { ServerStreamCall } from "./server-stream.js";
 export interface PeerClientContext {
   /** This node as a sender: its address and membership version. */
   sender(): Sender;
+  /**
+   * A peer answered that it has seen this node's stamps with epoch `epoch`
+   * (from an earlier process of this node, or forged): this node's
+   * incarnation moves past it (see core's `stamps.ts`).
+   */
+  advance(epoch: number): void;
   /** Milliseconds each call may take. */
   readonly timeoutMs: number;
   /** The circuit breaker's settings for this peer. */
@@ -54,6 +63,9 @@ export interface PeerClientContext {
 
 const NO_FAILURES: PropagationResult = Object.freeze({ failed: Object.freeze([]) });
 
+/** Added to two peer timeouts for a call the peer relays on (see `relayTimeoutMs`). */
+const RELAY_MARGIN_MS = 250;
+
 /**
  * A `FetchMany` lasts at most this many peer timeouts. Its deadline is the
  * peer timeout counted from the peer's last answer to any batch: keys queued
@@ -63,7 +75,6 @@ const NO_FAILURES: PropagationResult = Object.freeze({ failed: Object.freeze([])
  * after one peer timeout, as before.
  */
 const FETCH_MANY_MAX_TIMEOUTS = 10;
-function ignore(): void {}
 
 /** Codes that say the peer could not be reached or did not answer in time. */
 const UNREACHABLE = new Set([
@@ -159,7 +170,17 @@ export class ConnectPeerClient implements PeerClient {
           callOptions,
         ),
       mustTry,
+      // A forwarded Set waits for the owner's own pushes to its replicas.
+      options.replicate ? this.relayTimeoutMs : undefined,
     );
+    this.noteAhead(response.ahead);
+    if (response.refused) {
+      throw new Error(
+        `refused the write: it has seen stamps of this node up to epoch ${response.ahead?.epoch ?? "?"} ` +
+          "(an earlier process of this node, or a forged stamp), so it dropped its copy; " +
+          "this node's incarnation moved past it",
+      );
+    }
     return { failed: failuresFromWire(response.failed) };
   }
 
@@ -180,8 +201,44 @@ export class ConnectPeerClient implements PeerClient {
           callOptions,
         ),
       true,
+      // The owner's answer to a fan-out waits for its own calls to the others.
+      options.fanOut === true ? this.relayTimeoutMs : undefined,
     );
+    this.noteAhead(response.ahead);
     return { stamp: fromWire(response.stamp), failed: failuresFromWire(response.failed) };
+  }
+
+  /**
+   * The highest epoch this peer has seen in this node's stamps (0: none),
+   * asked once when this node starts. Rejects when the peer cannot answer
+   * (down, or an older version without `Introduce`).
+   */
+  async introduce(signal?: AbortSignal): Promise<number> {
+    // Not through the breaker: a peer that is still starting says nothing of its health.
+    const response = await this.client.introduce(
+      { sender: this.context.sender() },
+      { signal, timeoutMs: this.context.timeoutMs },
+    );
+    const seen = Number(response.epochSeen);
+    if (seen > 0) this.context.advance(seen);
+    return seen;
+  }
+
+  /**
+   * Milliseconds a call that the peer relays on may take: a fan-out
+   * Invalidate or a forwarded Set makes the owner call the other members,
+   * each bounded by its own peer timeout, before it answers. Two timeouts
+   * and a margin, so one slow member is reported by the owner in its answer
+   * instead of making the owner look failed.
+   */
+  private get relayTimeoutMs(): number {
+    return this.context.timeoutMs * 2 + RELAY_MARGIN_MS;
+  }
+
+  /** A peer's `ahead` stamp: this node's incarnation moves past it. */
+  private noteAhead(ahead: WireStamp | undefined): void {
+    const stamp = fromWire(ahead);
+    if (stamp !== undefined) this.context.advance(stamp.epoch);
   }
 
   /**
@@ -205,12 +262,15 @@ export class ConnectPeerClient implements PeerClient {
       return;
     }
     const ticket = this.admit();
+    // A receiver answers each distinct key once (peer.proto): a key queued
+    // twice (a flight forgotten by a delete, then started again) is asked once.
+    const asked = distinctKeys(batch.keys);
     let answered = 0;
     try {
       const request = {
         sender: this.context.sender(),
         group: batch.group,
-        keys: batch.keys as string[],
+        keys: asked.keys,
         cacheOnly: batch.cacheOnly,
       };
       await ServerStreamCall.run(
@@ -226,7 +286,7 @@ export class ConnectPeerClient implements PeerClient {
         (message) => {
           this.lastProgress = performance.now();
           for (const result of fromBinary(FetchManyResponseSchema, message).results) {
-            this.deliver(batch, result);
+            this.deliver(batch, asked, result);
             answered++;
           }
         },
@@ -246,21 +306,30 @@ export class ConnectPeerClient implements PeerClient {
     ticket.succeeded();
   }
 
-  /** Reports one `FetchMany` result to the batch. */
-  private deliver(batch: FetchBatch, result: FetchResult): void {
-    const key = batch.keys[result.index];
+  /** Reports one `FetchMany` result to the batch: to every position of its key. */
+  private deliver(batch: FetchBatch, asked: AskedKeys, result: FetchResult): void {
+    const key = asked.keys[result.index];
     if (key === undefined) {
       throw new ConnectError(
-        `peer ${this.id} answered FetchMany with index ${result.index} for ${batch.keys.length} keys`,
+        `peer ${this.id} answered FetchMany with index ${result.index} for ${asked.keys.length} keys`,
         Code.Internal,
       );
     }
+    const positions = asked.positions?.[result.index];
+    if (positions === undefined) {
+      this.settleKey(batch, result.index, key, result);
+      return;
+    }
+    for (const position of positions) this.settleKey(batch, position, key, result);
+  }
+
+  private settleKey(batch: FetchBatch, index: number, key: string, result: FetchResult): void {
     try {
       // A copy: the value must not keep the network buffer it arrived in alive.
       const value = this.outcome(key, result, new Uint8Array(result.data));
-      batch.resolve(result.index, value);
+      batch.resolve(index, value);
     } catch (error) {
-      batch.reject(result.index, error);
+      batch.reject(index, error);
     }
   }
 
@@ -329,7 +398,6 @@ export class ConnectPeerClient implements PeerClient {
       }),
     );
     try {
-      // Its answer (an empty message) needs no reading.
       await this.call(undefined, ({ timeoutMs }) =>
         ServerStreamCall.run(
           this.session,
@@ -338,7 +406,12 @@ export class ConnectPeerClient implements PeerClient {
           { timeoutMs },
           // No caller can cancel a push: only the peer timeout bounds it.
           undefined,
-          ignore,
+          // Empty unless the peer has seen a later epoch of this node's stamps.
+          (message) => {
+            if (message.byteLength > 0) {
+              this.noteAhead(fromBinary(StoreManyResponseSchema, message).ahead);
+            }
+          },
         ),
       );
     } catch (error) {
@@ -357,7 +430,7 @@ export class ConnectPeerClient implements PeerClient {
     await Promise.all(
       batch.items.map(async (push, index) => {
         try {
-          await this.call(undefined, (callOptions) =>
+          const response = await this.call(undefined, (callOptions) =>
             this.client.store(
               {
                 sender: this.context.sender(),
@@ -371,6 +444,7 @@ export class ConnectPeerClient implements PeerClient {
               callOptions,
             ),
           );
+          this.noteAhead(response.ahead);
           batch.resolve(index, undefined);
         } catch (error) {
           batch.reject(index, error);
@@ -387,10 +461,11 @@ export class ConnectPeerClient implements PeerClient {
     options: PeerCallOptions | undefined,
     rpc: (callOptions: { signal?: AbortSignal | undefined; timeoutMs: number }) => Promise<T>,
     mustTry = false,
+    timeoutMs: number = this.context.timeoutMs,
   ): Promise<T> {
     const ticket = mustTry ? this.breaker.admitAlways() : this.admit();
     try {
-      const result = await rpc({ signal: options?.signal, timeoutMs: this.context.timeoutMs });
+      const result = await rpc({ signal: options?.signal, timeoutMs });
       ticket.succeeded();
       return result;
     } catch (error) {
@@ -410,6 +485,26 @@ export class ConnectPeerClient implements PeerClient {
     }
     return ticket;
   }
+}
+
+/** A batch's keys as asked: each once, and where each sits in the batch when some repeat. */
+interface AskedKeys {
+  readonly keys: string[];
+  /** Per asked key, its positions in the batch; `undefined` when no key repeats. */
+  readonly positions: number[][] | undefined;
+}
+
+function distinctKeys(keys: readonly string[]): AskedKeys {
+  const first = new Map<string, number>();
+  let repeated = false;
+  for (const key of keys) {
+    if (first.has(key)) repeated = true;
+    else first.set(key, first.size);
+  }
+  if (!repeated) return { keys: keys as string[], positions: undefined };
+  const positions: number[][] = Array.from({ length: first.size }, () => []);
+  keys.forEach((key, position) => positions[first.get(key)!]!.push(position));
+  return { keys: [...first.keys()], positions };
 }
 
 /** Tells the breaker how a failed call ended: abandoned by its callers, answered, or unreachable. */

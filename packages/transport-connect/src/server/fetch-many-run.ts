@@ -33,7 +33,7 @@ export type FetchResultInit = MessageInitShape<typeof FetchResultSchema>;
  */
 export class FetchManyRun {
   private readonly ready: FetchResultInit[] = [];
-  private unsettled: number;
+  private unsettled = 0;
   /** The last stamp put on the wire and its wire form: keys read between two writes share one. */
   private lastStamp: Stamp | undefined;
   private lastWire: WireStamp | undefined;
@@ -70,10 +70,15 @@ export class FetchManyRun {
     // All keys are checked before any is served: a bad batch serves nothing.
     for (const key of keys) checkPeerKey(key, limits);
     received.fetchManyKeys += keys.length;
-    this.unsettled = keys.length;
+    // A repeated key is served once and answered once, at its first index:
+    // one 5 KB request naming a 1 MB key 1,024 times must not queue 1 GB of answers.
+    const seen = new Set<string>();
     const lookup: PeerGetRequest = { cacheOnly: request.cacheOnly, signal };
     for (let index = 0; index < keys.length; index++) {
-      group.peerHandler.get(keys[index]!, lookup).then(
+      const key = keys[index]!;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      group.peerHandler.get(key, lookup).then(
         (found) => this.found(index, found),
         (error: unknown) =>
           this.settle({
@@ -84,6 +89,7 @@ export class FetchManyRun {
           }),
       );
     }
+    this.unsettled = seen.size;
   }
 
   /** Results wait to be taken. */

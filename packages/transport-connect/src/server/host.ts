@@ -9,6 +9,8 @@ export interface ServiceHost {
   group(name: string): Group | undefined;
   /** A peer request from `address` arrived (its fetches from here are not given up while it keeps sending). */
   heardFrom(address: string): void;
+  /** The highest epoch this node's groups have seen in stamps from `address` (0: none). */
+  epochSeen(address: string): number;
 }
 
 /** Counters of peer requests this node has served. */
@@ -24,6 +26,8 @@ export interface PeerRequestCounts {
   /** Items pushed in those calls. */
   storeManyItems: number;
   invalidate: number;
+  /** `Introduce` calls: peers that started and asked how this node knows them. */
+  introduce: number;
   /** Peer requests whose sender saw another membership than this node. */
   membershipMismatches: number;
 }
@@ -38,6 +42,7 @@ export function noPeerRequests(): PeerRequestCounts {
     storeMany: 0,
     storeManyItems: 0,
     invalidate: 0,
+    introduce: 0,
     membershipMismatches: 0,
   };
 }

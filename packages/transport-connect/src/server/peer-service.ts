@@ -1,8 +1,8 @@
 // The node-to-node `distcache.peer.v1.PeerService` over Connect: every call is
 // handed to the named group's peerHandler (answered on this node, never
 // forwarded), with stamps and failure lists converted by peer-wire.ts.
-import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
-import { InvalidKeyError, NotFoundError } from "@distcache/core";
+import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
+import { InvalidKeyError, NotFoundError, type Stamp } from "@distcache/core";
 import { errorMessage } from "../error-message.js";
 import { FetchOutcome, PeerService } from "../gen/distcache/peer/v1/peer_pb.js";
 import { failuresToWire, fromWire, toWire } from "../peer-wire.js";
@@ -16,6 +16,21 @@ import {
   rethrowIfCancelled,
   STORE_MANY_MAX_ITEMS,
 } from "./validation.js";
+
+/**
+ * The signal a fan-out runs under: the call's own, cut a margin before the
+ * caller's deadline, so the owner answers in time and names a slow member in
+ * `failed` instead of the caller giving up on the owner.
+ */
+function relayBudget(context: HandlerContext): AbortSignal {
+  const left = context.timeoutMs();
+  if (left === undefined) return context.signal;
+  const budget = Math.max(0, left - Math.min(RELAY_MARGIN_MS, left / 4));
+  return AbortSignal.any([context.signal, AbortSignal.timeout(budget)]);
+}
+
+/** Kept free before the caller's deadline for the owner's answer to travel back. */
+const RELAY_MARGIN_MS = 200;
 
 /** Registers `distcache.peer.v1.PeerService` on `router`, serving `services.host`'s groups. */
 export function registerPeerService(router: ConnectRouter, services: ServiceContext): void {
@@ -67,13 +82,17 @@ export function registerPeerService(router: ConnectRouter, services: ServiceCont
       const group = peerGroup(host, request.group);
       checkPeerKey(request.key, limits);
       checkValue(request.data, limits);
-      const { failed } = await group.peerHandler.store(request.key, request.data, {
-        from,
-        replicate: request.replicate,
-        stamp: fromWire(request.stamp),
-        write: request.write,
-      });
-      return { failed: failuresToWire(failed) };
+      const { failed, refused, ahead } = await group.peerHandler.store(
+        request.key,
+        request.data,
+        {
+          from,
+          replicate: request.replicate,
+          stamp: fromWire(request.stamp),
+          write: request.write,
+        },
+      );
+      return { failed: failuresToWire(failed), refused: refused === true, ahead: toWire(ahead) };
     },
 
     async storeMany(request) {
@@ -91,23 +110,30 @@ export function registerPeerService(router: ConnectRouter, services: ServiceCont
         );
       }
       // All items are checked before any is kept: a bad batch keeps nothing.
-      for (const item of items) {
+      const stamps = items.map((item) => {
         checkPeerKey(item.key, limits);
         checkValue(item.data, limits);
-      }
+        return fromWire(item.stamp);
+      });
       received.storeManyItems += items.length;
       // Started in request order (a push is kept before `store` first
       // awaits), so of two pushes of one key the later one stays.
-      await Promise.all(
-        items.map((item) =>
+      const results = await Promise.all(
+        items.map((item, index) =>
           group.peerHandler.store(item.key, item.data, {
             from,
             replicate: false,
-            stamp: fromWire(item.stamp),
+            stamp: stamps[index],
           }),
         ),
       );
-      return {};
+      // The sender is behind if any item was: one `ahead` for the batch.
+      let ahead: Stamp | undefined;
+      for (const result of results) {
+        if (result.ahead !== undefined && (ahead === undefined || ahead.epoch < result.ahead.epoch))
+          ahead = result.ahead;
+      }
+      return { ahead: toWire(ahead) };
     },
 
     async invalidate(request, context) {
@@ -117,13 +143,19 @@ export function registerPeerService(router: ConnectRouter, services: ServiceCont
       checkPeerKey(request.key, limits);
       // As the owner (fan_out) this answers with its stamp and the members it
       // could not reach; otherwise with neither.
-      const { stamp, failed } = await group.peerHandler.remove(request.key, {
+      const { stamp, failed, ahead } = await group.peerHandler.remove(request.key, {
         from,
         stamp: fromWire(request.stamp),
         fanOut: request.fanOut,
-        signal: context.signal,
+        signal: request.fanOut ? relayBudget(context) : context.signal,
       });
-      return { stamp: toWire(stamp), failed: failuresToWire(failed) };
+      return { stamp: toWire(stamp), failed: failuresToWire(failed), ahead: toWire(ahead) };
+    },
+
+    async introduce(request) {
+      received.introduce++;
+      const from = noteSender(services, request.sender);
+      return { epochSeen: BigInt(host.epochSeen(from)) };
     },
   });
 }

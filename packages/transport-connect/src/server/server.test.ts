@@ -115,6 +115,7 @@ describe("NodeServer", () => {
       fetch: 0,
       fetchMany: 0,
       fetchManyKeys: 0,
+      introduce: 0,
       store: 0,
       storeMany: 0,
       storeManyItems: 0,

@@ -10,13 +10,23 @@ import type { ServiceContext, ServiceHost, ServiceLimits } from "./host.js";
 export const FETCH_MANY_MAX_KEYS = 1_024;
 /** Most items one `StoreMany` may carry; more is INVALID_ARGUMENT (see peer.proto). */
 export const STORE_MANY_MAX_ITEMS = 1_024;
+/** Longest `Sender.address` a peer may send, in UTF-8 bytes; longer is INVALID_ARGUMENT. */
+export const MAX_SENDER_ADDRESS_BYTES = 256;
+/** Longest group name a peer request may name, in UTF-8 bytes; longer is INVALID_ARGUMENT. */
+export const MAX_PEER_GROUP_BYTES = 256;
 
 const encoder = new TextEncoder();
 
+/** Whether `text` is longer than `limit` bytes in UTF-8. */
+function utf8Longer(text: string, limit: number): boolean {
+  // Every UTF-16 unit is at least one UTF-8 byte, and at most three.
+  if (text.length > limit) return true;
+  return text.length * 3 > limit && encoder.encode(text).byteLength > limit;
+}
+
 /** Validates a key that came over the wire; throws INVALID_ARGUMENT past the limit. */
 export function checkKey(key: string, limits: ServiceLimits): void {
-  // A UTF-16 length within a third of the limit cannot exceed it in UTF-8.
-  if (key.length * 3 > limits.maxKeyBytes && encoder.encode(key).byteLength > limits.maxKeyBytes) {
+  if (utf8Longer(key, limits.maxKeyBytes)) {
     throw new ConnectError(`key is longer than ${limits.maxKeyBytes} bytes`, Code.InvalidArgument);
   }
 }
@@ -39,6 +49,12 @@ export function checkPeerKey(key: string, limits: ServiceLimits): void {
 
 /** Looks up the group a peer request names; a peer naming an unknown group is misconfigured. */
 export function peerGroup(host: ServiceHost, name: string): Group {
+  if (utf8Longer(name, MAX_PEER_GROUP_BYTES)) {
+    throw new ConnectError(
+      `group name is longer than ${MAX_PEER_GROUP_BYTES} bytes`,
+      Code.InvalidArgument,
+    );
+  }
   const group = host.group(name);
   if (group === undefined) {
     throw new ConnectError(`no such group: ${name}`, Code.FailedPrecondition);
@@ -54,6 +70,13 @@ export function peerGroup(host: ServiceHost, name: string): Group {
 export function noteSender(services: ServiceContext, sender: Sender | undefined): string {
   if (sender === undefined) {
     throw new ConnectError("peer request without a sender", Code.InvalidArgument);
+  }
+  // Kept per key by the stale guard: bounded, so no request can grow it by more.
+  if (sender.address === "" || utf8Longer(sender.address, MAX_SENDER_ADDRESS_BYTES)) {
+    throw new ConnectError(
+      `sender address must be 1 to ${MAX_SENDER_ADDRESS_BYTES} bytes`,
+      Code.InvalidArgument,
+    );
   }
   const { host } = services;
   if (sender.membershipVersion !== host.membershipVersion()) {

@@ -59,11 +59,14 @@ afterAll(async () => {
   await Promise.all([fast.close(), reference.close()]);
 });
 
-function request(keys: string[], init: { group?: string; cacheOnly?: boolean } = {}): Uint8Array {
+function request(
+  keys: string[],
+  init: { group?: string; cacheOnly?: boolean; sender?: string } = {},
+): Uint8Array {
   return toBinary(
     FetchManyRequestSchema,
     create(FetchManyRequestSchema, {
-      sender: makeSender("127.0.0.1:1", 7n),
+      sender: makeSender(init.sender ?? "127.0.0.1:1", 7n),
       group: init.group ?? GROUP,
       keys,
       cacheOnly: init.cacheOnly ?? false,
@@ -100,7 +103,8 @@ describe("the FetchMany fast path answers as Connect does", () => {
     expect(c.headers["content-type"]).toBe(CONNECT);
     expect([f.grpcStatus, c.grpcStatus]).toEqual([0, 0]);
     expect(results(f)).toEqual(results(c));
-    expect(results(f).map((r) => r.index)).toEqual([0, 1, 2, 3, 4]);
+    // "Tom" twice: served once, answered at its first index only (peer.proto).
+    expect(results(f).map((r) => r.index)).toEqual([0, 1, 2, 3]);
     const cached = await both({ body: envelope(request(["Tom", "nobody"], { cacheOnly: true })) });
     expect(results(cached.fast)).toEqual(results(cached.connect));
   });
@@ -132,6 +136,16 @@ describe("the FetchMany fast path answers as Connect does", () => {
       Code.FailedPrecondition,
     ],
     ["no sender", { body: envelope(noSender) }, Code.InvalidArgument],
+    [
+      "a sender address over 256 bytes",
+      { body: envelope(request(["Tom"], { sender: "h".repeat(1_000) })) },
+      Code.InvalidArgument,
+    ],
+    [
+      "a group name over 256 bytes",
+      { body: envelope(request(["Tom"], { group: "g".repeat(257) })) },
+      Code.InvalidArgument,
+    ],
   ];
 
   it.each(cases)("%s: the same status and message", async (_, call, code) => {
