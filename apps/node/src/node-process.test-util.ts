@@ -16,12 +16,16 @@ export interface NodeProcess {
 
 const started: NodeProcess[] = [];
 
-/** Starts `distcache-node` on `port` (with an IPC channel if `ipc`); resolves once it serves. Killed after each test. */
+/**
+ * Starts `distcache-node` on `port` (with an IPC channel if `ipc`, in `env`
+ * when given); resolves once it serves. Killed after each test.
+ */
 export async function startNode(
   port: number,
   peers: string[],
   extraArgs: string[] = [],
   ipc = false,
+  env?: NodeJS.ProcessEnv,
 ): Promise<NodeProcess> {
   const address = `127.0.0.1:${port}`;
   const state = startNodeProcess(
@@ -33,6 +37,7 @@ export async function startNode(
       keepLines: Number.POSITIVE_INFINITY,
       // The test's own timeout bounds the wait.
       timeoutMs: 0,
+      ...(env === undefined ? {} : { env }),
     },
   );
   const node: NodeProcess = {

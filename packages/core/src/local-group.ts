@@ -207,9 +207,7 @@ export class LocalGroup {
   removeLocal(key: string, announced?: Announced): Stamp | undefined {
     this.clock.tick();
     const ahead =
-      announced === undefined
-        ? undefined
-        : this.guard.record(key, announced.from, announced.stamp);
+      announced === undefined ? undefined : this.guard.record(key, announced.from, announced.stamp);
     this.cache.delete(key);
     this.fills.invalidate(key);
     // Callers arriving from now on must not join a load that started before.

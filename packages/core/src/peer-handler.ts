@@ -51,8 +51,15 @@ export class GroupPeerHandler implements PeerHandler {
         local.counters.staleCopiesRefused++;
         return { failed: NO_FAILURES.failed, refused: true, ahead: held ?? ahead };
       }
-      // A copy read before a write already announced: the write wins.
-      if (!local.admits(key, from, stamp)) return withAhead(ahead);
+      if (!local.admits(key, from, stamp)) {
+        // A copy read before a write already announced: that write wins. A
+        // write in that place is refused the same way, and this node keeps no
+        // copy either: with the sender's epoch at its end (a forged stamp),
+        // "later" can no longer be told apart, and no copy is never stale.
+        if (request.write !== true) return withAhead(ahead);
+        local.removeLocal(key);
+        return { failed: NO_FAILURES.failed, refused: true, ahead };
+      }
       if (request.write === true) local.guard.record(key, from, stamp);
       local.storeView(key, ByteView.from(value));
       return withAhead(ahead);

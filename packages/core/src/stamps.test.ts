@@ -1,5 +1,12 @@
 import { describe, expect, it } from "vitest";
-import { Incarnation, MAX_STAMP_PART, StaleGuard, stampBefore, validStamp, WriteClock } from "./stamps.js";
+import {
+  Incarnation,
+  MAX_STAMP_PART,
+  StaleGuard,
+  stampBefore,
+  validStamp,
+  WriteClock,
+} from "./stamps.js";
 
 describe("WriteClock", () => {
   it("orders its own writes, and stamps taken after its incarnation moved after all earlier ones", () => {

@@ -27,9 +27,9 @@ import {
   type FetchResult,
   PeerService,
   type Sender,
-  type Stamp as WireStamp,
   StoreManyRequestSchema,
   StoreManyResponseSchema,
+  type Stamp as WireStamp,
 } from "../gen/distcache/peer/v1/peer_pb.js";
 import { PEER_FETCH_MANY_PATH, PEER_STORE_MANY_PATH } from "../grpc/methods.js";
 import { failuresFromWire, fromWire, toWire } from "../peer-wire.js";
@@ -176,9 +176,11 @@ export class ConnectPeerClient implements PeerClient {
     this.noteAhead(response.ahead);
     if (response.refused) {
       throw new Error(
-        `refused the write: it has seen stamps of this node up to epoch ${response.ahead?.epoch ?? "?"} ` +
-          "(an earlier process of this node, or a forged stamp), so it dropped its copy; " +
-          "this node's incarnation moved past it",
+        response.ahead === undefined
+          ? "refused the write: it holds a later write of the key from this node, so it dropped its copy"
+          : `refused the write: it has seen stamps of this node up to epoch ${response.ahead.epoch} ` +
+              "(an earlier process of this node, or a forged stamp), so it dropped its copy; " +
+              "this node's incarnation moved past it",
       );
     }
     return { failed: failuresFromWire(response.failed) };

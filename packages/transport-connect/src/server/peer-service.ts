@@ -82,16 +82,12 @@ export function registerPeerService(router: ConnectRouter, services: ServiceCont
       const group = peerGroup(host, request.group);
       checkPeerKey(request.key, limits);
       checkValue(request.data, limits);
-      const { failed, refused, ahead } = await group.peerHandler.store(
-        request.key,
-        request.data,
-        {
-          from,
-          replicate: request.replicate,
-          stamp: fromWire(request.stamp),
-          write: request.write,
-        },
-      );
+      const { failed, refused, ahead } = await group.peerHandler.store(request.key, request.data, {
+        from,
+        replicate: request.replicate,
+        stamp: fromWire(request.stamp),
+        write: request.write,
+      });
       return { failed: failuresToWire(failed), refused: refused === true, ahead: toWire(ahead) };
     },
 
