@@ -505,7 +505,9 @@ function distinctKeys(keys: readonly string[]): AskedKeys {
   }
   if (!repeated) return { keys: keys as string[], positions: undefined };
   const positions: number[][] = Array.from({ length: first.size }, () => []);
-  keys.forEach((key, position) => positions[first.get(key)!]!.push(position));
+  keys.forEach((key, position) => {
+    positions[first.get(key)!]!.push(position);
+  });
   return { keys: [...first.keys()], positions };
 }
 
