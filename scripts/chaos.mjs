@@ -19,7 +19,7 @@
 // Usage: node scripts/chaos.mjs [--minutes N | --seconds N] [--seed S] [--workers K] [--keys N]
 // (after a build; `pnpm chaos` builds first).
 
-import { readFileSync, realpathSync } from "node:fs";
+import { existsSync, readFileSync, realpathSync } from "node:fs";
 import http from "node:http";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -68,7 +68,7 @@ const MIX = { get: 0.8, set: 0.1, delete: 0.1 };
 
 // --- options -------------------------------------------------------------------
 const USAGE =
-  "Usage: node scripts/chaos.mjs [--minutes N (default 2) | --seconds N] [--seed S] [--workers K (16)] [--keys N (2000)]";
+  "Usage: node scripts/chaos.mjs [--minutes N (default 2) | --seconds N] [--seed S] [--workers K (16)] [--keys N (2000)] [--clock-steps]";
 // `pnpm chaos -- --seconds 60` may pass the "--" through: drop it.
 const argv = process.argv.slice(2);
 if (argv[0] === "--") argv.shift();
@@ -82,6 +82,7 @@ try {
       seed: { type: "string" },
       workers: { type: "string", default: "16" },
       keys: { type: "string", default: "2000" },
+      "clock-steps": { type: "boolean", default: false },
       help: { type: "boolean", default: false },
     },
   }).values;
@@ -112,6 +113,16 @@ if (opts.seed !== undefined && !/^\d+$/.test(opts.seed)) {
 const SEED =
   opts.seed !== undefined ? Number(opts.seed) >>> 0 : (Date.now() ^ (process.pid << 16)) >>> 0;
 const WORKERS = Math.floor(positive("workers", opts.workers));
+// --clock-steps: each restarted node comes back with its wall clock shifted by
+// the next of these (Debian's libfaketime, preloaded; monotonic time is left
+// alone), so write stamps are checked across clocks that step back and forth.
+const FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+const CLOCK_STEPS = ["-1h", "+1h", "-20s", undefined];
+if (opts["clock-steps"] && !existsSync(FAKETIME_LIB)) {
+  console.error(`chaos: --clock-steps needs ${FAKETIME_LIB} (Debian: apt-get install faketime)`);
+  process.exit(2);
+}
+let restarts = 0;
 const KEYS = Math.floor(positive("keys", opts.keys));
 
 // The fault schedule (times, victims, downtimes) depends on the seed alone; the
@@ -228,8 +239,18 @@ const slots = ports.map((port, index) => ({
   exit: undefined,
 }));
 
-/** Starts the slot's node; resolves with its child process once it serves. */
-async function startNode(slot) {
+/** Starts the slot's node (its wall clock shifted by `clock`, e.g. "-1h"); resolves with its child once it serves. */
+async function startNode(slot, clock) {
+  const env =
+    clock === undefined
+      ? process.env
+      : {
+          ...process.env,
+          LD_PRELOAD: FAKETIME_LIB,
+          FAKETIME: clock,
+          FAKETIME_DONT_FAKE_MONOTONIC: "1",
+        };
+  slot.clock = clock;
   const node = startNodeProcess(
     [
       ...["--host", HOST, "--port", String(slot.port), "--peers", members.join(",")],
@@ -242,6 +263,7 @@ async function startNode(slot) {
       // without a cap V8 lets garbage pile up under load before a full GC.
       nodeFlags: [`--max-old-space-size=${NODE_OLD_SPACE_MIB}`],
       ipc: true,
+      env,
       // No ready timeout: HARD_LIMIT_MS is the backstop for a node that hangs.
       timeoutMs: 0,
       // The tail printed on an unexpected exit leaves out the (many) load lines.
@@ -513,7 +535,10 @@ async function killAndRestart() {
   process.kill(victim.pid, "SIGKILL");
   await victim.exited;
   await sleep(downMs);
-  await startNode(slot);
+  const clock = opts["clock-steps"] ? CLOCK_STEPS[restarts % CLOCK_STEPS.length] : undefined;
+  restarts++;
+  kill.clock = clock ?? "right time";
+  await startNode(slot, clock);
   slot.up = true;
   const ready = now();
   slot.servingSince = ready;
@@ -765,7 +790,7 @@ lines.push(
       : kills
           .map(
             (k) =>
-              `${k.node} at t=${trafficSeconds(k.at)} s (serving again after ${(k.servingAfterMs / 1000).toFixed(1)} s)`,
+              `${k.node} at t=${trafficSeconds(k.at)} s (serving again after ${(k.servingAfterMs / 1000).toFixed(1)} s${k.clock === undefined ? "" : `, clock ${k.clock}`})`,
           )
           .join("; ")
   }.`,

@@ -9,7 +9,9 @@ export interface PeerOptions {
    * Milliseconds each peer call may take (owner fetch, replica read, push,
    * invalidation) before the next source is tried. Default `1_000`. A getter
    * slower than this on the owner makes the asking node fall back to replicas
-   * and then its own getter. Must be > 0.
+   * and then its own getter. Must be > 0. A call the peer relays on (a
+   * Delete's fan-out through the owner, a forwarded Set) gets twice this
+   * plus 250 ms, since the owner calls the others before it answers.
    */
   timeoutMs?: number;
   /**
