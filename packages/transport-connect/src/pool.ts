@@ -9,6 +9,8 @@ import {
   type Placement,
 } from "@distcache/core";
 import { parseAddress } from "./address.js";
+import { peerCallHeaders } from "./auth/peer-token.js";
+import { checkPeerPlane, type PeerPlaneSecurity } from "./auth/secure-default.js";
 import type { BreakerState } from "./client/circuit-breaker.js";
 import { ConnectPeerClient } from "./client/peer-client.js";
 import { Membership } from "./membership.js";
@@ -16,6 +18,7 @@ import { type ConnectPoolOptions, resolveOptions } from "./options.js";
 import { makeSender } from "./peer-wire.js";
 import type { ServerGuardStats } from "./server/guard.js";
 import type { PeerRequestCounts, ServiceHost } from "./server/host.js";
+import type { AuthStats } from "./server/peer-identity.js";
 import { NodeServer } from "./server/server.js";
 
 /** Counters of one pool; see {@link ConnectPool.stats}. Plain data: `JSON.stringify` takes it. */
@@ -30,6 +33,8 @@ export interface PoolStats {
   readonly peers: readonly PeerHealth[];
   /** What the server shed or refused: requests in flight, overload answers, connections. */
   readonly guard: ServerGuardStats;
+  /** Calls refused for want of credentials (UNAUTHENTICATED) or permission (PERMISSION_DENIED). */
+  readonly auth: AuthStats;
 }
 
 /** How this node sees one peer; see {@link PoolStats.peers}. */
@@ -64,15 +69,27 @@ export class ConnectPool implements PeerPicker {
   /** Groups registered with this pool; others are found in core's registry. */
   private readonly groups = new Map<string, Group>();
   private readonly server: NodeServer;
+  private readonly security: PeerPlaneSecurity;
 
+  /**
+   * @throws TypeError/RangeError for a bad option (options.ts); Error for a
+   *   non-loopback `self` without peer authentication (see `peer.insecure`).
+   */
   constructor(self: string, options: ConnectPoolOptions = {}) {
     parseAddress(self);
     this.self = self;
     const resolved = resolveOptions(options);
+    const { secrets, insecure } = resolved.peer;
+    const tls = resolved.tls;
+    this.security = { secrets: secrets.length, mtls: tls?.ca !== undefined, insecure };
+    checkPeerPlane([self], this.security);
     const context = {
       sender: () => makeSender(self, this.membership.version),
       timeoutMs: resolved.peer.timeoutMs,
       breaker: resolved.peer.breaker,
+      headers: peerCallHeaders(self, secrets),
+      // With a CA, this node's certificate doubles as its client certificate.
+      tls: tls === undefined ? undefined : { ca: tls.ca, cert: tls.cert, key: tls.key },
     };
     this.membership = new Membership(
       self,
@@ -85,16 +102,21 @@ export class ConnectPool implements PeerPicker {
       group: (name) => this.groups.get(name) ?? getGroup(name),
       heardFrom: (address) => this.membership.peer(address)?.heard(),
     };
-    this.server = new NodeServer(host, resolved.server);
+    this.server = new NodeServer(host, resolved.server, { secrets, tls });
+    this.server.setMembers(this.membership.members());
   }
 
   /**
    * Replaces the membership. This node is always a member, whether or not the
    * list names it. Sessions to removed peers are closed; new peers are
-   * connected on first use.
+   * connected on first use. Peer requests are served from these members only.
+   * @throws Error for a non-loopback member while the peer plane has no
+   *   authentication and `peer.insecure` is not set (the membership is kept).
    */
   setPeers(...addresses: string[]): void {
+    checkPeerPlane(addresses, this.security);
     this.membership.set(addresses);
+    this.server.setMembers(this.membership.members());
   }
 
   /** Where `key` lives on the ring: its owner, then `replicas` distinct members clockwise. */
@@ -124,6 +146,7 @@ export class ConnectPool implements PeerPicker {
       members: this.membership.members(),
       membershipVersion: this.membership.version.toString(16).padStart(16, "0"),
       guard: this.server.stats(),
+      auth: this.server.authStats(),
       peers: this.membership.others().map((peer) => ({
         address: peer.id,
         breaker: peer.breaker.state,
@@ -140,6 +163,7 @@ export class ConnectPool implements PeerPicker {
    */
   async serve(address: string = this.self): Promise<void> {
     const { host, port } = parseAddress(address);
+    checkPeerPlane([address], this.security);
     await this.server.listen(host, port);
   }
 
