@@ -70,6 +70,8 @@ export class ConnectPool implements PeerPicker {
   private readonly groups = new Map<string, Group>();
   private readonly server: NodeServer;
   private readonly security: PeerPlaneSecurity;
+  /** The credentials every peer call carries; shared with the peer clients, updated in place. */
+  private readonly callHeaders: Record<string, string>;
 
   /**
    * @throws TypeError/RangeError for a bad option (options.ts); Error for a
@@ -83,11 +85,12 @@ export class ConnectPool implements PeerPicker {
     const tls = resolved.tls;
     this.security = { secrets: secrets.length, mtls: tls?.ca !== undefined, insecure };
     checkPeerPlane([self], this.security);
+    this.callHeaders = peerCallHeaders(self, secrets);
     const context = {
       sender: () => makeSender(self, this.membership.version),
       timeoutMs: resolved.peer.timeoutMs,
       breaker: resolved.peer.breaker,
-      headers: peerCallHeaders(self, secrets),
+      headers: this.callHeaders,
       // With a CA, this node's certificate doubles as its client certificate.
       tls: tls === undefined ? undefined : { ca: tls.ca, cert: tls.cert, key: tls.key },
     };
@@ -117,6 +120,22 @@ export class ConnectPool implements PeerPicker {
     checkPeerPlane(addresses, this.security);
     this.membership.set(addresses);
     this.server.setMembers(this.membership.members());
+  }
+
+  /**
+   * Replaces the peer secrets while the node runs (a rotation step, e.g. on
+   * SIGHUP): this node signs with every one of them and accepts any one.
+   * Same checks as `peer.secrets` (options.ts).
+   * @throws RangeError for a bad secret; Error when the pool was made
+   *   without secrets or `secrets` is empty (turning authentication on or
+   *   off needs a restart).
+   */
+  setPeerSecrets(...secrets: string[]): void {
+    const resolved = resolveOptions({ peer: { secrets } }).peer.secrets;
+    this.server.setSecrets(resolved);
+    const headers = peerCallHeaders(this.self, resolved);
+    for (const name of Object.keys(this.callHeaders)) delete this.callHeaders[name];
+    Object.assign(this.callHeaders, headers);
   }
 
   /** Where `key` lives on the ring: its owner, then `replicas` distinct members clockwise. */

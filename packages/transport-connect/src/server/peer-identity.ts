@@ -57,10 +57,23 @@ export class PeerIdentity {
   private readonly certified = new WeakMap<http2.ServerHttp2Session, string>();
 
   constructor(
-    private readonly secrets: readonly string[],
+    private secrets: readonly string[],
     private readonly mtls: boolean,
     private readonly counts: AuthCounters,
   ) {}
+
+  /**
+   * Replaces the accepted secrets (a rotation step). Secrets can be replaced,
+   * not turned on or off: the server decided at start whether calls are checked.
+   * @throws Error for an empty list when there were secrets, or the reverse.
+   */
+  setSecrets(secrets: readonly string[]): void {
+    if (secrets.length > 0 !== this.secrets.length > 0) {
+      throw new Error("peer secrets can be replaced, not turned on or off, while a node runs");
+    }
+    this.secrets = secrets;
+    this.setMembers(this.members);
+  }
 
   /** Whether peer calls must carry credentials (a secret or mutual TLS is configured). */
   get required(): boolean {

@@ -83,6 +83,11 @@ export class NodeServer {
     this.identity.setMembers(members);
   }
 
+  /** Replaces the accepted peer secrets (see PeerIdentity.setSecrets). */
+  setSecrets(secrets: readonly string[]): void {
+    this.identity.setSecrets(secrets);
+  }
+
   /** Calls refused for want of credentials or permission. */
   authStats(): AuthStats {
     return { ...this.authCounts };
