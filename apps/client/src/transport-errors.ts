@@ -46,7 +46,9 @@ export function describeCallError(error: unknown, target: CallTarget): string {
   }
   const tls = codes.find(
     (code) =>
-      code.startsWith("ERR_SSL_") || code.startsWith("ERR_TLS_") || /CERT|SELF_SIGNED/.test(code),
+      code.startsWith("ERR_SSL_") ||
+      code.startsWith("ERR_TLS_") ||
+      /CERT|SELF_SIGNED|UNABLE_TO_VERIFY/.test(code),
   );
   if (tls !== undefined) {
     return `transport error: TLS with ${where} failed (${tls}: ${raw}); for a private CA give --tls-ca FILE`;

@@ -12,9 +12,11 @@ import { CacheService, ConnectPool } from "@distcache/transport-connect";
 import { afterAll, describe, expect, it } from "vitest";
 import { NODE_MAIN as main } from "../../../scripts/lib/node-process.mjs";
 import { freePort, freePorts } from "../../../scripts/lib/ports.mjs";
+import { makeTestCertificates } from "../../../scripts/lib/test-certs.mjs";
 import { loadedKeys, startNode } from "./node-process.test-util.js";
 
 const run = promisify(execFile);
+const clientMain = join(import.meta.dirname, "../../client/dist/main.js");
 const dir = mkdtempSync(join(tmpdir(), "distcache-security-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -127,5 +129,83 @@ describe("--peer-secret-file", () => {
       expect((await client.get({ group: "scores", key: other })).found).toBe(true);
       expect(loadedKeys(nodes[0]!)).toEqual([]);
     }
+  });
+});
+
+describe("--tls-cert/--tls-key and --client-token-file, with the distcache client", () => {
+  it("the client reaches a TLS node with --tls-ca, and writes only with a write token", async () => {
+    const certs = makeTestCertificates({ node: "IP:127.0.0.1,DNS:localhost" });
+    try {
+      const port = await freePort();
+      const tokens = file("tokens", "# client tokens\nwrite w-0123456789\nread r-0123456789\n");
+      const leaf = certs.leaves.node!;
+      await startNode(
+        port,
+        [`127.0.0.1:${port}`],
+        ["--tls-cert", leaf.certPath, "--tls-key", leaf.keyPath, "--client-token-file", tokens],
+      );
+      const client = (args: string[], env: Record<string, string> = {}) =>
+        run(
+          process.execPath,
+          [clientMain, "--addr", `https://127.0.0.1:${port}`, "--tls-ca", certs.caPath, ...args],
+          {
+            timeout: 20_000,
+            env: { ...process.env, ...env },
+          },
+        ).then(
+          ({ stdout }) => ({ code: 0, stdout, stderr: "" }),
+          (error: { code: number; stdout: string; stderr: string }) => error,
+        );
+      // Reads need a token here (a read token is listed); a write token reads too.
+      expect(await client(["get", "scores", "Tom"])).toMatchObject({
+        code: 2,
+        stderr: expect.stringContaining("--token TOKEN or DISTCACHE_TOKEN"),
+      });
+      expect(await client(["--token", "r-0123456789", "get", "scores", "Tom"])).toMatchObject({
+        code: 0,
+        stdout: "630\n",
+      });
+      expect(await client(["--token", "r-0123456789", "set", "scores", "Tom", "1"])).toMatchObject({
+        code: 2,
+        stderr: expect.stringContaining("may read, not write"),
+      });
+      expect(
+        await client(["set", "scores", "Tom", "1"], { DISTCACHE_TOKEN: "w-0123456789" }),
+      ).toMatchObject({
+        code: 0,
+      });
+      expect(await client(["--token", "w-0123456789", "get", "scores", "Tom"])).toMatchObject({
+        stdout: "1\n",
+      });
+      // Without the CA the handshake fails, and the message says what to give.
+      const untrusted = await run(
+        process.execPath,
+        [clientMain, "--addr", `https://127.0.0.1:${port}`, "get", "scores", "Tom"],
+        {
+          timeout: 20_000,
+        },
+      ).catch((error: { code: number; stderr: string }) => error);
+      expect(untrusted).toMatchObject({
+        code: 2,
+        stderr: expect.stringContaining("--tls-ca FILE"),
+      });
+    } finally {
+      certs.remove();
+    }
+  }, 120_000);
+
+  it("refuses a malformed token file, and --tls-cert without --tls-key (exit 2)", async () => {
+    const bad = file("bad-tokens", "admin x\n");
+    const failure = await run(process.execPath, [main, "--port", "0", "--client-token-file", bad], {
+      timeout: 20_000,
+    }).catch((error: { code: number; stderr: string }) => error);
+    expect(failure).toMatchObject({
+      code: 2,
+      stderr: expect.stringContaining('not "write TOKEN" or "read TOKEN"'),
+    });
+    const half = await run(process.execPath, [main, "--port", "0", "--tls-cert", bad], {
+      timeout: 20_000,
+    }).catch((error: { code: number; stderr: string }) => error);
+    expect(half).toMatchObject({ code: 2, stderr: expect.stringContaining("go together") });
   });
 });
