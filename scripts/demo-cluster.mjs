@@ -2,7 +2,13 @@
 // The main job: scenario 2 of the reference in one command. Starts three
 // nodes on 127.0.0.1:8001–8003, runs the client demo against 8001, prints
 // what the nodes and the client printed, and stops the nodes it started.
+// The nodes share a peer secret generated for the run (--peer-secret-file),
+// as a real cluster would; the file is removed at exit.
 import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { startNode, stopChild } from "./lib/node-process.mjs";
 
@@ -15,8 +21,15 @@ const ports =
   portsFlag === -1 ? [8001, 8002, 8003] : process.argv[portsFlag + 1].split(",").map(Number);
 const peers = ports.map((port) => `${host}:${port}`).join(",");
 
+// A private folder (0700) holding the secret (0600); removed however this exits.
+const secretDir = mkdtempSync(join(tmpdir(), "distcache-demo-"));
+const secretFile = join(secretDir, "peer-secret");
+writeFileSync(secretFile, `${randomBytes(32).toString("base64")}\n`, { mode: 0o600 });
+process.on("exit", () => rmSync(secretDir, { recursive: true, force: true }));
+
 const nodes = ports.map((port) => {
-  const node = startNode(["--host", host, "--port", String(port), "--peers", peers], {
+  const args = ["--host", host, "--port", String(port), "--peers", peers];
+  const node = startNode([...args, "--peer-secret-file", secretFile], {
     label: `node :${port}`,
     // Every line is kept: the summary counts each node's getter calls from them.
     keepLines: Number.POSITIVE_INFINITY,

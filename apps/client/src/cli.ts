@@ -1,8 +1,9 @@
 // The `distcache` command line: its flags, commands and usage text, and the
 // exit code and stderr message of every outcome (main.ts runs it; tests call
 // `run` with their own output).
+import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { type Client, createClient, type Transport } from "@connectrpc/connect";
+import { type Client, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
 import {
   createConnectTransport,
   createGrpcTransport,
@@ -23,11 +24,14 @@ Commands:
 
 Options:
   --addr ADDR              any node: HOST:PORT, [V6]:PORT, http://HOST:PORT or
-                           https://HOST:PORT (default localhost:8001); a node
-                           serves plain h2c, so http
+                           https://HOST:PORT (default localhost:8001); http is
+                           plain h2c, https a node started with --tls-cert
   --protocol NAME          grpc (default), grpcweb (or grpc-web) or connect,
                            all over HTTP/2
   --timeout MS             deadline of each call (default 2000)
+  --tls-ca FILE            trust this CA (PEM) for https:// (implies https)
+  --token TOKEN            send authorization: Bearer TOKEN (a node started with
+                           --client-token-file); default: $DISTCACHE_TOKEN
   -h, --help               this text
 
 Exit codes: 0 found / done; 1 not found; 2 error (source error, unknown group,
@@ -81,16 +85,62 @@ export function addressUrl(addr: string): URL {
   return url;
 }
 
-function transportFor(protocol: Protocol, url: URL): Transport {
+/** How calls are made beyond the URL: a CA to trust, a bearer token. */
+interface CallSecurity {
+  readonly ca: Buffer | undefined;
+  readonly token: string | undefined;
+}
+
+function transportFor(protocol: Protocol, url: URL, security: CallSecurity): Transport {
   const baseUrl = url.href.replace(/\/$/, "");
+  const { ca, token } = security;
+  const common = {
+    baseUrl,
+    ...(ca === undefined ? {} : { nodeOptions: { ca } }),
+    interceptors:
+      token === undefined
+        ? []
+        : [
+            (next: Parameters<Interceptor>[0]) =>
+              (request: Parameters<ReturnType<Interceptor>>[0]) => {
+                request.header.set("authorization", `Bearer ${token}`);
+                return next(request);
+              },
+          ],
+  };
   switch (protocol) {
     case "grpc":
-      return createGrpcTransport({ baseUrl });
+      return createGrpcTransport(common);
     case "grpc-web":
-      return createGrpcWebTransport({ baseUrl, httpVersion: "2" });
+      return createGrpcWebTransport({ ...common, httpVersion: "2" });
     case "connect":
-      return createConnectTransport({ baseUrl, httpVersion: "2" });
+      return createConnectTransport({ ...common, httpVersion: "2" });
   }
+}
+
+/** `--tls-ca` and `--token` (or `DISTCACHE_TOKEN`), read. */
+function securityOf(values: {
+  "tls-ca"?: string | undefined;
+  token?: string | undefined;
+}): CallSecurity {
+  let ca: Buffer | undefined;
+  const caFile = values["tls-ca"];
+  if (caFile !== undefined) {
+    try {
+      ca = readFileSync(caFile);
+    } catch (error) {
+      throw new UsageError(
+        `--tls-ca ${caFile}: ${error instanceof Error ? error.message : String(error)}`,
+      );
+    }
+  }
+  const token = values.token ?? process.env.DISTCACHE_TOKEN;
+  if (token !== undefined && !/^\S{1,4096}$/.test(token)) {
+    throw new UsageError(
+      "--token (or DISTCACHE_TOKEN) must be one word of at most 4096 characters",
+    );
+  }
+  return { ca, token: token === "" ? undefined : token };
 }
 
 function timeoutOf(text: string): number {
@@ -128,7 +178,16 @@ async function runCommand(argv: readonly string[], out: CliOutput): Promise<Exit
     return EXIT.ok;
   }
   if (positionals.length === 0) throw new UsageError("a command is required");
-  const target: CallTarget = { url: addressUrl(values.addr), timeoutMs: timeoutOf(values.timeout) };
+  const security = securityOf(values);
+  const url = addressUrl(values.addr);
+  // A CA to trust only makes sense over TLS: HOST:PORT then means https.
+  if (security.ca !== undefined && url.protocol === "http:") {
+    if (/^https?:\/\//i.test(values.addr)) {
+      throw new UsageError("--tls-ca goes with https:// (or HOST:PORT), not http://");
+    }
+    url.protocol = "https:";
+  }
+  const target: CallTarget = { url, timeoutMs: timeoutOf(values.timeout) };
   const protocol = protocolOf(values.protocol);
   const [command, group = "", key = "", value = ""] = positionals;
   const arity = { get: 3, set: 4, delete: 3, demo: 1 }[command ?? ""];
@@ -143,7 +202,7 @@ async function runCommand(argv: readonly string[], out: CliOutput): Promise<Exit
       return EXIT.error;
     }
   }
-  const client = createClient(CacheService, transportFor(protocol, target.url));
+  const client = createClient(CacheService, transportFor(protocol, target.url, security));
   const call = { timeoutMs: target.timeoutMs };
   try {
     switch (command) {
@@ -178,6 +237,8 @@ function parse(argv: readonly string[]) {
       addr: { type: "string", default: "localhost:8001" },
       protocol: { type: "string", default: "grpc" },
       timeout: { type: "string", default: "2000" },
+      "tls-ca": { type: "string" },
+      token: { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
     allowPositionals: true,

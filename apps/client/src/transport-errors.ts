@@ -39,17 +39,19 @@ export function describeCallError(error: unknown, target: CallTarget): string {
     return `transport error: cannot resolve the host of ${where} (--addr)`;
   }
   if (has("ERR_SSL_WRONG_VERSION_NUMBER") || /wrong version number/.test(raw)) {
-    return `transport error: TLS handshake with ${where} failed: the server does not speak TLS. DistCache nodes serve plain h2c (HTTP/2 without TLS): use --addr ${where} or http://${where}`;
+    return `transport error: TLS handshake with ${where} failed: the server does not speak TLS. This node serves plain h2c (HTTP/2 without TLS; it was started without --tls-cert): use --addr ${where} or http://${where}`;
   }
   if (has("ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL")) {
     return `transport error: the TLS server at ${where} does not offer HTTP/2 (no ALPN "h2"): it is likely an HTTP/1.1-only server; gRPC, gRPC-Web and Connect here need HTTP/2`;
   }
   const tls = codes.find(
     (code) =>
-      code.startsWith("ERR_SSL_") || code.startsWith("ERR_TLS_") || /CERT|SELF_SIGNED/.test(code),
+      code.startsWith("ERR_SSL_") ||
+      code.startsWith("ERR_TLS_") ||
+      /CERT|SELF_SIGNED|UNABLE_TO_VERIFY/.test(code),
   );
   if (tls !== undefined) {
-    return `transport error: TLS with ${where} failed (${tls}: ${raw}); for a private CA set NODE_EXTRA_CA_CERTS`;
+    return `transport error: TLS with ${where} failed (${tls}: ${raw}); for a private CA give --tls-ca FILE`;
   }
   if (has("ERR_HTTP2_ERROR") || has("ERR_HTTP2_SESSION_ERROR") || /^Protocol error$/.test(raw)) {
     return `transport error: ${where} did not answer in HTTP/2 (${raw}): it is likely an HTTP/1.1-only server. DistCache nodes serve h2c (HTTP/2 without TLS, with prior knowledge) on their port`;
@@ -72,6 +74,8 @@ export function describeCallError(error: unknown, target: CallTarget): string {
         : `refused by the node: ${raw} (the request is over its read limit)`;
     case Code.PermissionDenied:
       return `refused by the node: ${raw}`;
+    case Code.Unauthenticated:
+      return `refused by the node: ${raw} (give a token: --token TOKEN or DISTCACHE_TOKEN)`;
     case Code.InvalidArgument:
       if (raw.startsWith("key ")) return `bad key: ${raw}`;
       if (raw.startsWith("value ")) return `bad value: ${raw}`;

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { readFileSync } from "node:fs";
 // distcache-node: one cache node serving the demo group over gRPC, gRPC-Web
 // and Connect. Every getter call prints "loaded from source: KEY". The getter
 // reads the demo rows, or an HTTP data source with --source-url.
@@ -6,6 +7,7 @@ import { parseArgs } from "node:util";
 import { NotFoundError, newGroup } from "@distcache/core";
 import { ConnectPool } from "@distcache/transport-connect";
 import { installIntrospection, SocketTracker } from "./introspection.js";
+import { readClientTokens, readPeerSecrets } from "./secret-files.js";
 import { demoRows, HttpSource } from "./source.js";
 
 const usage = `Usage: distcache-node [options]
@@ -31,6 +33,25 @@ default and what 0 means: packages/transport-connect/src/options.ts):
   --max-connections N      server.maxConnections
   --max-key-bytes N        server.maxKeyBytes
   --max-value-bytes N      server.maxValueBytes
+
+Security (docs/operations.md, "Security"; options.ts for each option):
+  --peer-secret-file FILE  peer.secrets: the cluster's shared secrets, one per line
+                           (every node the same; two lines while rotating; SIGHUP
+                           re-reads the file). The file must not be world-readable.
+  --insecure-peers         peer.insecure: allow non-loopback members without a
+                           peer secret or mutual TLS (anyone who reaches the port
+                           can then write to and read from the cache)
+  --tls-cert FILE          tls.cert: serve TLS (HTTP/2 via ALPN, and HTTP/1.1 for
+  --tls-key FILE           tls.key:  gRPC-Web/Connect on the same port); peers are
+                           dialled over https
+  --tls-ca FILE            tls.ca: the cluster CA; peers must present a certificate
+                           it signed that names their host (mutual TLS)
+  --client-token-file FILE server.clientTokens: lines "write TOKEN" / "read TOKEN";
+                           Set and Delete need a write token, Get a token only if
+                           a read token is listed (authorization: Bearer TOKEN)
+
+A node whose --host or --peers name a non-loopback address refuses to start
+without --peer-secret-file, mutual TLS or --insecure-peers.
 
 Limits and what clients see: docs/operations.md.`;
 
@@ -77,6 +98,12 @@ function parse() {
       "max-connections": { type: "string" },
       "max-key-bytes": { type: "string" },
       "max-value-bytes": { type: "string" },
+      "peer-secret-file": { type: "string" },
+      "insecure-peers": { type: "boolean", default: false },
+      "tls-cert": { type: "string" },
+      "tls-key": { type: "string" },
+      "tls-ca": { type: "string" },
+      "client-token-file": { type: "string" },
       help: { type: "boolean", default: false },
     },
     strict: true,
@@ -127,12 +154,58 @@ const group = newGroup(
   loadTimeout === undefined ? {} : { loadTimeout },
 );
 
+/** A file's contents, or exit 2 naming the flag. */
+function readFlagFile(flag: string, path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (error) {
+    fail(`--${flag} ${path}: ${messageOf(error)}`);
+  }
+}
+
+const secretFile = args.values["peer-secret-file"];
+const tokenFile = args.values["client-token-file"];
+const [certFile, keyFile, caFile] = [
+  args.values["tls-cert"],
+  args.values["tls-key"],
+  args.values["tls-ca"],
+];
+if ((certFile === undefined) !== (keyFile === undefined))
+  fail("--tls-cert and --tls-key go together");
+if (caFile !== undefined && certFile === undefined) {
+  fail(
+    "--tls-ca needs --tls-cert and --tls-key (this node's certificate is also its client certificate)",
+  );
+}
+let secrets: string[] = [];
+let clientTokens: ReturnType<typeof readClientTokens> | undefined;
+try {
+  if (secretFile !== undefined) secrets = readPeerSecrets(secretFile);
+  if (tokenFile !== undefined) clientTokens = readClientTokens(tokenFile);
+} catch (error) {
+  fail(messageOf(error));
+}
+const tls =
+  certFile === undefined || keyFile === undefined
+    ? undefined
+    : {
+        cert: readFlagFile("tls-cert", certFile),
+        key: readFlagFile("tls-key", keyFile),
+        ...(caFile === undefined ? {} : { ca: readFlagFile("tls-ca", caFile) }),
+      };
+
 let pool: ConnectPool;
 try {
   pool = new ConnectPool(self, {
     replicas: optional("replicas", 0, 64),
-    peer: { timeoutMs: optional("peer-timeout", 1, 600_000) },
+    peer: {
+      timeoutMs: optional("peer-timeout", 1, 600_000),
+      secrets,
+      insecure: args.values["insecure-peers"],
+    },
+    tls,
     server: {
+      clientTokens,
       allowClientSet: !args.values["no-client-set"],
       drainTimeoutMs: optional("drain-timeout", 0, 3_600_000),
       maxRequestsInFlight: optional("max-in-flight", 0, 10_000_000),
@@ -164,6 +237,16 @@ async function stop(signal: string) {
 }
 process.on("SIGINT", () => void stop("SIGINT"));
 process.on("SIGTERM", () => void stop("SIGTERM"));
+// SIGHUP re-reads --peer-secret-file: a rotation step without a restart.
+process.on("SIGHUP", () => {
+  if (secretFile === undefined) return;
+  try {
+    pool.setPeerSecrets(...readPeerSecrets(secretFile));
+    log(`SIGHUP: peer secrets re-read from ${secretFile}`);
+  } catch (error) {
+    log(`SIGHUP: kept the peer secrets: ${messageOf(error)}`);
+  }
+});
 
 try {
   await pool.serve();

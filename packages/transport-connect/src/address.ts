@@ -1,4 +1,4 @@
-// Member addresses: parsing `host:port` and the h2c URL of a member.
+// Member addresses: parsing `host:port` and the URL of a member.
 /** A member address split for `listen` and URLs. */
 export interface HostPort {
   readonly host: string;
@@ -18,8 +18,8 @@ export function parseAddress(address: string): HostPort {
   return { host: (match[1] ?? match[2])!, port };
 }
 
-/** The base URL of a member's h2c endpoint. */
-export function baseUrl(address: string): string {
+/** The base URL of a member's endpoint: h2c, or `https` when the cluster runs TLS. */
+export function baseUrl(address: string, tls = false): string {
   const { host, port } = parseAddress(address);
-  return `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+  return `${tls ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${port}`;
 }

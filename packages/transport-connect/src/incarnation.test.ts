@@ -154,7 +154,7 @@ describe("a member that forges a far-future stamp", () => {
       PeerService,
       createGrpcTransport({ baseUrl: `http://${node!.address}` }),
     );
-    const base = { sender: makeSender("127.0.0.1:1", 0n), group: "scores", key: "Tom" };
+    const base = { sender: makeSender(node!.address, 0n), group: "scores", key: "Tom" };
     await expect(
       peer.store({ ...base, data: Buffer.from("x"), stamp: { epoch: 1n << 60n, seq: 0n } }),
     ).rejects.toThrow(/stamp .* is out of range/);

@@ -7,8 +7,9 @@ describe("resolveOptions", () => {
     expect(resolveOptions()).toEqual({
       replicas: 2,
       virtualNodes: undefined,
-      peer: { timeoutMs: 1_000, breaker: undefined },
+      peer: { timeoutMs: 1_000, breaker: undefined, secrets: [], insecure: false },
       server: SERVER_DEFAULTS,
+      tls: undefined,
     });
   });
 
@@ -34,5 +35,28 @@ describe("resolveOptions", () => {
     expect(resolveOptions({ server: { maxRequestsInFlight: 0 } }).server.maxRequestsInFlight).toBe(
       0,
     );
+  });
+
+  it("checks peer secrets, TLS and client tokens, and maps the issue's peerSecret", () => {
+    const secret = "0123456789abcdef";
+    expect(resolveOptions({ peer: { secrets: [secret] } }).peer.secrets).toEqual([secret]);
+    expect(() => resolveOptions({ peer: { secrets: ["short"] } })).toThrow(
+      new RangeError("peer.secrets[0] is 5 characters; a secret needs at least 16"),
+    );
+    expect(() => resolveOptions({ peer: { secrets: Array(5).fill(secret) } })).toThrow(RangeError);
+    const flat = { peerSecret: secret } as unknown as Parameters<typeof resolveOptions>[0];
+    expect(() => resolveOptions(flat)).toThrow(
+      new TypeError('ConnectPool option "peerSecret" is now "peer.secrets"'),
+    );
+    const typo = { peer: { secret } } as unknown as Parameters<typeof resolveOptions>[0];
+    expect(() => resolveOptions(typo)).toThrow(
+      new TypeError('unknown ConnectPool option "peer.secret"'),
+    );
+    const noKey = { tls: { cert: "x" } } as unknown as Parameters<typeof resolveOptions>[0];
+    expect(() => resolveOptions(noKey)).toThrow(new TypeError("tls needs both cert and key"));
+    expect(
+      resolveOptions({ server: { clientTokens: { write: ["w"] } } }).server.clientTokens,
+    ).toEqual({ write: ["w"], read: [] });
+    expect(() => resolveOptions({ server: { clientTokens: { write: [""] } } })).toThrow(RangeError);
   });
 });

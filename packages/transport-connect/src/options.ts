@@ -1,6 +1,7 @@
 // Every option of ConnectPool in one table: what it is, its unit, its default
 // and what `0` means. The READMEs, `distcache-node --help` and
 // docs/operations.md point here instead of restating it.
+import { MAX_PEER_SECRETS, MIN_PEER_SECRET_LENGTH } from "./auth/peer-token.js";
 import type { CircuitBreakerOptions } from "./client/circuit-breaker.js";
 
 /** How this node calls its peers. */
@@ -22,6 +23,53 @@ export interface PeerOptions {
    * probe call decides whether it is back. Writes are always tried.
    */
   breaker?: CircuitBreakerOptions;
+  /**
+   * The cluster's shared peer secrets (the issue's `peerSecret`; the CLI's
+   * `--peer-secret-file`). With any, every PeerService call carries this
+   * node's address and one token per secret (HMAC-SHA256 of the address),
+   * and a call whose token matches none of this node's secrets is refused
+   * UNAUTHENTICATED before its body is read. Each secret: a string of at
+   * least 16 characters (e.g. `head -c 32 /dev/urandom | base64`); at most 4.
+   * Rotation: give every node `[old, new]`, then `[new]` (every secret signs,
+   * any one accepted; docs/operations.md, "Security"). Default `[]`: no
+   * secret — peer calls are only checked to name a member, which anyone can
+   * claim, so the node then needs loopback members, mutual TLS, or `insecure`.
+   */
+  secrets?: readonly string[];
+  /**
+   * Serve and call an unauthenticated peer plane (no secret, no mutual TLS)
+   * although a member or the listen address is not loopback. Default
+   * `false`: such a node throws on `setPeers`/`serve` with how to fix it
+   * (the CLI's `--insecure-peers` sets this).
+   */
+  insecure?: boolean;
+}
+
+/**
+ * TLS for the node's port and its peer calls (the CLI's `--tls-cert`,
+ * `--tls-key`, `--tls-ca`). PEM text or buffers.
+ */
+export interface TlsOptions {
+  /** This node's certificate chain: served to clients and, with `ca`, presented to peers. */
+  cert: string | Buffer;
+  /** Its private key. */
+  key: string | Buffer;
+  /**
+   * The cluster's CA. Peer calls dial `https://` and trust it (without it,
+   * the system's CAs). With it the server also asks every caller for a
+   * client certificate: peer calls must present one signed by this CA that
+   * names the sender's host (DNS or IP SAN) — mutual TLS, which counts as
+   * peer authentication — while clients may still call without one.
+   */
+  ca?: string | Buffer;
+}
+
+/** Bearer tokens clients must present (the CLI's `--client-token-file`). */
+export interface ClientTokenOptions {
+  /** Tokens that may Set and Delete (and Get). Default `[]`: with tokens configured at all, no client may write. */
+  write?: readonly string[];
+  /** Tokens that may only Get; with any, Get needs a read or write token. Default `[]`: Get stays open. */
+  read?: readonly string[];
 }
 
 /** What this node's server accepts, and how it sheds load. */
@@ -100,6 +148,14 @@ export interface ServerOptions {
    * server (the reference the differential tests compare against).
    */
   fastPaths?: boolean;
+  /**
+   * Client bearer tokens (`authorization: Bearer <token>`): with this set,
+   * Set and Delete need a `write` token, and Get needs one too when any
+   * `read` token is listed. A missing or unknown token is UNAUTHENTICATED,
+   * a read token on a write PERMISSION_DENIED, both before the body is read.
+   * Default `undefined`: no client call needs a token.
+   */
+  clientTokens?: ClientTokenOptions | undefined;
 }
 
 /** Options for {@link ConnectPool}. */
@@ -112,16 +168,30 @@ export interface ConnectPoolOptions {
   peer?: PeerOptions;
   /** What this node's server accepts, and how it sheds load. */
   server?: ServerOptions;
+  /** TLS for this node's port and its peer calls; default `undefined`: h2c (cleartext). */
+  tls?: TlsOptions | undefined;
 }
 
 /** {@link PeerOptions} with every default applied. */
 export interface ResolvedPeerOptions {
   readonly timeoutMs: number;
   readonly breaker: CircuitBreakerOptions | undefined;
+  readonly secrets: readonly string[];
+  readonly insecure: boolean;
+}
+
+/** {@link ClientTokenOptions} with every default applied. */
+export interface ResolvedClientTokens {
+  readonly write: readonly string[];
+  readonly read: readonly string[];
 }
 
 /** {@link ServerOptions} with every default applied. */
-export type ResolvedServerOptions = Readonly<Required<ServerOptions>>;
+export type ResolvedServerOptions = Readonly<
+  Required<Omit<ServerOptions, "clientTokens">> & {
+    clientTokens: ResolvedClientTokens | undefined;
+  }
+>;
 
 /** {@link ConnectPoolOptions} with every default applied. */
 export interface ResolvedOptions {
@@ -129,6 +199,7 @@ export interface ResolvedOptions {
   readonly virtualNodes: number | undefined;
   readonly peer: ResolvedPeerOptions;
   readonly server: ResolvedServerOptions;
+  readonly tls: TlsOptions | undefined;
 }
 
 /** The defaults of {@link ServerOptions}. */
@@ -146,6 +217,7 @@ export const SERVER_DEFAULTS: ResolvedServerOptions = Object.freeze({
   maxSessionMemoryMiB: 10,
   maxHeaderListBytes: 16_384,
   fastPaths: true,
+  clientTokens: undefined,
 });
 
 /** The default of {@link ConnectPoolOptions.replicas}. */
@@ -157,16 +229,20 @@ export const DEFAULT_PEER_TIMEOUT_MS = 1_000;
 const MOVED: Readonly<Record<string, string>> = {
   peerTimeoutMs: "peer.timeoutMs",
   breaker: "peer.breaker",
+  peerSecret: "peer.secrets",
   ...Object.fromEntries(Object.keys(SERVER_DEFAULTS).map((name) => [name, `server.${name}`])),
 };
-const TOP_LEVEL = new Set(["replicas", "virtualNodes", "peer", "server"]);
-const PEER_KEYS = new Set(["timeoutMs", "breaker"]);
+const TOP_LEVEL = new Set(["replicas", "virtualNodes", "peer", "server", "tls"]);
+const PEER_KEYS = new Set(["timeoutMs", "breaker", "secrets", "insecure"]);
+const TLS_KEYS = new Set(["cert", "key", "ca"]);
+const CLIENT_TOKEN_KEYS = new Set(["write", "read"]);
 
 /**
  * `options` with every default applied, checked.
  * @throws TypeError for an option this version does not know (naming where a
  *   0.1 option moved); RangeError for a limit or replica count that is not an
- *   integer >= 0, or a peer timeout that is not > 0.
+ *   integer >= 0, or a peer timeout that is not > 0, a peer secret shorter
+ *   than 16 characters or more than 4 of them, an empty client token.
  */
 export function resolveOptions(options: ConnectPoolOptions = {}): ResolvedOptions {
   for (const name of Object.keys(options)) {
@@ -186,7 +262,14 @@ export function resolveOptions(options: ConnectPoolOptions = {}): ResolvedOption
       throw new TypeError(`unknown ConnectPool option "server.${name}"`);
     }
   }
-  const server = { ...SERVER_DEFAULTS, ...withoutUndefined(options.server ?? {}) };
+  for (const name of Object.keys(options.tls ?? {})) {
+    if (!TLS_KEYS.has(name)) throw new TypeError(`unknown ConnectPool option "tls.${name}"`);
+  }
+  const server = {
+    ...SERVER_DEFAULTS,
+    ...withoutUndefined(options.server ?? {}),
+    clientTokens: resolveClientTokens(options.server?.clientTokens),
+  };
   for (const [name, value] of Object.entries(server)) {
     if (typeof value === "number") nonNegativeInteger(`server.${name}`, value);
   }
@@ -195,12 +278,60 @@ export function resolveOptions(options: ConnectPoolOptions = {}): ResolvedOption
   if (!(timeoutMs > 0) || !Number.isFinite(timeoutMs)) {
     throw new RangeError(`peer.timeoutMs must be a number > 0, got ${timeoutMs}`);
   }
+  const secrets = stringList("peer.secrets", options.peer?.secrets);
+  if (secrets.length > MAX_PEER_SECRETS) {
+    throw new RangeError(
+      `peer.secrets holds ${secrets.length} secrets; at most ${MAX_PEER_SECRETS}`,
+    );
+  }
+  for (const [i, secret] of secrets.entries()) {
+    if (secret.length < MIN_PEER_SECRET_LENGTH) {
+      throw new RangeError(
+        `peer.secrets[${i}] is ${secret.length} characters; a secret needs at least ${MIN_PEER_SECRET_LENGTH}`,
+      );
+    }
+  }
+  const insecure = options.peer?.insecure ?? false;
+  if (typeof insecure !== "boolean") throw new TypeError("peer.insecure must be a boolean");
+  const tls = options.tls;
+  if (tls !== undefined && (tls.cert === undefined || tls.key === undefined)) {
+    throw new TypeError("tls needs both cert and key");
+  }
   return {
     replicas,
     virtualNodes: options.virtualNodes,
-    peer: { timeoutMs, breaker: options.peer?.breaker },
+    peer: { timeoutMs, breaker: options.peer?.breaker, secrets, insecure },
     server,
+    tls,
   };
+}
+
+function resolveClientTokens(
+  tokens: ClientTokenOptions | undefined,
+): ResolvedClientTokens | undefined {
+  if (tokens === undefined) return undefined;
+  for (const name of Object.keys(tokens)) {
+    if (!CLIENT_TOKEN_KEYS.has(name)) {
+      throw new TypeError(`unknown ConnectPool option "server.clientTokens.${name}"`);
+    }
+  }
+  const write = stringList("server.clientTokens.write", tokens.write);
+  const read = stringList("server.clientTokens.read", tokens.read);
+  for (const token of [...write, ...read]) {
+    if (token === "" || /\s/.test(token)) {
+      throw new RangeError("a client token must be non-empty and hold no whitespace");
+    }
+  }
+  return { write, read };
+}
+
+/** A list of strings option (absent: empty). */
+function stringList(name: string, list: readonly string[] | undefined): readonly string[] {
+  if (list === undefined) return [];
+  if (!Array.isArray(list) || list.some((item) => typeof item !== "string")) {
+    throw new TypeError(`${name} must be an array of strings`);
+  }
+  return Object.freeze([...list]);
 }
 
 function nonNegativeInteger(name: string, value: number): number {

@@ -10,6 +10,8 @@ import {
   type Placement,
 } from "@distcache/core";
 import { parseAddress } from "./address.js";
+import { peerCallHeaders } from "./auth/peer-token.js";
+import { checkPeerPlane, type PeerPlaneSecurity } from "./auth/secure-default.js";
 import type { BreakerState } from "./client/circuit-breaker.js";
 import { ConnectPeerClient } from "./client/peer-client.js";
 import { Membership } from "./membership.js";
@@ -17,6 +19,7 @@ import { type ConnectPoolOptions, resolveOptions } from "./options.js";
 import { makeSender } from "./peer-wire.js";
 import type { ServerGuardStats } from "./server/guard.js";
 import type { PeerRequestCounts, ServiceHost } from "./server/host.js";
+import type { AuthStats } from "./server/peer-identity.js";
 import { NodeServer } from "./server/server.js";
 
 /** Counters of one pool; see {@link ConnectPool.stats}. Plain data: `JSON.stringify` takes it. */
@@ -31,6 +34,8 @@ export interface PoolStats {
   readonly peers: readonly PeerHealth[];
   /** What the server shed or refused: requests in flight, overload answers, connections. */
   readonly guard: ServerGuardStats;
+  /** Calls refused for want of credentials (UNAUTHENTICATED) or permission (PERMISSION_DENIED). */
+  readonly auth: AuthStats;
 }
 
 /** How this node sees one peer; see {@link PoolStats.peers}. */
@@ -67,11 +72,23 @@ export class ConnectPool implements PeerPicker {
   private readonly server: NodeServer;
   /** The epoch of every stamp this node's groups send (core's `stamps.ts`). */
   private readonly incarnation = new Incarnation();
+  private readonly security: PeerPlaneSecurity;
+  /** The credentials every peer call carries; shared with the peer clients, updated in place. */
+  private readonly callHeaders: Record<string, string>;
 
+  /**
+   * @throws TypeError/RangeError for a bad option (options.ts); Error for a
+   *   non-loopback `self` without peer authentication (see `peer.insecure`).
+   */
   constructor(self: string, options: ConnectPoolOptions = {}) {
     parseAddress(self);
     this.self = self;
     const resolved = resolveOptions(options);
+    const { secrets, insecure } = resolved.peer;
+    const tls = resolved.tls;
+    this.security = { secrets: secrets.length, mtls: tls?.ca !== undefined, insecure };
+    checkPeerPlane([self], this.security);
+    this.callHeaders = peerCallHeaders(self, secrets);
     const context = {
       sender: () => makeSender(self, this.membership.version),
       advance: (epoch: number) => {
@@ -79,6 +96,9 @@ export class ConnectPool implements PeerPicker {
       },
       timeoutMs: resolved.peer.timeoutMs,
       breaker: resolved.peer.breaker,
+      headers: this.callHeaders,
+      // With a CA, this node's certificate doubles as its client certificate.
+      tls: tls === undefined ? undefined : { ca: tls.ca, cert: tls.cert, key: tls.key },
     };
     this.membership = new Membership(
       self,
@@ -98,16 +118,37 @@ export class ConnectPool implements PeerPicker {
         return seen;
       },
     };
-    this.server = new NodeServer(host, resolved.server);
+    this.server = new NodeServer(host, resolved.server, { secrets, tls });
+    this.server.setMembers(this.membership.members());
   }
 
   /**
    * Replaces the membership. This node is always a member, whether or not the
    * list names it. Sessions to removed peers are closed; new peers are
-   * connected on first use.
+   * connected on first use. Peer requests are served from these members only.
+   * @throws Error for a non-loopback member while the peer plane has no
+   *   authentication and `peer.insecure` is not set (the membership is kept).
    */
   setPeers(...addresses: string[]): void {
+    checkPeerPlane(addresses, this.security);
     this.membership.set(addresses);
+    this.server.setMembers(this.membership.members());
+  }
+
+  /**
+   * Replaces the peer secrets while the node runs (a rotation step, e.g. on
+   * SIGHUP): this node signs with every one of them and accepts any one.
+   * Same checks as `peer.secrets` (options.ts).
+   * @throws RangeError for a bad secret; Error when the pool was made
+   *   without secrets or `secrets` is empty (turning authentication on or
+   *   off needs a restart).
+   */
+  setPeerSecrets(...secrets: string[]): void {
+    const resolved = resolveOptions({ peer: { secrets } }).peer.secrets;
+    this.server.setSecrets(resolved);
+    const headers = peerCallHeaders(this.self, resolved);
+    for (const name of Object.keys(this.callHeaders)) delete this.callHeaders[name];
+    Object.assign(this.callHeaders, headers);
   }
 
   /**
@@ -146,6 +187,7 @@ export class ConnectPool implements PeerPicker {
       members: this.membership.members(),
       membershipVersion: this.membership.version.toString(16).padStart(16, "0"),
       guard: this.server.stats(),
+      auth: this.server.authStats(),
       peers: this.membership.others().map((peer) => ({
         address: peer.id,
         breaker: peer.breaker.state,
@@ -162,6 +204,7 @@ export class ConnectPool implements PeerPicker {
    */
   async serve(address: string = this.self): Promise<void> {
     const { host, port } = parseAddress(address);
+    checkPeerPlane([address], this.security);
     await this.server.listen(host, port);
     await this.introduce();
   }

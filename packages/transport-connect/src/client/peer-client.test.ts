@@ -28,10 +28,13 @@ import { ConnectPeerClient } from "./peer-client.js";
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const bytes = (s: string) => new TextEncoder().encode(s);
 
-/** A peer client as a node would have, asking `address` in the name of a made-up sender. */
+/**
+ * A peer client as a node would have, asking `address` in the name of a
+ * member: `address` itself (a node serves peer requests from members only).
+ */
 function peerClientFor(address: string, timeoutMs = 2_000) {
   return new ConnectPeerClient(address, {
-    sender: () => makeSender("127.0.0.1:1", 0n),
+    sender: () => makeSender(address, 0n),
     timeoutMs,
   });
 }
@@ -166,7 +169,7 @@ describe("batched fetches over HTTP/2", () => {
       PeerService,
       createGrpcTransport({ baseUrl: `http://${node!.address}` }),
     );
-    const sender = makeSender("127.0.0.1:1", 0n);
+    const sender = makeSender(node!.address, 0n); // a member: the node itself
     const drain = async (keys: string[]) => {
       const results = [];
       for await (const message of client.fetchMany({ sender, group: "scores", keys })) {
@@ -283,7 +286,7 @@ describe("batched fetches over HTTP/2", () => {
       PeerService,
       createGrpcTransport({ baseUrl: `http://${node!.address}` }),
     );
-    const sender = makeSender("127.0.0.1:1", 0n);
+    const sender = makeSender(node!.address, 0n); // a member: the node itself
     const item = (key: string, data = "v") => ({ key, data: bytes(data) });
     const tooMany = Array.from({ length: STORE_MANY_MAX_ITEMS + 1 }, (_, i) => item(`k${i}`));
     await expect(client.storeMany({ sender, group: "scores", items: tooMany })).rejects.toThrow(
@@ -316,7 +319,7 @@ describe("batched fetches over HTTP/2", () => {
       },
     });
     const url = `http://${node!.address}`;
-    const sender = makeSender("127.0.0.1:1", 0n);
+    const sender = makeSender(node!.address, 0n); // a member: the node itself
     const keys = ["a", "missing", "b", "a"];
     const ask = async (transport: Parameters<typeof createClient>[1]) => {
       const results = [];
@@ -365,7 +368,7 @@ describe("batched fetches over HTTP/2", () => {
       PeerService,
       createGrpcTransport({ baseUrl: `http://${node!.address}` }),
     );
-    const sender = makeSender("127.0.0.1:1", 0n);
+    const sender = makeSender(node!.address, 0n); // a member: the node itself
     const seen: number[] = [];
     const call = (async () => {
       for await (const m of client.fetchMany(
@@ -496,7 +499,7 @@ describe("batched fetches over HTTP/2", () => {
       const request = toBinary(
         FetchManyRequestSchema,
         create(FetchManyRequestSchema, {
-          sender: makeSender("127.0.0.1:1", 0n),
+          sender: makeSender(node!.address, 0n),
           group: "scores",
           keys: ["Tom", "Jack"],
         }),

@@ -59,6 +59,20 @@ export interface PeerClientContext {
   readonly breaker?: CircuitBreakerOptions | undefined;
   /** How fetches to this peer are batched (tests); defaults otherwise. */
   readonly batching?: FetchBatcherOptions | undefined;
+  /** Headers every call carries: this node's peer credentials (auth/peer-token.ts). */
+  readonly headers?: Readonly<Record<string, string>> | undefined;
+  /**
+   * TLS to the peer (`https://`): the CA to trust, and this node's
+   * certificate and key to present for mutual TLS. `undefined`: h2c.
+   */
+  readonly tls?: PeerTls | undefined;
+}
+
+/** How a peer client dials a TLS peer. */
+export interface PeerTls {
+  readonly ca?: string | Buffer | undefined;
+  readonly cert?: string | Buffer | undefined;
+  readonly key?: string | Buffer | undefined;
 }
 
 const NO_FAILURES: PropagationResult = Object.freeze({ failed: Object.freeze([]) });
@@ -113,6 +127,8 @@ export class ConnectPeerClient implements PeerClient {
   private readonly storeManyFallback = new MethodFallback();
   /** `performance.now()` of the peer's last `FetchMany` answer or request to this node: it is alive and working. */
   private lastProgress = 0;
+  /** This node's credentials, sent with every call. */
+  private readonly headers: Readonly<Record<string, string>>;
   /** Every `FetchMany`'s deadline reads progress through this one function, not one made per batch. */
   private readonly progress = (): number => this.lastProgress;
 
@@ -120,16 +136,31 @@ export class ConnectPeerClient implements PeerClient {
     readonly id: string,
     private readonly context: PeerClientContext,
   ) {
-    const url = baseUrl(id);
+    const tls = context.tls;
+    const url = baseUrl(id, tls !== undefined);
     // Keep the session across quiet periods; ping so a dead peer is noticed.
-    this.session = new Http2SessionManager(url, {
-      pingIntervalMs: 10_000,
-      pingTimeoutMs: 5_000,
-      idleConnectionTimeoutMs: 5 * 60_000,
-    });
+    this.session = new Http2SessionManager(
+      url,
+      { pingIntervalMs: 10_000, pingTimeoutMs: 5_000, idleConnectionTimeoutMs: 5 * 60_000 },
+      tls === undefined
+        ? undefined
+        : withoutUndefined({ ca: tls.ca, cert: tls.cert, key: tls.key }),
+    );
+    this.headers = context.headers ?? {};
+    const headers = this.headers;
     this.client = createClient(
       PeerService,
-      createGrpcTransport({ baseUrl: url, sessionManager: this.session }),
+      createGrpcTransport({
+        baseUrl: url,
+        sessionManager: this.session,
+        // Every Connect call carries the credentials; ServerStreamCall adds them itself.
+        interceptors: [
+          (next) => (request) => {
+            for (const name in headers) request.header.set(name, headers[name]!);
+            return next(request);
+          },
+        ],
+      }),
     );
     this.breaker = new CircuitBreaker(context.breaker);
     this.pushes = new PushBatcher((batch) => this.sendPushes(batch));
@@ -292,6 +323,7 @@ export class ConnectPeerClient implements PeerClient {
             answered++;
           }
         },
+        this.headers,
       );
     } catch (error) {
       if (answered === 0 && this.fetchManyFallback.lacks(error)) {
@@ -414,6 +446,7 @@ export class ConnectPeerClient implements PeerClient {
               this.noteAhead(fromBinary(StoreManyResponseSchema, message).ahead);
             }
           },
+          this.headers,
         ),
       );
     } catch (error) {
@@ -516,4 +549,11 @@ function report(ticket: BreakerTicket, error: unknown, signal: AbortSignal | und
   if (signal?.aborted) ticket.abandoned();
   else if (error instanceof ConnectError && !UNREACHABLE.has(error.code)) ticket.succeeded();
   else ticket.failed();
+}
+
+/** `options` without the keys whose value is `undefined` (Node's TLS options reject some). */
+function withoutUndefined<T extends object>(options: T): Partial<T> {
+  return Object.fromEntries(
+    Object.entries(options).filter(([, v]) => v !== undefined),
+  ) as Partial<T>;
 }

@@ -56,7 +56,8 @@ const STREAM_HEADERS: http2.OutgoingHttpHeaders = {
 export class ServerStreamCall {
   /**
    * Makes one call of `path` with `request` (an encoded message) on `session`,
-   * handing each response message to `onMessage`.
+   * handing each response message to `onMessage`; `headers` go with the
+   * request (this node's peer credentials).
    */
   static run(
     session: Http2SessionManager,
@@ -65,10 +66,11 @@ export class ServerStreamCall {
     deadline: StreamDeadline,
     signal: AbortSignal | undefined,
     onMessage: OnResponseMessage,
+    headers?: Readonly<Record<string, string>>,
   ): Promise<void> {
     if (signal?.aborted) return Promise.reject(cancelled(signal));
     const frame = encodeEnvelope(request);
-    const call = new ServerStreamCall(session, deadline, signal, onMessage);
+    const call = new ServerStreamCall(session, deadline, signal, onMessage, headers);
     return new Promise<void>((resolve, reject) => call.start(path, frame, resolve, reject));
   }
 
@@ -96,6 +98,7 @@ export class ServerStreamCall {
     /** Cancels the call; `undefined` for a call only its deadline ends (a replication push). */
     private readonly signal: AbortSignal | undefined,
     private readonly onMessage: OnResponseMessage,
+    private readonly headers: Readonly<Record<string, string>> | undefined,
   ) {
     this.timeoutMs = deadline.timeoutMs;
     this.progress = deadline.progress;
@@ -117,6 +120,7 @@ export class ServerStreamCall {
     this.signal?.addEventListener("abort", this.onAbort, { once: true });
     const headers = {
       ...STREAM_HEADERS,
+      ...this.headers,
       "grpc-timeout": `${Math.max(1, Math.ceil(this.maxMs))}m`,
     };
     this.session.request("POST", path, headers, {}).then(this.onOpened, this.onUnreachable);

@@ -41,6 +41,7 @@ export class FetchManyRun {
   /**
    * Counts the call, checks it and starts every key.
    *
+   * @param peerHeader the call's `distcache-peer` header (see noteSender).
    * @param signal aborts the loads this call waits on (the caller left or its deadline passed).
    * @param onReady called each time a key's result is queued.
    * @throws ConnectError INVALID_ARGUMENT (no sender, no keys, too many keys,
@@ -50,12 +51,13 @@ export class FetchManyRun {
   constructor(
     services: ServiceContext,
     request: FetchManyRequest,
+    peerHeader: string | null | undefined,
     signal: AbortSignal,
     private readonly onReady: () => void,
   ) {
     const { limits, received } = services;
     received.fetchMany++;
-    noteSender(services, request.sender);
+    noteSender(services, request.sender, peerHeader);
     const group = peerGroup(services.host, request.group);
     const { keys } = request;
     if (keys.length === 0) {

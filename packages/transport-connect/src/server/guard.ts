@@ -398,7 +398,7 @@ function clamp(value: number, min: number, max: number): number {
  * The request body is never read; Node resets the stream with NO_ERROR once the
  * response is sent, which tells the client to stop sending (RFC 9113 §8.1).
  */
-function respondWithError(
+export function respondWithError(
   stream: http2.ServerHttp2Stream,
   contentType: string | undefined,
   code: Code,

@@ -1,6 +1,7 @@
 // What a node's server works with: what it needs from the node it serves
 // (ServiceHost, given by the pool), its limits, and the peer request counters it keeps.
 import type { Group } from "@distcache/core";
+import type { PeerIdentity } from "./peer-identity.js";
 
 /** What the server needs from its pool, read per request so membership changes apply at once. */
 export interface ServiceHost {
@@ -57,9 +58,11 @@ export interface ServiceLimits {
   readonly allowClientSet: boolean;
 }
 
-/** What every service and fast path of one server reads: its host, its limits, its counters. */
+/** What every service and fast path of one server reads: its host, its limits, its counters, its members. */
 export interface ServiceContext {
   readonly host: ServiceHost;
   readonly limits: ServiceLimits;
   readonly received: PeerRequestCounts;
+  /** Who may make peer requests (peer-identity.ts). */
+  readonly identity: PeerIdentity;
 }

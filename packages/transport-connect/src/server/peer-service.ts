@@ -3,6 +3,7 @@
 // forwarded), with stamps and failure lists converted by peer-wire.ts.
 import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
 import { InvalidKeyError, NotFoundError, type Stamp } from "@distcache/core";
+import { PEER_HEADER } from "../auth/peer-token.js";
 import { errorMessage } from "../error-message.js";
 import { FetchOutcome, PeerService } from "../gen/distcache/peer/v1/peer_pb.js";
 import { failuresToWire, fromWire, toWire } from "../peer-wire.js";
@@ -38,7 +39,7 @@ export function registerPeerService(router: ConnectRouter, services: ServiceCont
   router.service(PeerService, {
     async fetch(request, context) {
       received.fetch++;
-      noteSender(services, request.sender);
+      noteSender(services, request.sender, context.requestHeader.get(PEER_HEADER));
       const group = peerGroup(host, request.group);
       checkPeerKey(request.key, limits);
       try {
@@ -61,7 +62,8 @@ export function registerPeerService(router: ConnectRouter, services: ServiceCont
 
     async *fetchMany(request, context) {
       let wake: (() => void) | undefined;
-      const run = new FetchManyRun(services, request, context.signal, () => wake?.());
+      const peer = context.requestHeader.get(PEER_HEADER);
+      const run = new FetchManyRun(services, request, peer, context.signal, () => wake?.());
       while (!run.finished) {
         if (!run.pending) {
           await new Promise<void>((resolve) => {
@@ -76,9 +78,9 @@ export function registerPeerService(router: ConnectRouter, services: ServiceCont
       }
     },
 
-    async store(request) {
+    async store(request, context) {
       received.store++;
-      const from = noteSender(services, request.sender);
+      const from = noteSender(services, request.sender, context.requestHeader.get(PEER_HEADER));
       const group = peerGroup(host, request.group);
       checkPeerKey(request.key, limits);
       checkValue(request.data, limits);
@@ -91,9 +93,9 @@ export function registerPeerService(router: ConnectRouter, services: ServiceCont
       return { failed: failuresToWire(failed), refused: refused === true, ahead: toWire(ahead) };
     },
 
-    async storeMany(request) {
+    async storeMany(request, context) {
       received.storeMany++;
-      const from = noteSender(services, request.sender);
+      const from = noteSender(services, request.sender, context.requestHeader.get(PEER_HEADER));
       const group = peerGroup(host, request.group);
       const { items } = request;
       if (items.length === 0) {
@@ -134,7 +136,7 @@ export function registerPeerService(router: ConnectRouter, services: ServiceCont
 
     async invalidate(request, context) {
       received.invalidate++;
-      const from = noteSender(services, request.sender);
+      const from = noteSender(services, request.sender, context.requestHeader.get(PEER_HEADER));
       const group = peerGroup(host, request.group);
       checkPeerKey(request.key, limits);
       // As the owner (fan_out) this answers with its stamp and the members it
@@ -148,9 +150,9 @@ export function registerPeerService(router: ConnectRouter, services: ServiceCont
       return { stamp: toWire(stamp), failed: failuresToWire(failed), ahead: toWire(ahead) };
     },
 
-    async introduce(request) {
+    async introduce(request, context) {
       received.introduce++;
-      const from = noteSender(services, request.sender);
+      const from = noteSender(services, request.sender, context.requestHeader.get(PEER_HEADER));
       return { epochSeen: BigInt(host.epochSeen(from)) };
     },
   });

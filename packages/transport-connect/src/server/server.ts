@@ -1,11 +1,14 @@
-// A node's h2c server: the Connect adapter for both services, the stream
-// listener in front of it (admission, then the fast paths), listening, and
-// the session tracking that lets close() drain calls in flight.
+// A node's server (h2c, or TLS with HTTP/1.1 beside HTTP/2): the Connect
+// adapter for both services, the stream listener in front of it (admission,
+// authentication, then the fast paths), listening, and the session tracking
+// that lets close() drain calls in flight.
 import * as http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import type { ResolvedServerOptions } from "../options.js";
+import type { ResolvedServerOptions, TlsOptions } from "../options.js";
+import { AuthGate, type Http1Response } from "./auth-gate.js";
 import { registerCacheService } from "./cache-service.js";
+import { ClientTokens } from "./client-tokens.js";
 import type { FastPath } from "./fast-path/fast-path.js";
 import { createFetchManyFastPath } from "./fast-path/fetch-many.js";
 import { createGetFastPath } from "./fast-path/get.js";
@@ -21,7 +24,18 @@ import {
   type ServiceContext,
   type ServiceHost,
 } from "./host.js";
+import { type AuthCounters, type AuthStats, noAuthCounts, PeerIdentity } from "./peer-identity.js";
 import { registerPeerService } from "./peer-service.js";
+
+/** How a server authenticates calls and encrypts its port. */
+export interface ServerSecurity {
+  /** The peer secrets (options.ts, `peer.secrets`); empty: none. */
+  readonly secrets: readonly string[];
+  /** TLS for the port; with `ca`, peer calls need a client certificate (options.ts, `tls`). */
+  readonly tls: TlsOptions | undefined;
+}
+
+const NO_SECURITY: ServerSecurity = { secrets: [], tls: undefined };
 
 /**
  * The server of one node: `distcache.CacheService` and
@@ -35,18 +49,48 @@ export class NodeServer {
   readonly received: PeerRequestCounts = noPeerRequests();
   private readonly services: ServiceContext;
   private readonly guard: ServerGuard;
+  private readonly authCounts: AuthCounters = noAuthCounts();
+  private readonly identity: PeerIdentity;
+  private readonly gate: AuthGate;
   private server: http2.Http2Server | undefined;
   /** The pending listen of `server`, while there is one. */
   private starting: Promise<void> | undefined;
   private readonly sessions = new Set<http2.ServerHttp2Session>();
 
-  /** @throws RangeError for a guard limit that is not an integer in range (see guard.ts). */
+  /**
+   * Peer requests are only served from the members given to
+   * {@link setMembers} (none until then).
+   * @throws RangeError for a guard limit that is not an integer in range (see guard.ts).
+   */
   constructor(
     host: ServiceHost,
     private readonly options: ResolvedServerOptions,
+    private readonly security: ServerSecurity = NO_SECURITY,
   ) {
     this.guard = new ServerGuard(options);
-    this.services = { host, limits: options, received: this.received };
+    const mtls = security.tls?.ca !== undefined;
+    this.identity = new PeerIdentity(security.secrets, mtls, this.authCounts);
+    const clients =
+      options.clientTokens === undefined
+        ? undefined
+        : new ClientTokens(options.clientTokens, this.authCounts);
+    this.gate = new AuthGate(this.identity, clients);
+    this.services = { host, limits: options, received: this.received, identity: this.identity };
+  }
+
+  /** The members (this node included) whose peer requests are served. */
+  setMembers(members: Iterable<string>): void {
+    this.identity.setMembers(members);
+  }
+
+  /** Replaces the accepted peer secrets (see PeerIdentity.setSecrets). */
+  setSecrets(secrets: readonly string[]): void {
+    this.identity.setSecrets(secrets);
+  }
+
+  /** Calls refused for want of credentials or permission. */
+  authStats(): AuthStats {
+    return { ...this.authCounts };
   }
 
   /**
@@ -127,16 +171,70 @@ export class NodeServer {
       fallback: answerUnknownRoute,
     });
     const guard = this.guard;
-    const server = http2.createServer(guard.serverOptions(), handler);
+    const gate = this.gate;
+    const tls = this.security.tls;
+    let server: http2.Http2Server;
+    if (tls === undefined) {
+      server = http2.createServer(guard.serverOptions(), handler);
+    } else {
+      // HTTP/1.1 requests (gRPC-Web, Connect) reach the handler directly, not
+      // as streams: the gate checks them there.
+      const checked: typeof handler = (request, response) => {
+        if (
+          !("stream" in request) &&
+          gate.active &&
+          gate.refuseHttp1(request, response as Http1Response)
+        )
+          return;
+        handler(request, response);
+      };
+      const secure = http2.createSecureServer(
+        {
+          ...guard.serverOptions(),
+          cert: tls.cert,
+          key: tls.key,
+          allowHTTP1: true,
+          // With a CA, every caller is asked for a certificate; one without
+          // is let through the handshake (clients need none) and peer calls
+          // check it (peer-identity.ts).
+          ...(tls.ca === undefined
+            ? {}
+            : { ca: tls.ca, requestCert: true, rejectUnauthorized: false }),
+        },
+        checked,
+      );
+      server = secure as unknown as http2.Http2Server;
+    }
     guard.attach(server);
     // Admission runs first for every stream: a shed one is answered at once,
-    // its body unread, and neither a fast path nor Connect sees it.
-    let intercept: FastPath = (stream, headers) => !guard.admit(stream, headers);
+    // its body unread, and neither a fast path nor Connect sees it. Then
+    // authentication, unless nothing needs it; a Get that needs no token
+    // takes its fast path before the gate ever looks at it.
+    const admit: FastPath = (stream, headers) => !guard.admit(stream, headers);
+    const refuse: FastPath | undefined = gate.active ? gate.refuse : undefined;
+    let intercept: FastPath =
+      refuse === undefined
+        ? admit
+        : (stream, headers) => admit(stream, headers) || refuse(stream, headers);
     if (fastPaths) {
       const get = createGetFastPath(services, { readMaxBytes });
       const fetchMany = createFetchManyFastPath(services, { readMaxBytes });
-      intercept = (stream, headers) =>
-        !guard.admit(stream, headers) || get(stream, headers) || fetchMany(stream, headers);
+      if (refuse === undefined) {
+        intercept = (stream, headers) =>
+          !guard.admit(stream, headers) || get(stream, headers) || fetchMany(stream, headers);
+      } else if (gate.guardsReads) {
+        intercept = (stream, headers) =>
+          !guard.admit(stream, headers) ||
+          refuse(stream, headers) ||
+          get(stream, headers) ||
+          fetchMany(stream, headers);
+      } else {
+        intercept = (stream, headers) =>
+          !guard.admit(stream, headers) ||
+          get(stream, headers) ||
+          refuse(stream, headers) ||
+          fetchMany(stream, headers);
+      }
     }
     interceptStreams(server, intercept);
     server.on("session", (session) => {

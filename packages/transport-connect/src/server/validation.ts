@@ -65,9 +65,15 @@ export function peerGroup(host: ServiceHost, name: string): Group {
 /**
  * Checks a peer request's sender and notes it: the host hears from it, and a
  * sender on another membership is counted. Returns its address.
- * @throws ConnectError INVALID_ARGUMENT without a sender.
+ * `peerHeader` is the request's `distcache-peer` header (see peer-identity.ts).
+ * @throws ConnectError INVALID_ARGUMENT without a sender; PERMISSION_DENIED
+ *   for a sender that is not a member or not the authenticated peer.
  */
-export function noteSender(services: ServiceContext, sender: Sender | undefined): string {
+export function noteSender(
+  services: ServiceContext,
+  sender: Sender | undefined,
+  peerHeader: string | null | undefined,
+): string {
   if (sender === undefined) {
     throw new ConnectError("peer request without a sender", Code.InvalidArgument);
   }
@@ -82,6 +88,7 @@ export function noteSender(services: ServiceContext, sender: Sender | undefined)
   if (sender.membershipVersion !== host.membershipVersion()) {
     services.received.membershipMismatches++;
   }
+  services.identity.checkSender(sender.address, peerHeader);
   host.heardFrom(sender.address);
   return sender.address;
 }

@@ -33,11 +33,15 @@ export function isPlainGrpcCall(headers: http2.IncomingHttpHeaders, path: string
  */
 export function fastPathFor(
   path: string,
-  serve: (stream: http2.ServerHttp2Stream, timeout: string | string[] | undefined) => void,
+  serve: (
+    stream: http2.ServerHttp2Stream,
+    timeout: string | string[] | undefined,
+    headers: http2.IncomingHttpHeaders,
+  ) => void,
 ): FastPath {
   return (stream, headers) => {
     if (!isPlainGrpcCall(headers, path)) return false;
-    serve(stream, headers["grpc-timeout"]);
+    serve(stream, headers["grpc-timeout"], headers);
     return true;
   };
 }

@@ -43,6 +43,8 @@ const options = {
 };
 const fast = new NodeServer(host, options);
 const reference = new NodeServer(host, { ...options, fastPaths: false });
+// The made-up sender of the requests below is a member of both.
+for (const server of [fast, reference]) server.setMembers(["127.0.0.1:1"]);
 const sessions: http2.ClientHttp2Session[] = [];
 
 beforeAll(async () => {

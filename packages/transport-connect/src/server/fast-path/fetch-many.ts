@@ -4,6 +4,7 @@
 import type * as http2 from "node:http2";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { PEER_HEADER } from "../../auth/peer-token.js";
 import { errorMessage } from "../../error-message.js";
 import {
   type FetchManyRequest,
@@ -47,8 +48,8 @@ export function createFetchManyFastPath(
   options: { readonly readMaxBytes: number },
 ): FastPath {
   const readMaxBytes = checkReadMaxBytes(options.readMaxBytes);
-  return fastPathFor(PEER_FETCH_MANY_PATH, (stream, timeout) => {
-    new FetchManyCall(services, readMaxBytes, stream, timeout);
+  return fastPathFor(PEER_FETCH_MANY_PATH, (stream, timeout, headers) => {
+    new FetchManyCall(services, readMaxBytes, stream, timeout, headers[PEER_HEADER]);
   });
 }
 
@@ -87,6 +88,8 @@ class FetchManyCall {
     readMaxBytes: number,
     private readonly stream: http2.ServerHttp2Stream,
     timeout: string | string[] | undefined,
+    /** The `distcache-peer` header (see noteSender). */
+    private readonly peerHeader: string | string[] | undefined,
   ) {
     this.reader = new EnvelopeReader(readMaxBytes);
     stream.on("error", ignore);
@@ -170,7 +173,8 @@ class FetchManyCall {
       return;
     }
     try {
-      this.run = new FetchManyRun(this.services, request, this.controller.signal, () => {
+      const peer = typeof this.peerHeader === "string" ? this.peerHeader : undefined;
+      this.run = new FetchManyRun(this.services, request, peer, this.controller.signal, () => {
         // Results that settle in the same turn (all hits) leave in one message.
         if (this.flushing) return;
         this.flushing = true;
