@@ -4,6 +4,7 @@
 // over HTTP/1.1 on the same port, and the peers mTLS must refuse.
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import {
+  createConnectTransport,
   createGrpcTransport,
   createGrpcWebTransport,
   Http2SessionManager,
@@ -215,6 +216,31 @@ describe("a cluster over mutual TLS", () => {
       );
     expect(refused).toBe(Code.Unauthenticated);
     expect((await cache.get({ group: "scores-tls", key: "Mallory" })).found).toBe(false);
+    // Connect streaming over HTTP/1.1 gets its refusal as an end-of-stream message.
+    const connectPeer = createClient(
+      PeerService,
+      createConnectTransport({
+        baseUrl: `https://${addresses[2]}`,
+        httpVersion: "1.1",
+        nodeOptions: { ca: certs.ca },
+      }),
+    );
+    const streamed = await (async () => {
+      try {
+        for await (const _ of connectPeer.fetchMany({
+          sender: { address: addresses[0]! },
+          group: "scores-tls",
+          keys: ["Tom"],
+        })) {
+          // nothing is expected
+        }
+        return undefined;
+      } catch (error) {
+        return ConnectError.from(error);
+      }
+    })();
+    expect(streamed?.code).toBe(Code.Unauthenticated);
+    expect(streamed?.rawMessage).toContain("without credentials");
   });
 
   it("answers buf curl over TLS (ALPN h2) with --cacert", async () => {
