@@ -34,7 +34,14 @@ describe("flag tables", () => {
   it("apps/client/README.md lists the flags of distcache --help", () => {
     const readme = readFileSync(`${root}apps/client/README.md`, "utf8");
     expect(tableFlags(readme)).toEqual(usageFlags(USAGE));
-    expect(usageFlags(USAGE)).toEqual(["--addr", "--help", "--protocol", "--timeout"]);
+    expect(usageFlags(USAGE)).toEqual([
+      "--addr",
+      "--help",
+      "--protocol",
+      "--timeout",
+      "--tls-ca",
+      "--token",
+    ]);
   });
 
   it("apps/node/README.md lists the flags of distcache-node --help", () => {

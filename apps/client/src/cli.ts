@@ -30,8 +30,8 @@ Options:
                            all over HTTP/2
   --timeout MS             deadline of each call (default 2000)
   --tls-ca FILE            trust this CA (PEM) for https:// (implies https)
-  --token TOKEN            send authorization: Bearer TOKEN (a node started with
-                           --client-token-file); default: $DISTCACHE_TOKEN
+  --token TOKEN            send authorization: Bearer TOKEN, for a node that
+                           wants client tokens; default: $DISTCACHE_TOKEN
   -h, --help               this text
 
 Exit codes: 0 found / done; 1 not found; 2 error (source error, unknown group,

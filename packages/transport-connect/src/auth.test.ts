@@ -5,17 +5,15 @@
 // refused before the body is read, counted, nothing written or deleted; and a
 // secret rotation under a read/write checker.
 import * as http2 from "node:http2";
-import { join } from "node:path";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
-import * as protoLoader from "@grpc/proto-loader";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { PEER_AUTH_HEADER, PEER_HEADER, peerToken } from "./auth/peer-token.js";
 import { startCluster, type TestNode, text } from "./cluster.test-util.js";
+import { grpcServiceFromProto } from "./foreign-clients.test-util.js";
 import { PeerService } from "./gen/distcache/peer/v1/peer_pb.js";
 
-const protoDir = join(import.meta.dirname, "../../../proto");
 const SECRET = "cluster-secret-0123456789abcdef";
 const WRONG = "not-the-secret-0123456789abcdef";
 const OUTSIDER = "127.0.0.1:9";
@@ -37,16 +35,11 @@ interface GrpcPeerClient extends grpc.Client {
 
 /** A grpc-js client of PeerService, from peer.proto parsed at run time. */
 function grpcPeerClient(address: string): GrpcPeerClient {
-  const definition = protoLoader.loadSync(join(protoDir, "distcache/peer/v1/peer.proto"), {
-    keepCase: true,
-    longs: String,
-    enums: String,
-    defaults: true,
-  });
-  const loaded = grpc.loadPackageDefinition(definition) as unknown as {
-    distcache: { peer: { v1: { PeerService: grpc.ServiceClientConstructor } } };
-  };
-  return new loaded.distcache.peer.v1.PeerService(
+  const PeerServiceClient = grpcServiceFromProto(
+    "distcache/peer/v1/peer.proto",
+    "distcache.peer.v1.PeerService",
+  );
+  return new PeerServiceClient(
     address,
     grpc.credentials.createInsecure(),
   ) as unknown as GrpcPeerClient;

@@ -78,9 +78,10 @@ export interface ServerOptions {
    * Whether clients may call `CacheService.Set`. Default `true`, as in the
    * reference. Set writes into the cache without the getter, so anyone who can
    * reach the port can change what every client reads: turn it off unless the
-   * port is reachable by trusted clients only. Peer calls
-   * (`PeerService.Store`, `Invalidate`) share the port and are not
-   * authenticated, so the port must only be reachable from trusted hosts.
+   * port is reachable by trusted clients only, or require a write token
+   * (`clientTokens`). Peer calls (`PeerService.Store`, `Invalidate`) share
+   * the port and are only answered for members: authenticated with
+   * `peer.secrets` or mutual TLS (`tls.ca`), else merely named.
    */
   allowClientSet?: boolean;
   /** Longest key in UTF-8 bytes accepted over the wire; longer is INVALID_ARGUMENT. Default `1_024`. */

@@ -2,28 +2,24 @@
 // openssl for the test: a cluster whose peers authenticate by certificate,
 // clients that share no code with it (grpc-js, buf curl) over TLS, gRPC-Web
 // over HTTP/1.1 on the same port, and the peers mTLS must refuse.
-import { execFile } from "node:child_process";
-import { createRequire } from "node:module";
-import { dirname, join } from "node:path";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import {
+  createConnectTransport,
   createGrpcTransport,
   createGrpcWebTransport,
   Http2SessionManager,
 } from "@connectrpc/connect-node";
 import { Group, NotFoundError } from "@distcache/core";
 import * as grpc from "@grpc/grpc-js";
-import * as protoLoader from "@grpc/proto-loader";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePorts } from "../../../scripts/lib/ports.mjs";
 import { makeTestCertificates, type TestCertificates } from "../../../scripts/lib/test-certs.mjs";
 import { PEER_HEADER } from "./auth/peer-token.js";
+import { bufCurl, grpcServiceFromProto, protoDir } from "./foreign-clients.test-util.js";
 import { CacheService } from "./gen/distcache/cache_pb.js";
 import { PeerService } from "./gen/distcache/peer/v1/peer_pb.js";
 import { ConnectPool } from "./pool.js";
 
-const repoRoot = join(import.meta.dirname, "../../..");
-const protoDir = join(repoRoot, "proto");
 const ROWS: Record<string, string> = { Tom: "630", Jack: "589", Sam: "567" };
 
 let certs: TestCertificates;
@@ -66,24 +62,17 @@ afterAll(async () => {
 /** A grpc-js client of `service` over TLS trusting the test CA, with an optional client certificate. */
 function grpcClient(
   proto: string,
-  service: string[],
+  service: string,
   address: string,
   clientCert?: { cert: string; key: string },
 ): grpc.Client {
-  const definition = protoLoader.loadSync(join(protoDir, proto), {
-    keepCase: true,
-    longs: String,
-    enums: String,
-    defaults: true,
-  });
-  let ctor: unknown = grpc.loadPackageDefinition(definition);
-  for (const part of service) ctor = (ctor as Record<string, unknown>)[part];
+  const ctor = grpcServiceFromProto(proto, service);
   const credentials = grpc.credentials.createSsl(
     Buffer.from(certs.ca),
     clientCert === undefined ? null : Buffer.from(clientCert.key),
     clientCert === undefined ? null : Buffer.from(clientCert.cert),
   );
-  return new (ctor as grpc.ServiceClientConstructor)(address, credentials);
+  return new ctor(address, credentials);
 }
 
 function unary(
@@ -108,11 +97,7 @@ function unary(
 
 describe("a cluster over mutual TLS", () => {
   it("forwards between peers authenticated by certificate; grpc-js clients need only the CA", async () => {
-    const client = grpcClient(
-      "distcache/cache.proto",
-      ["distcache", "CacheService"],
-      addresses[0]!,
-    );
+    const client = grpcClient("distcache/cache.proto", "distcache.CacheService", addresses[0]!);
     try {
       for (const key of Object.keys(ROWS)) {
         const { code, response } = await unary(client, "Get", { group: "scores-tls", key });
@@ -134,7 +119,7 @@ describe("a cluster over mutual TLS", () => {
     const before = pools[1]!.stats().auth.peerUnauthenticated;
     const peer = grpcClient(
       "distcache/peer/v1/peer.proto",
-      ["distcache", "peer", "v1", "PeerService"],
+      "distcache.peer.v1.PeerService",
       addresses[1]!,
     );
     try {
@@ -161,7 +146,7 @@ describe("a cluster over mutual TLS", () => {
     const before = pools[1]!.stats().auth.peerPermissionDenied;
     const peer = grpcClient(
       "distcache/peer/v1/peer.proto",
-      ["distcache", "peer", "v1", "PeerService"],
+      "distcache.peer.v1.PeerService",
       addresses[1]!,
       certs.leaves.elsewhere,
     );
@@ -182,7 +167,7 @@ describe("a cluster over mutual TLS", () => {
       // A certificate that does name the host is a peer (the refusal was about the name).
       const good = grpcClient(
         "distcache/peer/v1/peer.proto",
-        ["distcache", "peer", "v1", "PeerService"],
+        "distcache.peer.v1.PeerService",
         addresses[1]!,
         certs.leaves.node,
       );
@@ -231,6 +216,31 @@ describe("a cluster over mutual TLS", () => {
       );
     expect(refused).toBe(Code.Unauthenticated);
     expect((await cache.get({ group: "scores-tls", key: "Mallory" })).found).toBe(false);
+    // Connect streaming over HTTP/1.1 gets its refusal as an end-of-stream message.
+    const connectPeer = createClient(
+      PeerService,
+      createConnectTransport({
+        baseUrl: `https://${addresses[2]}`,
+        httpVersion: "1.1",
+        nodeOptions: { ca: certs.ca },
+      }),
+    );
+    const streamed = await (async () => {
+      try {
+        for await (const _ of connectPeer.fetchMany({
+          sender: { address: addresses[0]! },
+          group: "scores-tls",
+          keys: ["Tom"],
+        })) {
+          // nothing is expected
+        }
+        return undefined;
+      } catch (error) {
+        return ConnectError.from(error);
+      }
+    })();
+    expect(streamed?.code).toBe(Code.Unauthenticated);
+    expect(streamed?.rawMessage).toContain("without credentials");
   });
 
   it("answers buf curl over TLS (ALPN h2) with --cacert", async () => {
@@ -265,20 +275,3 @@ describe("a cluster over mutual TLS", () => {
     ).rejects.toThrow();
   });
 });
-
-/** Runs `buf curl` without blocking the event loop (the nodes run in this process). */
-function bufCurl(args: string[]): Promise<{ stdout: string; stderr: string }> {
-  const require = createRequire(import.meta.url);
-  const pkg = require.resolve("@bufbuild/buf/package.json");
-  const bin = (require(pkg) as { bin: Record<string, string> }).bin.buf!;
-  const script = join(dirname(pkg), bin);
-  return new Promise((ok, fail) => {
-    execFile(
-      process.execPath,
-      [script, "curl", ...args],
-      { cwd: repoRoot, timeout: 60_000 },
-      (error, stdout, stderr) =>
-        error ? fail(new Error(`${error.message}\n${stderr}`)) : ok({ stdout, stderr }),
-    );
-  });
-}

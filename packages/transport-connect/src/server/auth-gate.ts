@@ -89,12 +89,13 @@ export class AuthGate {
 /** What {@link AuthGate.refuseHttp1} writes to (an `http.ServerResponse` or `Http2ServerResponse`). */
 export interface Http1Response {
   writeHead(status: number, headers: Record<string, string | number>): unknown;
-  end(chunk?: string): unknown;
+  end(chunk?: string | Buffer): unknown;
 }
 
 /**
  * Answers an HTTP/1.1 call with `code`: gRPC-Web as a trailers-only response
- * (status in the headers), Connect as its JSON error.
+ * (status in the headers), Connect streaming as its end-of-stream message,
+ * Connect unary as its JSON error.
  */
 function respondHttp1(
   response: Http1Response,
@@ -109,6 +110,11 @@ function respondHttp1(
       "grpc-message": encodeURIComponent(message),
     });
     response.end();
+    return;
+  }
+  if (contentType?.startsWith("application/connect+")) {
+    response.writeHead(200, { "content-type": contentType.split(";", 1)[0]! });
+    response.end(connectEndStream(code, message));
     return;
   }
   const body = JSON.stringify({ code: codeToString(code), message });
@@ -131,11 +137,16 @@ function respondConnectStream(
   message: string,
 ): void {
   if (stream.headersSent || stream.destroyed) return;
+  stream.respond({ ":status": 200, "content-type": contentType.split(";", 1)[0]! });
+  stream.end(connectEndStream(code, message));
+}
+
+/** A Connect end-of-stream message (flags 0b10) carrying `code` and `message` as JSON. */
+function connectEndStream(code: Code, message: string): Buffer {
   const json = Buffer.from(JSON.stringify({ error: { code: codeToString(code), message } }));
   const frame = Buffer.alloc(5 + json.length);
   frame[0] = 0b10;
   frame.writeUInt32BE(json.length, 1);
   json.copy(frame, 5);
-  stream.respond({ ":status": 200, "content-type": contentType.split(";", 1)[0]! });
-  stream.end(frame);
+  return frame;
 }
