@@ -4,7 +4,7 @@
 // what the nodes and the client printed, and stops the nodes it started.
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { startNode, stopChild } from "./lib/node-process.mjs";
+import { loadedKeyOf, startNode, stopChild } from "./lib/node-process.mjs";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const client = `${root}apps/client/dist/main.js`;
@@ -15,13 +15,18 @@ const ports =
   portsFlag === -1 ? [8001, 8002, 8003] : process.argv[portsFlag + 1].split(",").map(Number);
 const peers = ports.map((port) => `${host}:${port}`).join(",");
 
+// Readable node lines (pino-pretty), each prefixed with its node. The admin
+// listener is on the main port + 1000 (9001-9003), or a free port when the
+// ports are chosen (tests: +1000 may be taken).
+const admin = portsFlag === -1 ? [] : ["--admin-port", "0"];
 const nodes = ports.map((port) => {
-  const node = startNode(["--host", host, "--port", String(port), "--peers", peers], {
+  const args = ["--host", host, "--port", String(port), "--peers", peers, "--log-format", "pretty"];
+  const node = startNode([...args, ...admin], {
     label: `node :${port}`,
     // Every line is kept: the summary counts each node's getter calls from them.
     keepLines: Number.POSITIVE_INFINITY,
     timeoutMs: 20_000,
-    onLine: (line) => process.stdout.write(`${line}\n`),
+    onLine: (line) => process.stdout.write(`[node :${port}] ${line}\n`),
   });
   node.port = port;
   return node;
@@ -55,10 +60,8 @@ try {
   await new Promise((resolve) => setTimeout(resolve, 100));
   console.log("\n--- getter calls, by node ---");
   for (const { port, lines } of nodes) {
-    const loads = lines.filter((line) => line.includes("loaded from source:"));
-    console.log(
-      `:${port}  ${loads.length === 0 ? "(none)" : loads.map((l) => l.split("loaded from source: ")[1]).join(", ")}`,
-    );
+    const loads = lines.map(loadedKeyOf).filter((key) => key !== undefined);
+    console.log(`:${port}  ${loads.length === 0 ? "(none)" : loads.join(", ")}`);
   }
 } catch (error) {
   console.error(`demo failed: ${error.message}`);

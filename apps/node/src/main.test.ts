@@ -7,15 +7,14 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { CacheService, ConnectPool } from "@distcache/transport-connect";
 import { describe, expect, it } from "vitest";
-import { NODE_MAIN as main } from "../../../scripts/lib/node-process.mjs";
+import { loadedKeyOf, NODE_MAIN as main } from "../../../scripts/lib/node-process.mjs";
 import { freePort, freePorts } from "../../../scripts/lib/ports.mjs";
 import { type NodeProcess, startNode } from "./node-process.test-util.js";
 
 const demo = fileURLToPath(new URL("../../../scripts/demo-cluster.mjs", import.meta.url));
 const run = promisify(execFile);
 
-const loadsOf = (node: NodeProcess) =>
-  node.lines.filter((line) => line.includes("loaded from source:"));
+const loadsOf = (node: NodeProcess) => node.lines.filter((line) => loadedKeyOf(line) !== undefined);
 
 describe("distcache-node", () => {
   it("prints its usage with --help and refuses bad flags with exit 2", async () => {

@@ -2,7 +2,7 @@
 // in scripts/lib: started on a port, ready on their serving line, killed after each test.
 import type { ChildProcess } from "node:child_process";
 import { afterEach } from "vitest";
-import { startNode as startNodeProcess } from "../../../scripts/lib/node-process.mjs";
+import { loadedKeyOf, startNode as startNodeProcess } from "../../../scripts/lib/node-process.mjs";
 
 /** A `distcache-node` child process and what it printed. */
 export interface NodeProcess {
@@ -48,9 +48,7 @@ export async function startNode(
 
 /** Keys `node` loaded from its source, in order. */
 export function loadedKeys(node: NodeProcess): string[] {
-  return node.lines
-    .map((line) => /loaded from source: (.*)$/.exec(line)?.[1])
-    .filter((key): key is string => key !== undefined);
+  return node.lines.map(loadedKeyOf).filter((key): key is string => key !== undefined);
 }
 
 afterEach(async () => {
