@@ -119,11 +119,7 @@ function describe(
       return `${at(offset)}: ${dotted === "" ? "" : `${label}: `}unknown key "${key}"`;
     });
   }
-  const message =
-    issue.code === "invalid_union" && issue.path.at(-1) === "source"
-      ? "source needs type: demo, http or postgres"
-      : issue.message;
-  return [`${at(rangeOf(root, issue.path))}: ${label}: ${message}`];
+  return [`${at(rangeOf(root, issue.path))}: ${label}: ${issue.message}`];
 }
 
 function nodeAt(root: unknown, path: readonly PropertyKey[]): unknown {
