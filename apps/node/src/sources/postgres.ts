@@ -1,6 +1,6 @@
 // The PostgreSQL data source: one parameterised query per group ($1 = the
 // key), run on a bounded connection pool; the getter's AbortSignal cancels
-// the running query on the server (PostgreSQL's cancel protocol).
+// the running query on the server (pg_cancel_backend).
 import { NotFoundError } from "@distcache/core";
 import pg from "pg";
 
@@ -25,10 +25,9 @@ export interface PostgresSourceOptions {
   readonly connectTimeoutMs?: number;
 }
 
-/** The part of pg's Client this source uses to cancel: not in pg's types, present since pg 2. */
-interface Canceller {
-  cancel(client: pg.PoolClient, query: pg.Query): void;
-  readonly connection: { on(event: "error", listener: (error: Error) => void): unknown };
+/** The backend's process id, which pg's Client keeps (set at connect) but its types leave out. */
+interface BackendPid {
+  readonly processID: number | null;
 }
 
 /**
@@ -91,9 +90,7 @@ export class PostgresSource {
       const onAbort = () => {
         cancelled = true;
         reject(signal?.reason);
-        const canceller = new pg.Client(this.config) as unknown as Canceller;
-        canceller.connection.on("error", () => {});
-        canceller.cancel(client, query);
+        void this.cancelBackend((client as unknown as BackendPid).processID);
       };
       query.on("row", (row: Record<string, unknown>) => {
         // The first column: a row's keys keep the column order.
@@ -114,6 +111,27 @@ export class PostgresSource {
       signal?.addEventListener("abort", onAbort, { once: true });
       client.query(query);
     });
+  }
+
+  /**
+   * Cancels the query running on backend `pid`, from a connection of its own
+   * (not the pool's: every pooled one may be busy). pg's `Client.cancel`
+   * (the cancel protocol) reads a getter pg 8 deprecates, so this uses
+   * `pg_cancel_backend`, which the same user may call on its own backends.
+   */
+  private async cancelBackend(pid: number | null): Promise<void> {
+    if (pid === null) return;
+    const canceller = new pg.Client({ ...this.config, statement_timeout: undefined });
+    canceller.on("error", () => {});
+    try {
+      await canceller.connect();
+      await canceller.query("SELECT pg_cancel_backend($1)", [pid]);
+    } catch {
+      // The server is gone or refused: the query dies with its connection,
+      // which is destroyed once it settles.
+    } finally {
+      await canceller.end().catch(() => {});
+    }
   }
 
   /** Closes every connection; loads in flight fail. */
