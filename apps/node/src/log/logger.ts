@@ -14,7 +14,7 @@ export interface LoggerOptions {
   readonly format: LogFormat | undefined;
   /** This node's address (the `node` field of every line). */
   readonly node: string;
-  /** Where lines go. Default: stdout. */
+  /** The file descriptor lines go to. Default: 1 (stdout). */
   readonly fd?: number;
 }
 
