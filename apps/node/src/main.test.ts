@@ -7,7 +7,12 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { CacheService, ConnectPool } from "@distcache/transport-connect";
 import { describe, expect, it } from "vitest";
-import { loadedKeyOf, NODE_MAIN as main } from "../../../scripts/lib/node-process.mjs";
+import {
+  loadedKeyOf,
+  NODE_MAIN as main,
+  startNode as startNodeProcess,
+  stopChild,
+} from "../../../scripts/lib/node-process.mjs";
 import { freePort, freePorts } from "../../../scripts/lib/ports.mjs";
 import { type NodeProcess, startNode } from "./node-process.test-util.js";
 
@@ -125,6 +130,26 @@ describe("distcache-node", () => {
     await expect(
       run(process.execPath, [main, "--source-url", "ftp://127.0.0.1/x"]),
     ).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining("--source-url") });
+  });
+
+  it("--port 0 binds a free port and names it in the ready line (and as its member address)", async () => {
+    const node = startNodeProcess(["--port", "0", "--no-admin"], { timeoutMs: 15_000 });
+    try {
+      await node.ready;
+      const ready = JSON.parse(node.lines.find((line) => line.includes("serving group"))!);
+      const port = Number(/^127\.0\.0\.1:(\d+)$/.exec(ready.listen)?.[1]);
+      expect(port).toBeGreaterThan(0);
+      expect(ready.msg).toContain(`as 127.0.0.1:${port}, members: 127.0.0.1:${port}`);
+      const client = createClient(
+        CacheService,
+        createGrpcTransport({ baseUrl: `http://127.0.0.1:${port}` }),
+      );
+      expect(
+        new TextDecoder().decode((await client.get({ group: "scores", key: "Sam" })).data),
+      ).toBe("567");
+    } finally {
+      await stopChild(node);
+    }
   });
 
   it("drains and exits 0 on SIGTERM", async () => {
