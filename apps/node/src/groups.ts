@@ -7,7 +7,6 @@ import type { GroupConfig, SourceConfig } from "./config/schema.js";
 import { type Logger, RateLimiter } from "./log/logger.js";
 import { demoRows } from "./sources/demo.js";
 import { HttpSource } from "./sources/http.js";
-import { PostgresSource } from "./sources/postgres.js";
 
 /** A group and what it needs closed when the node stops. */
 export interface NodeGroup {
@@ -24,7 +23,7 @@ interface Source {
 /** Getter failures are logged at most once per group per this many ms. */
 const ERROR_LOG_INTERVAL_MS = 10_000;
 
-function sourceOf(name: string, config: SourceConfig, log: Logger): Source {
+async function sourceOf(name: string, config: SourceConfig, log: Logger): Promise<Source> {
   switch (config.type) {
     case "demo": {
       const rows = demoRows();
@@ -45,6 +44,8 @@ function sourceOf(name: string, config: SourceConfig, log: Logger): Source {
       return { load: (key, signal) => http.load(name, key, signal), close: () => http.close() };
     }
     case "postgres": {
+      // pg loads only for nodes that use it.
+      const { PostgresSource } = await import("./sources/postgres.js");
       const db = new PostgresSource(
         {
           connectionString: config.connectionString,
@@ -69,11 +70,17 @@ function sourceOf(name: string, config: SourceConfig, log: Logger): Source {
   }
 }
 
-/** Creates (registers) every configured group. Throws if a password file cannot be read. */
-export function createGroups(configs: readonly GroupConfig[], log: Logger): NodeGroup[] {
+/** Creates (registers) every configured group. Rejects if a password file cannot be read. */
+export async function createGroups(
+  configs: readonly GroupConfig[],
+  log: Logger,
+): Promise<NodeGroup[]> {
   const errors = new RateLimiter(ERROR_LOG_INTERVAL_MS);
-  return configs.map((config) => {
-    const source = sourceOf(config.name, config.source, log);
+  const sources = await Promise.all(
+    configs.map((config) => sourceOf(config.name, config.source, log)),
+  );
+  return configs.map((config, index) => {
+    const source = sources[index]!;
     const group = newGroup(
       config.name,
       config.budget,

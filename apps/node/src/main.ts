@@ -3,14 +3,11 @@
 // Connect. Settings come from the flags and an optional config file
 // (src/config/); groups and their sources from src/groups.ts; logs are pino's.
 import { createServer } from "node:net";
-import { ConnectPool } from "@distcache/transport-connect";
 import { ConfigError, type LoadedConfig, loadConfigFile } from "./config/file.js";
 import { type FlagSettings, parseFlags, usage } from "./config/flags.js";
 import { membersWith, type NodeConfig, resolveConfig, selfAddress } from "./config/resolve.js";
 import { formatHostPort } from "./config/units.js";
-import { createGroups, type NodeGroup } from "./groups.js";
-import { installIntrospection, SocketTracker } from "./introspection.js";
-import { createLogger, type Logger } from "./log/logger.js";
+import type { NodeGroup } from "./groups.js";
 
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
@@ -69,12 +66,25 @@ try {
 } catch (error) {
   fail(error);
 }
-const log: Logger = createLogger({ ...config.log, node: self });
+// The heavy modules load once the settings are known good: a bad flag or file
+// is reported without paying for them.
+const [
+  { ConnectPool },
+  { createGroups },
+  { installIntrospection, SocketTracker },
+  { createLogger },
+] = await Promise.all([
+  import("@distcache/transport-connect"),
+  import("./groups.js"),
+  import("./introspection.js"),
+  import("./log/logger.js"),
+]);
+const log = createLogger({ ...config.log, node: self });
 
 let groups: NodeGroup[];
-let pool: ConnectPool;
+let pool: InstanceType<typeof ConnectPool>;
 try {
-  groups = createGroups(config.groups, log);
+  groups = await createGroups(config.groups, log);
   pool = new ConnectPool(self, config.pool);
   pool.setPeers(...members);
 } catch (error) {

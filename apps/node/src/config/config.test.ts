@@ -25,7 +25,7 @@ function write(name: string, text: string): string {
 /** Runs the built node with `args`; resolves with its exit code and stderr. */
 async function node(args: string[]): Promise<{ code: number; stderr: string }> {
   try {
-    await run(process.execPath, [main, ...args], { timeout: 15_000 });
+    await run(process.execPath, [main, ...args], { timeout: 60_000 });
     return { code: 0, stderr: "" };
   } catch (error) {
     const { code, stderr } = error as { code: number; stderr: string };
@@ -170,7 +170,7 @@ describe("config files", () => {
       expect(result.code, name).toBe(2);
       expect(result.stderr, name).toMatch(pattern);
     });
-  });
+  }, 120_000);
 
   it("refuses --peers without this node, and the one-group flags beside the file's groups", async () => {
     expect(await node(["--port", "8001", "--peers", "127.0.0.1:8002"])).toMatchObject({
@@ -189,5 +189,5 @@ describe("config files", () => {
         `--group: the one-group flags cannot be combined with the groups of ${file}:2:3`,
       ),
     });
-  });
+  }, 120_000);
 });
