@@ -2,9 +2,7 @@
 // share no code with it — @grpc/grpc-js with the .proto loaded at run time,
 // `buf curl`, and Connect-ES over gRPC, gRPC-Web and Connect. They check the
 // wire contract ("The wire contract" in the design notes).
-import { execFile } from "node:child_process";
 import * as http2 from "node:http2";
-import { createRequire } from "node:module";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { create, toBinary } from "@bufbuild/protobuf";
@@ -20,6 +18,7 @@ import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "../../../scripts/lib/ports.mjs";
+import { bufCurl } from "./buf-curl.test-util.js";
 import { CacheService, GetRequestSchema } from "./gen/distcache/cache_pb.js";
 import { ConnectPool } from "./pool.js";
 
@@ -145,25 +144,6 @@ async function grpcStatus(call: Promise<unknown>): Promise<grpc.status> {
     return (error as grpc.ServiceError).code;
   }
   throw new Error("call succeeded; expected an error status");
-}
-
-/** Runs `buf curl` without blocking the event loop (the server runs in this process). */
-function bufCurl(args: string[]): Promise<{ stdout: string; stderr: string }> {
-  const require = createRequire(import.meta.url);
-  const pkg = require.resolve("@bufbuild/buf/package.json");
-  const bin = (require(pkg) as { bin: Record<string, string> }).bin.buf!;
-  const script = join(dirname(pkg), bin);
-  return new Promise((ok, fail) => {
-    execFile(
-      process.execPath,
-      [script, "curl", ...args],
-      { cwd: repoRoot, timeout: 60_000 },
-      (error, stdout, stderr) => {
-        if (error) fail(new Error(`buf curl failed: ${error.message}\n${stderr}`));
-        else ok({ stdout, stderr });
-      },
-    );
-  });
 }
 
 async function eventually(check: () => boolean, timeoutMs = 3_000): Promise<void> {

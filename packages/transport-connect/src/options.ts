@@ -98,6 +98,39 @@ export interface ServerOptions {
    * server (the reference the differential tests compare against).
    */
   fastPaths?: boolean;
+  /**
+   * Whether the main port serves `grpc.health.v1.Health` (Check and Watch):
+   * SERVING once the pool listens and `setPeers` has been called, NOT_SERVING
+   * from the first step of `close()`. Default `true`.
+   */
+  health?: boolean;
+  /**
+   * Whether the main port serves gRPC server reflection
+   * (`grpc.reflection.v1` and `v1alpha`), so `buf curl --reflect` and
+   * grpcurl work without the .proto files. It tells callers nothing the
+   * published .proto does not. Default `true`.
+   */
+  reflection?: boolean;
+}
+
+/**
+ * The admin listener: plain HTTP/1.1 on its own port, for Prometheus and
+ * Kubernetes probes (`/metrics`, `/livez`, `/readyz`) and people (`/`, the
+ * status page; `/status.json`; `/lookup`). Absent: no admin listener.
+ */
+export interface AdminOptions {
+  /** Address to bind. Default `"127.0.0.1"`: the page can read keys, so keep it off public interfaces. */
+  host?: string;
+  /** Port to bind; `0` picks a free one (see `ConnectPool.adminAddress`). Required. */
+  port: number;
+  /**
+   * Whether to serve the status page, `/status.json` and `/lookup` (which
+   * reads a key through this node). Default `true`; `false` leaves only
+   * `/metrics`, `/livez` and `/readyz`.
+   */
+  statusPage?: boolean;
+  /** Milliseconds a `/lookup` may take before it answers with a timeout. Default `2_000`. Must be > 0. */
+  lookupTimeoutMs?: number;
 }
 
 /** Options for {@link ConnectPool}. */
@@ -110,6 +143,8 @@ export interface ConnectPoolOptions {
   peer?: PeerOptions;
   /** What this node's server accepts, and how it sheds load. */
   server?: ServerOptions;
+  /** The admin HTTP/1.1 listener (metrics, probes, status page). Default: none. */
+  admin?: AdminOptions;
 }
 
 /** {@link PeerOptions} with every default applied. */
@@ -121,12 +156,16 @@ export interface ResolvedPeerOptions {
 /** {@link ServerOptions} with every default applied. */
 export type ResolvedServerOptions = Readonly<Required<ServerOptions>>;
 
+/** {@link AdminOptions} with every default applied. */
+export type ResolvedAdminOptions = Readonly<Required<AdminOptions>>;
+
 /** {@link ConnectPoolOptions} with every default applied. */
 export interface ResolvedOptions {
   readonly replicas: number;
   readonly virtualNodes: number | undefined;
   readonly peer: ResolvedPeerOptions;
   readonly server: ResolvedServerOptions;
+  readonly admin: ResolvedAdminOptions | undefined;
 }
 
 /** The defaults of {@link ServerOptions}. */
@@ -144,6 +183,15 @@ export const SERVER_DEFAULTS: ResolvedServerOptions = Object.freeze({
   maxSessionMemoryMiB: 10,
   maxHeaderListBytes: 16_384,
   fastPaths: true,
+  health: true,
+  reflection: true,
+});
+
+/** The defaults of {@link AdminOptions} (the port has none). */
+export const ADMIN_DEFAULTS = Object.freeze({
+  host: "127.0.0.1",
+  statusPage: true,
+  lookupTimeoutMs: 2_000,
 });
 
 /** The default of {@link ConnectPoolOptions.replicas}. */
@@ -157,7 +205,8 @@ const MOVED: Readonly<Record<string, string>> = {
   breaker: "peer.breaker",
   ...Object.fromEntries(Object.keys(SERVER_DEFAULTS).map((name) => [name, `server.${name}`])),
 };
-const TOP_LEVEL = new Set(["replicas", "virtualNodes", "peer", "server"]);
+const TOP_LEVEL = new Set(["replicas", "virtualNodes", "peer", "server", "admin"]);
+const ADMIN_KEYS = new Set(["host", "port", "statusPage", "lookupTimeoutMs"]);
 const PEER_KEYS = new Set(["timeoutMs", "breaker"]);
 
 /**
@@ -198,7 +247,31 @@ export function resolveOptions(options: ConnectPoolOptions = {}): ResolvedOption
     virtualNodes: options.virtualNodes,
     peer: { timeoutMs, breaker: options.peer?.breaker },
     server,
+    admin: options.admin === undefined ? undefined : resolveAdmin(options.admin),
   };
+}
+
+function resolveAdmin(options: AdminOptions): ResolvedAdminOptions {
+  for (const name of Object.keys(options)) {
+    if (!ADMIN_KEYS.has(name)) throw new TypeError(`unknown ConnectPool option "admin.${name}"`);
+  }
+  const admin: ResolvedAdminOptions = {
+    ...ADMIN_DEFAULTS,
+    ...withoutUndefined(options),
+    port: options.port,
+  };
+  if (!Number.isInteger(admin.port) || admin.port < 0 || admin.port > 65_535) {
+    throw new RangeError(`admin.port must be an integer from 0 to 65535, got ${admin.port}`);
+  }
+  if (typeof admin.host !== "string" || admin.host.length === 0) {
+    throw new TypeError("admin.host must be a non-empty string");
+  }
+  if (!(admin.lookupTimeoutMs > 0) || !Number.isFinite(admin.lookupTimeoutMs)) {
+    throw new RangeError(
+      `admin.lookupTimeoutMs must be a number > 0, got ${admin.lookupTimeoutMs}`,
+    );
+  }
+  return admin;
 }
 
 function nonNegativeInteger(name: string, value: number): number {

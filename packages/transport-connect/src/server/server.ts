@@ -3,6 +3,7 @@
 // the session tracking that lets close() drain calls in flight.
 import * as http2 from "node:http2";
 import type { AddressInfo } from "node:net";
+import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { ResolvedServerOptions } from "../options.js";
 import { registerCacheService } from "./cache-service.js";
@@ -41,9 +42,11 @@ export class NodeServer {
   private readonly sessions = new Set<http2.ServerHttp2Session>();
 
   /** @throws RangeError for a guard limit that is not an integer in range (see guard.ts). */
+  /** @param moreRoutes registers further services (health, reflection) beside the two of the cache. */
   constructor(
     host: ServiceHost,
     private readonly options: ResolvedServerOptions,
+    private readonly moreRoutes?: (router: ConnectRouter) => void,
   ) {
     this.guard = new ServerGuard(options);
     this.services = { host, limits: options, received: this.received };
@@ -121,6 +124,7 @@ export class NodeServer {
       routes: (router) => {
         registerCacheService(router, services);
         registerPeerService(router, services);
+        this.moreRoutes?.(router);
       },
       readMaxBytes,
       jsonOptions: strictJsonOptions,
