@@ -73,11 +73,13 @@ const [
   { createGroups },
   { installIntrospection, SocketTracker },
   { createLogger },
+  { logPoolEvents },
 ] = await Promise.all([
   import("@distcache/transport-connect"),
   import("./groups.js"),
   import("./introspection.js"),
   import("./log/logger.js"),
+  import("./log/pool-events.js"),
 ]);
 const log = createLogger({ ...config.log, node: self });
 
@@ -85,7 +87,8 @@ let groups: NodeGroup[];
 let pool: InstanceType<typeof ConnectPool>;
 try {
   groups = await createGroups(config.groups, log);
-  pool = new ConnectPool(self, config.pool);
+  pool = new ConnectPool(self, { ...config.pool, admin: config.admin });
+  logPoolEvents(pool, log);
   pool.setPeers(...members);
 } catch (error) {
   fail(error);
@@ -104,10 +107,10 @@ let stopping = false;
 async function stop(signal: string) {
   if (stopping) return;
   stopping = true;
-  log.info({ signal }, "draining");
+  // The pool logs "draining" and "stopped" (its events).
+  log.info({ signal }, `${signal}: stopping`);
   await pool.close();
   await Promise.allSettled(groups.map((g) => g.close()));
-  log.info("stopped");
   process.exit(0);
 }
 process.on("SIGINT", () => void stop("SIGINT"));
@@ -116,13 +119,25 @@ process.on("SIGTERM", () => void stop("SIGTERM"));
 try {
   await pool.serve(listen);
 } catch (error) {
-  log.fatal({ listen, err: messageOf(error) }, `cannot listen on ${listen}`);
+  const admin =
+    config.admin === undefined
+      ? ""
+      : ` (or the admin port ${formatHostPort(config.admin.host, config.admin.port)})`;
+  log.fatal(
+    { listen, err: messageOf(error) },
+    `cannot listen on ${listen}${admin}: ${messageOf(error)}`,
+  );
   process.exit(1);
 }
 const served = groups.map(
   ({ config: g }) => `group "${g.name}" (${g.budget} bytes, ${g.source.type})`,
 );
+const bound = pool.adminAddress;
+const admin = bound === undefined ? undefined : formatHostPort(bound.host, bound.port);
 log.info(
-  { listen },
-  `serving ${served.join(", ")} as ${self}, members: ${pool.stats().members.join(", ")}`,
+  { listen, admin },
+  `serving ${served.join(", ")} as ${self}, members: ${pool.stats().members.join(", ")}; ` +
+    (admin === undefined
+      ? "no admin port"
+      : `admin http://${admin}/ (metrics, probes, status page)`),
 );
