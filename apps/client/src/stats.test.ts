@@ -2,8 +2,12 @@
 // (the table), and each way an admin port can fail (exit 2, said on stderr).
 import http from "node:http";
 import type { AddressInfo } from "node:net";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { Group, NotFoundError } from "@distcache/core";
+import { CacheService, ConnectPool } from "@distcache/transport-connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { freePort } from "../../../scripts/lib/ports.mjs";
+import { freePort, freePorts } from "../../../scripts/lib/ports.mjs";
 import { run } from "./cli.js";
 
 const canned = {
@@ -89,6 +93,50 @@ async function stats(...args: string[]) {
 }
 
 describe("distcache stats", () => {
+  it("reads a running node's admin port: its members and its group after known traffic", async () => {
+    const [port, peerPort] = await freePorts(2);
+    const self = `127.0.0.1:${port}`;
+    const peer = `127.0.0.1:${peerPort}`; // a member that never answers
+    const rows: Record<string, string> = {};
+    for (let i = 0; i < 20; i++) rows[`k${i}`] = `v${i}`;
+    const group = new Group("stats-scores", 4096, (key) => {
+      const row = rows[key];
+      if (row === undefined) throw new NotFoundError(key);
+      return row;
+    });
+    const pool = new ConnectPool(self, { replicas: 0, admin: { port: 0 } });
+    pool.setPeers(self, peer);
+    group.registerPeers(pool);
+    await pool.serve();
+    try {
+      const client = createClient(CacheService, createGrpcTransport({ baseUrl: `http://${self}` }));
+      // Keys this node owns: a miss each, then a hit each.
+      const own = Object.keys(rows).filter((key) => pool.ownerOf(key) === self);
+      for (const key of [...own, ...own]) await client.get({ group: "stats-scores", key });
+      const admin = pool.adminAddress!;
+      const { code, stdout, stderr } = await stats("--addr", `${admin.host}:${admin.port}`);
+      expect({ code, stderr }).toEqual({ code: 0, stderr: "" });
+      const lines = stdout.split("\n");
+      expect(lines[0]).toBe(
+        `node ${self} · serving · version ${/version (\S+)/.exec(lines[0]!)?.[1]}`,
+      );
+      expect(lines.find((l) => l.startsWith(`${self} (self)`))).toMatch(
+        /^\S+ \(self\)\s+-\s+0\s+0\s+-\s+-$/,
+      );
+      expect(lines.find((l) => l.startsWith(peer))).toMatch(/^\S+\s+closed\s+0\s+0\s+-\s+-$/);
+      const n = own.length;
+      expect(n).toBeGreaterThan(0);
+      const row = lines.find((l) => l.startsWith("stats-scores"))!.split(/\s{2,}/);
+      // GROUP, GETS, HIT RATE, BYTES / BUDGET, ITEMS, LOADS, GETTER CALLS, ERRORS
+      expect(row[0]).toBe("stats-scores");
+      expect(row.slice(1, 3)).toEqual([String(2 * n), "50.0%"]);
+      expect(row[3]).toMatch(/ \/ 4\.0 KiB$/);
+      expect(row.slice(4)).toEqual([String(n), String(n), String(n), "0"]);
+    } finally {
+      await pool.close();
+    }
+  });
+
   it("prints the members and groups of /status.json as tables", async () => {
     answer = (response) => {
       response.setHeader("content-type", "application/json");
