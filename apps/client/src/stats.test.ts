@@ -9,6 +9,7 @@ import { CacheService, ConnectPool } from "@distcache/transport-connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort, freePorts } from "../../../scripts/lib/ports.mjs";
 import { run } from "./cli.js";
+import { formatStatus, type NodeStatus } from "./stats.js";
 
 const canned = {
   node: "127.0.0.1:8001",
@@ -188,5 +189,10 @@ describe("distcache stats", () => {
       code: 2,
       stderr: expect.stringContaining("ECONNREFUSED"),
     });
+  });
+
+  it("prints no control character a node sent (terminal escapes become ?)", () => {
+    const status = { ...canned, node: "evil\u001b[2J\u0007" } as NodeStatus;
+    expect(formatStatus(status).split("\n")[0]).toBe("node evil?[2J? · serving · version 0.2.0");
   });
 });

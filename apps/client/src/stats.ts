@@ -186,7 +186,11 @@ const ms = (value: number | null) => (value === null ? "-" : value.toFixed(2));
 /** The status as text: a heading line, the members table, the groups table. */
 export function formatStatus(status: NodeStatus): string {
   // Text from the network is printed to a terminal: no control characters.
-  const clean = (text: string) => text.replace(/[\u0000-\u001f\u007f-\u009f]/g, "?");
+  const clean = (text: string) =>
+    Array.from(text, (c) => {
+      const code = c.codePointAt(0)!;
+      return code < 0x20 || (code >= 0x7f && code <= 0x9f) ? "?" : c;
+    }).join("");
   const lines = [
     `node ${clean(status.node)} · ${clean(status.phase)}${status.draining ? " (draining)" : ""} · version ${clean(status.version)}`,
     "",
