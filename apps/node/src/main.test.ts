@@ -113,7 +113,8 @@ describe("distcache-node", () => {
       });
       expect(stats.fds).toBeGreaterThan(3);
       expect(stats.rss).toBeGreaterThan(0);
-      expect(stats.activeResources).toHaveProperty("TCPServerWrap", 1);
+      // The main port and the admin port.
+      expect(stats.activeResources).toHaveProperty("TCPServerWrap", 2);
       // Its keep-alive connection to the source is still open.
       const outbound = (stats.sockets as { outbound: Record<string, number> }).outbound;
       expect(outbound[sourceUrl.slice("http://".length, -"/db".length)]).toBe(1);
