@@ -6,25 +6,22 @@
 import { z } from "zod";
 import { parseDuration, parseHostPort, parseSize } from "./units.js";
 
+/** A number or text read by `parse` (which returns a number, or an error message). */
+const parsedBy = (parse: (value: string | number) => number | string) =>
+  z.union([z.number(), z.string()]).transform((value, ctx) => {
+    const parsed = parse(value);
+    if (typeof parsed === "string") {
+      ctx.addIssue({ code: "custom", message: parsed });
+      return z.NEVER;
+    }
+    return parsed;
+  });
+
 /** A byte size: an integer or `64MiB`-style text. */
-const size = z.union([z.number(), z.string()]).transform((value, ctx) => {
-  const bytes = parseSize(value);
-  if (typeof bytes === "string") {
-    ctx.addIssue({ code: "custom", message: bytes });
-    return z.NEVER;
-  }
-  return bytes;
-});
+const size = parsedBy(parseSize);
 
 /** A duration in milliseconds: an integer or `30s`-style text. */
-const duration = z.union([z.number(), z.string()]).transform((value, ctx) => {
-  const ms = parseDuration(value);
-  if (typeof ms === "string") {
-    ctx.addIssue({ code: "custom", message: ms });
-    return z.NEVER;
-  }
-  return ms;
-});
+const duration = parsedBy(parseDuration);
 
 const count = (min: number, max: number) => z.number().int().min(min).max(max);
 
