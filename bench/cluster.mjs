@@ -20,7 +20,13 @@ import http2 from "node:http2";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { NODE_MAIN, startChild, stopChild, track } from "../scripts/lib/node-process.mjs";
+import {
+  loadedKeyOf,
+  NODE_MAIN,
+  startChild,
+  stopChild,
+  track,
+} from "../scripts/lib/node-process.mjs";
 import { freePorts } from "../scripts/lib/ports.mjs";
 import { decodeGetResponse, getRequestFrame, runGrpcLoad } from "./grpc-load.mjs";
 import { formatRate, markdownTable, percentile } from "./harness.mjs";
@@ -192,7 +198,7 @@ const BENCH_ENV = { ...process.env, NODE_OPTIONS: "" };
 
 /** Counts a node's loads and answers its peer-request counter (see PEER_COUNTER). */
 function watchNode(line, state) {
-  if (line.includes("loaded from source:")) state.loads++;
+  if (loadedKeyOf(line) !== undefined) state.loads++;
   const m = /^bench-peer-requests (\d+)$/.exec(line);
   if (m) for (const w of state.waiters.splice(0)) w(Number(m[1]));
 }
@@ -406,6 +412,8 @@ export async function runCluster({
       "-r",
       preload,
       NODE_MAIN,
+      "--admin-port",
+      "0",
       "--host",
       HOST,
       "--port",

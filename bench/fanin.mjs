@@ -21,6 +21,7 @@ import http from "node:http";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import {
+  loadedKeyOf,
   NODE_MAIN,
   startNode as startNodeProcess,
   stopChild,
@@ -92,8 +93,8 @@ function startNode(port, members, sourceUrl) {
     // Measured as built, not under this process's NODE_OPTIONS.
     env: { ...process.env, NODE_OPTIONS: "" },
     onLine: (line) => {
-      const loaded = /loaded from source: (.*)$/.exec(line);
-      if (loaded) node.loaded.push(loaded[1]);
+      const loaded = loadedKeyOf(line);
+      if (loaded !== undefined) node.loaded.push(loaded);
     },
   });
   node.address = `${HOST}:${port}`;

@@ -25,7 +25,7 @@ import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { machine, markdownTable, mulberry32 } from "../bench/harness.mjs";
-import { killTracked, startNode as startNodeProcess } from "./lib/node-process.mjs";
+import { killTracked, loadedKeyOf, startNode as startNodeProcess } from "./lib/node-process.mjs";
 import { freePorts } from "./lib/ports.mjs";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -269,7 +269,7 @@ async function startNode(slot, clock) {
       // The tail printed on an unexpected exit leaves out the (many) load lines.
       keepLines: 0,
       onLine: (line) => {
-        if (line.includes("loaded from source: ")) slot.loads++;
+        if (loadedKeyOf(line) !== undefined) slot.loads++;
         else {
           slot.tail.push(line);
           if (slot.tail.length > 20) slot.tail.shift();

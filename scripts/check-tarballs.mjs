@@ -57,7 +57,10 @@ const RULES = {
     ],
     allowed: [...MODULES, /^proto\/.+\.proto$/],
   },
-  "@distcache/node-app": { required: ["dist/main.js", "src/main.ts"], allowed: MODULES },
+  "@distcache/node-app": {
+    required: ["dist/main.js", "src/main.ts", "examples/cluster.yaml"],
+    allowed: [...MODULES, /^examples\/[^/]+\.yaml$/],
+  },
   "@distcache/client-app": {
     required: ["dist/main.js", "dist/scenario1.js", "src/main.ts"],
     allowed: MODULES,

@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { startNode, stopChild } from "./lib/node-process.mjs";
+import { loadedKeyOf, startNode, stopChild } from "./lib/node-process.mjs";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const client = `${root}apps/client/dist/main.js`;
@@ -27,14 +27,18 @@ const secretFile = join(secretDir, "peer-secret");
 writeFileSync(secretFile, `${randomBytes(32).toString("base64")}\n`, { mode: 0o600 });
 process.on("exit", () => rmSync(secretDir, { recursive: true, force: true }));
 
+// Readable node lines (pino-pretty), each prefixed with its node. The admin
+// listener is on the main port + 1000 (9001-9003), or a free port when the
+// ports are chosen (tests: +1000 may be taken).
+const admin = portsFlag === -1 ? [] : ["--admin-port", "0"];
 const nodes = ports.map((port) => {
-  const args = ["--host", host, "--port", String(port), "--peers", peers];
-  const node = startNode([...args, "--peer-secret-file", secretFile], {
+  const args = ["--host", host, "--port", String(port), "--peers", peers, "--log-format", "pretty"];
+  const node = startNode([...args, ...admin, "--peer-secret-file", secretFile], {
     label: `node :${port}`,
     // Every line is kept: the summary counts each node's getter calls from them.
     keepLines: Number.POSITIVE_INFINITY,
     timeoutMs: 20_000,
-    onLine: (line) => process.stdout.write(`${line}\n`),
+    onLine: (line) => process.stdout.write(`[node :${port}] ${line}\n`),
   });
   node.port = port;
   return node;
@@ -68,10 +72,8 @@ try {
   await new Promise((resolve) => setTimeout(resolve, 100));
   console.log("\n--- getter calls, by node ---");
   for (const { port, lines } of nodes) {
-    const loads = lines.filter((line) => line.includes("loaded from source:"));
-    console.log(
-      `:${port}  ${loads.length === 0 ? "(none)" : loads.map((l) => l.split("loaded from source: ")[1]).join(", ")}`,
-    );
+    const loads = lines.map(loadedKeyOf).filter((key) => key !== undefined);
+    console.log(`:${port}  ${loads.length === 0 ? "(none)" : loads.join(", ")}`);
   }
 } catch (error) {
   console.error(`demo failed: ${error.message}`);

@@ -8,6 +8,9 @@ export const NODE_MAIN: string;
 /** The text of the line a node prints once it serves. */
 export const READY_TEXT: string;
 
+/** The key of a node's "loaded from source: KEY" line (JSON or pretty); `undefined` for other lines. */
+export function loadedKeyOf(line: string): string | undefined;
+
 /** How a child ended: its exit code, or the signal that ended it. */
 export interface ChildExit {
   code: number | null;
@@ -60,7 +63,7 @@ export function startChild(
   options?: ChildOptions,
 ): ChildState;
 
-/** Starts `distcache-node ARGS` (`node NODE_FLAGS NODE_MAIN ARGS`); ready on its serving line. */
+/** Starts `distcache-node ARGS` (`node NODE_FLAGS NODE_MAIN ARGS`, admin on a free port unless ARGS say); ready on its serving line. */
 export function startNode(args: readonly string[], options?: NodeOptions): ChildState;
 
 /** The child's last `count` (default 10) output lines, indented, for error messages. */

@@ -7,8 +7,31 @@ import { fileURLToPath } from "node:url";
 /** The built `distcache-node` entry point (`apps/node/dist/main.js`). */
 export const NODE_MAIN = fileURLToPath(new URL("../../apps/node/dist/main.js", import.meta.url));
 
-/** A node prints this once it serves: `[node HOST:PORT] serving group "NAME" ...`. */
+/** A node logs this once it serves: `serving group "NAME" (...) as HOST:PORT, members: ...`. */
 export const READY_TEXT = "serving group";
+
+const LOADED = "loaded from source: ";
+
+/**
+ * The key of a node's "loaded from source: KEY" log line (one per getter
+ * call), JSON (`{"msg":"loaded from source: KEY","key":"KEY",...}`) or pretty
+ * (`[12:00:00.000] INFO: loaded from source: KEY {"group":"scores"}`);
+ * `undefined` for any other line.
+ */
+export function loadedKeyOf(line) {
+  const at = line.indexOf(LOADED);
+  if (at < 0) return undefined;
+  if (line.startsWith("{")) {
+    try {
+      const entry = JSON.parse(line);
+      return typeof entry.msg === "string" && entry.msg.startsWith(LOADED) ? entry.key : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+  // Pretty: the message, then the line's other fields (the group) as one JSON object.
+  return line.slice(at + LOADED.length).replace(/ \{"group":.*\}$/, "");
+}
 
 const live = new Set();
 let exitHookInstalled = false;
@@ -113,10 +136,14 @@ export function startChild(
 /**
  * Starts `node NODE_FLAGS apps/node/dist/main.js ARGS` with {@link startChild};
  * `ready` resolves on its "serving group" line. `label` defaults to
- * `distcache-node`; the other options are {@link startChild}'s.
+ * `distcache-node`; the other options are {@link startChild}'s. Unless ARGS
+ * choose (`--admin-port`, `--no-admin`, `--config`), the admin listener takes
+ * a free port: its default (the main port + 1000) may be taken on a shared machine.
  */
 export function startNode(args, { label = "distcache-node", nodeFlags = [], ...options } = {}) {
-  return startChild(label, [...nodeFlags, NODE_MAIN, ...args], READY_TEXT, options);
+  const chosen = args.some((a) => a === "--admin-port" || a === "--no-admin" || a === "--config");
+  const admin = chosen ? [] : ["--admin-port", "0"];
+  return startChild(label, [...nodeFlags, NODE_MAIN, ...admin, ...args], READY_TEXT, options);
 }
 
 /** The child's last `count` output lines, indented, for error messages. */

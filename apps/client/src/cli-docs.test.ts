@@ -45,12 +45,13 @@ describe("flag tables", () => {
   });
 
   it("apps/node/README.md lists the flags of distcache-node --help", () => {
-    // The usage text as written in the source (no build of apps/node needed).
-    const source = readFileSync(`${root}apps/node/src/main.ts`, "utf8");
-    const usage = /const usage = `([^`$]*)`/.exec(source)?.[1] ?? "";
+    // The flag table as written in the source (no build of apps/node needed):
+    // the usage text is built from its rows' names.
+    const source = readFileSync(`${root}apps/node/src/config/flags.ts`, "utf8");
+    const flags = [...source.matchAll(/^ {4}name: "([a-z-]+)",$/gm)].map((m) => `--${m[1]}`).sort();
     const readme = readFileSync(`${root}apps/node/README.md`, "utf8");
-    expect(tableFlags(readme)).toEqual(usageFlags(usage));
-    expect(usageFlags(usage).length).toBeGreaterThan(10);
+    expect(tableFlags(readme)).toEqual(flags);
+    expect(flags.length).toBeGreaterThan(10);
   });
 });
 

@@ -11,6 +11,7 @@ import {
 } from "@connectrpc/connect-node";
 import { CacheService } from "@distcache/transport-connect";
 import { EXIT, type ExitCode, judgeGet, judgeWrite, type Verdict } from "./answers.js";
+import { fetchStatus, formatStatus, StatsError } from "./stats.js";
 import { type CallTarget, describeCallError } from "./transport-errors.js";
 
 export const USAGE = `Usage: distcache [--addr ADDR] [--protocol NAME] [--timeout MS] COMMAND
@@ -21,6 +22,9 @@ Commands:
   delete GROUP KEY         remove the key from every node
   demo                     the reference's client scenario: Get Tom, Jack, Sam;
                            Delete Tom; Get Tom (group "scores")
+  stats                    the node's members (breaker, call latency) and groups
+                           (hit rate, bytes/budget, items, loads) from its
+                           admin port: --addr HOST:ADMINPORT (/status.json)
 
 Options:
   --addr ADDR              any node: HOST:PORT, [V6]:PORT, http://HOST:PORT or
@@ -190,10 +194,20 @@ async function runCommand(argv: readonly string[], out: CliOutput): Promise<Exit
   const target: CallTarget = { url, timeoutMs: timeoutOf(values.timeout) };
   const protocol = protocolOf(values.protocol);
   const [command, group = "", key = "", value = ""] = positionals;
-  const arity = { get: 3, set: 4, delete: 3, demo: 1 }[command ?? ""];
+  const arity = { get: 3, set: 4, delete: 3, demo: 1, stats: 1 }[command ?? ""];
   if (arity === undefined) throw new UsageError(`unknown command "${command}"`);
   if (positionals.length !== arity) {
     throw new UsageError(`${command} takes ${arity - 1} argument${arity === 2 ? "" : "s"}`);
+  }
+  if (command === "stats") {
+    try {
+      out.stdout(formatStatus(await fetchStatus(target.url, target.timeoutMs)));
+      return EXIT.ok;
+    } catch (error) {
+      if (!(error instanceof StatsError)) throw error;
+      out.stderr(`distcache: ${error.message}`);
+      return EXIT.error;
+    }
   }
   if (command !== "demo") {
     if (group === "") throw new UsageError("GROUP must not be empty");

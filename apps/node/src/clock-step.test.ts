@@ -84,8 +84,8 @@ async function scenario(firstOffset: string | undefined, restartOffset: string |
   // Keys the restarted node owns (its stamps are the ones that step), and a few others.
   const ring = new ConnectPool(addresses[0]!);
   ring.setPeers(...addresses);
-  const owned = [];
-  const others = [];
+  const owned: string[] = [];
+  const others: string[] = [];
   for (let i = 0; i < 1_000 && (owned.length < 20 || others.length < 10); i++) {
     (ring.ownerOf(`k${i}`) === addresses[0] ? owned : others).push(`k${i}`);
   }

@@ -7,15 +7,19 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { CacheService, ConnectPool } from "@distcache/transport-connect";
 import { describe, expect, it } from "vitest";
-import { NODE_MAIN as main } from "../../../scripts/lib/node-process.mjs";
+import {
+  loadedKeyOf,
+  NODE_MAIN as main,
+  startNode as startNodeProcess,
+  stopChild,
+} from "../../../scripts/lib/node-process.mjs";
 import { freePort, freePorts } from "../../../scripts/lib/ports.mjs";
 import { type NodeProcess, startNode } from "./node-process.test-util.js";
 
 const demo = fileURLToPath(new URL("../../../scripts/demo-cluster.mjs", import.meta.url));
 const run = promisify(execFile);
 
-const loadsOf = (node: NodeProcess) =>
-  node.lines.filter((line) => line.includes("loaded from source:"));
+const loadsOf = (node: NodeProcess) => node.lines.filter((line) => loadedKeyOf(line) !== undefined);
 
 describe("distcache-node", () => {
   it("prints its usage with --help and refuses bad flags with exit 2", async () => {
@@ -109,7 +113,8 @@ describe("distcache-node", () => {
       });
       expect(stats.fds).toBeGreaterThan(3);
       expect(stats.rss).toBeGreaterThan(0);
-      expect(stats.activeResources).toHaveProperty("TCPServerWrap", 1);
+      // The main port and the admin port.
+      expect(stats.activeResources).toHaveProperty("TCPServerWrap", 2);
       // Its keep-alive connection to the source is still open.
       const outbound = (stats.sockets as { outbound: Record<string, number> }).outbound;
       expect(outbound[sourceUrl.slice("http://".length, -"/db".length)]).toBe(1);
@@ -126,6 +131,26 @@ describe("distcache-node", () => {
     await expect(
       run(process.execPath, [main, "--source-url", "ftp://127.0.0.1/x"]),
     ).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining("--source-url") });
+  });
+
+  it("--port 0 binds a free port and names it in the ready line (and as its member address)", async () => {
+    const node = startNodeProcess(["--port", "0", "--no-admin"], { timeoutMs: 15_000 });
+    try {
+      await node.ready;
+      const ready = JSON.parse(node.lines.find((line) => line.includes("serving group"))!);
+      const port = Number(/^127\.0\.0\.1:(\d+)$/.exec(ready.listen)?.[1]);
+      expect(port).toBeGreaterThan(0);
+      expect(ready.msg).toContain(`as 127.0.0.1:${port}, members: 127.0.0.1:${port}`);
+      const client = createClient(
+        CacheService,
+        createGrpcTransport({ baseUrl: `http://127.0.0.1:${port}` }),
+      );
+      expect(
+        new TextDecoder().decode((await client.get({ group: "scores", key: "Sam" })).data),
+      ).toBe("567");
+    } finally {
+      await stopChild(node);
+    }
   });
 
   it("drains and exits 0 on SIGTERM", async () => {

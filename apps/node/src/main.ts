@@ -1,257 +1,192 @@
 #!/usr/bin/env node
+// distcache-node: one cache node serving its groups over gRPC, gRPC-Web and
+// Connect. Settings come from the flags and an optional config file
+// (src/config/); groups and their sources from src/groups.ts; logs are pino's.
 import { readFileSync } from "node:fs";
-// distcache-node: one cache node serving the demo group over gRPC, gRPC-Web
-// and Connect. Every getter call prints "loaded from source: KEY". The getter
-// reads the demo rows, or an HTTP data source with --source-url.
-import { parseArgs } from "node:util";
-import { NotFoundError, newGroup } from "@distcache/core";
-import { ConnectPool } from "@distcache/transport-connect";
-import { installIntrospection, SocketTracker } from "./introspection.js";
+import { createServer } from "node:net";
+import { ConfigError, type LoadedConfig, loadConfigFile } from "./config/file.js";
+import { type FlagSettings, parseFlags, usage } from "./config/flags.js";
+import { membersWith, type NodeConfig, resolveConfig, selfAddress } from "./config/resolve.js";
+import { formatHostPort } from "./config/units.js";
+import type { NodeGroup } from "./groups.js";
 import { readClientTokens, readPeerSecrets } from "./secret-files.js";
-import { demoRows, HttpSource } from "./source.js";
-
-const usage = `Usage: distcache-node [options]
-
-  --host HOST              address to listen on and to be known by (default 127.0.0.1)
-  --port PORT              port (default 8001)
-  --peers H:P,H:P,...      every member of the cluster (default: this node alone);
-                           name members exactly as the other nodes do
-  --group NAME[:BYTES]     the demo group and its byte budget (default scores:2048)
-  --source-url URL         load from GET URL/<group>/<key> (URL-encoded) instead of
-                           the demo rows: 200 = the value, 404 = not found
-  --load-timeout MS        longest getter call (the group's loadTimeout)
-  --help                   this text
-
-Cluster and server options (ConnectPoolOptions; what each means, its unit,
-default and what 0 means: packages/transport-connect/src/options.ts):
-  --replicas N             replicas
-  --peer-timeout MS        peer.timeoutMs
-  --no-client-set          server.allowClientSet = false
-  --drain-timeout MS       server.drainTimeoutMs (on SIGTERM)
-  --max-in-flight N        server.maxRequestsInFlight
-  --max-loop-delay MS      server.maxEventLoopDelayMs
-  --max-connections N      server.maxConnections
-  --max-key-bytes N        server.maxKeyBytes
-  --max-value-bytes N      server.maxValueBytes
-
-Security (docs/operations.md, "Security"; options.ts for each option):
-  --peer-secret-file FILE  peer.secrets: the cluster's shared secrets, one per line
-                           (every node the same; two lines while rotating; SIGHUP
-                           re-reads the file). The file must not be world-readable.
-  --insecure-peers         peer.insecure: allow non-loopback members without a
-                           peer secret or mutual TLS (anyone who reaches the port
-                           can then write to and read from the cache)
-  --tls-cert FILE          tls.cert: serve TLS (HTTP/2 via ALPN, and HTTP/1.1 for
-  --tls-key FILE           tls.key:  gRPC-Web/Connect on the same port); peers are
-                           dialled over https
-  --tls-ca FILE            tls.ca: the cluster CA; peers must present a certificate
-                           it signed that names their host (mutual TLS)
-  --client-token-file FILE server.clientTokens: lines "write TOKEN" / "read TOKEN";
-                           Set and Delete need a write token, Get a token only if
-                           a read token is listed (authorization: Bearer TOKEN)
-
-A node whose --host or --peers name a non-loopback address refuses to start
-without --peer-secret-file, mutual TLS or --insecure-peers.
-
-Limits and what clients see: docs/operations.md.`;
 
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-function fail(message: string): never {
-  console.error(`distcache-node: ${message}\n\n${usage}`);
+/** Bad flags or config: every problem on stderr, exit 2. */
+function fail(error: unknown, withUsage = false): never {
+  const problems = error instanceof ConfigError ? error.problems : [messageOf(error)];
+  console.error(problems.map((p) => `distcache-node: ${p}`).join("\n"));
+  if (withUsage) console.error(`\n${usage()}`);
   process.exit(2);
 }
 
-function integer(name: string, text: string, min: number, max: number): number {
-  // Decimal digits only: Number() would take "" as 0, "1e3" and "0x10".
-  const value = /^\d+$/.test(text) ? Number(text) : Number.NaN;
-  if (!Number.isInteger(value) || value < min || value > max) {
-    fail(`--${name} must be an integer from ${min} to ${max}, got "${text}"`);
-  }
-  return value;
-}
-
-/** An optional integer flag; `undefined` (the library default) when absent. */
-function optional(name: keyof typeof args.values, min: number, max: number): number | undefined {
-  const text = args.values[name];
-  return typeof text === "string" ? integer(name, text, min, max) : undefined;
-}
-
-let args: ReturnType<typeof parse>;
-function parse() {
-  return parseArgs({
-    options: {
-      host: { type: "string", default: "127.0.0.1" },
-      port: { type: "string", default: "8001" },
-      peers: { type: "string" },
-      group: { type: "string", default: "scores:2048" },
-      replicas: { type: "string" },
-      "peer-timeout": { type: "string" },
-      "no-client-set": { type: "boolean", default: false },
-      "source-url": { type: "string" },
-      "load-timeout": { type: "string" },
-      "drain-timeout": { type: "string" },
-      "max-in-flight": { type: "string" },
-      "max-loop-delay": { type: "string" },
-      "max-connections": { type: "string" },
-      "max-key-bytes": { type: "string" },
-      "max-value-bytes": { type: "string" },
-      "peer-secret-file": { type: "string" },
-      "insecure-peers": { type: "boolean", default: false },
-      "tls-cert": { type: "string" },
-      "tls-key": { type: "string" },
-      "tls-ca": { type: "string" },
-      "client-token-file": { type: "string" },
-      help: { type: "boolean", default: false },
-    },
-    strict: true,
-  });
-}
+let flags: FlagSettings;
+let config: NodeConfig;
 try {
-  args = parse();
+  flags = parseFlags(process.argv.slice(2));
 } catch (error) {
-  fail(messageOf(error));
+  fail(error, true);
 }
-if (args.values.help) {
-  console.log(usage);
+if (flags.help === true) {
+  console.log(usage());
   process.exit(0);
 }
-
-const { host } = args.values;
-const port = integer("port", args.values.port, 0, 65_535);
-const self = `${host.includes(":") ? `[${host}]` : host}:${port}`;
-const groupFlag = /^([^:]*)(?::(.*))?$/.exec(args.values.group)!;
-const [, groupName = "", budgetText] = groupFlag;
-if (groupName === "") fail("--group needs a name");
-const budget = budgetText === undefined ? 2048 : integer("group BYTES", budgetText, 0, 2 ** 50);
-const peers = (args.values.peers ?? self)
-  .split(",")
-  .map((peer) => peer.trim())
-  .filter((peer) => peer !== "");
-
-let source: HttpSource | undefined;
 try {
-  const url = args.values["source-url"];
-  source = url === undefined ? undefined : new HttpSource(url);
+  const file: LoadedConfig | undefined =
+    flags.configPath === undefined ? undefined : loadConfigFile(flags.configPath);
+  config = resolveConfig(flags, file);
 } catch (error) {
-  fail(`--source-url: ${messageOf(error)}`);
+  fail(error);
 }
-const rows = demoRows();
-const log = (line: string) => console.log(`[node ${self}] ${line}`);
-const loadTimeout = optional("load-timeout", 0, 3_600_000);
-const group = newGroup(
-  groupName,
-  budget,
-  async (key, { signal }) => {
-    log(`loaded from source: ${key}`);
-    if (source !== undefined) return source.load(groupName, key, signal);
-    const value = rows.get(key);
-    if (value === undefined) throw new NotFoundError(key);
-    return value;
-  },
-  loadTimeout === undefined ? {} : { loadTimeout },
-);
 
-/** A file's contents, or exit 2 naming the flag. */
-function readFlagFile(flag: string, path: string): Buffer {
+/**
+ * A free port on `host` for `--port 0`: the member address must be known before
+ * the pool exists, so the port is picked first (a moment's race with another
+ * process; losing it is a clean "cannot listen" exit).
+ */
+async function pickPort(host: string): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, host, resolve);
+  });
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+const listenPort =
+  config.listen.port === 0 ? await pickPort(config.listen.host) : config.listen.port;
+const listen = formatHostPort(config.listen.host, listenPort);
+const self = selfAddress(config, listenPort);
+let members: readonly string[];
+try {
+  members = membersWith(config, self);
+} catch (error) {
+  fail(error);
+}
+
+/** A credential file's contents, or exit 2 naming it. */
+function readCredential(what: string, path: string): Buffer {
   try {
     return readFileSync(path);
   } catch (error) {
-    fail(`--${flag} ${path}: ${messageOf(error)}`);
+    fail(`${what} ${path}: ${messageOf(error)}`);
   }
 }
-
-const secretFile = args.values["peer-secret-file"];
-const tokenFile = args.values["client-token-file"];
-const [certFile, keyFile, caFile] = [
-  args.values["tls-cert"],
-  args.values["tls-key"],
-  args.values["tls-ca"],
-];
-if ((certFile === undefined) !== (keyFile === undefined))
-  fail("--tls-cert and --tls-key go together");
-if (caFile !== undefined && certFile === undefined) {
-  fail(
-    "--tls-ca needs --tls-cert and --tls-key (this node's certificate is also its client certificate)",
-  );
-}
+const { security } = config;
 let secrets: string[] = [];
 let clientTokens: ReturnType<typeof readClientTokens> | undefined;
 try {
-  if (secretFile !== undefined) secrets = readPeerSecrets(secretFile);
-  if (tokenFile !== undefined) clientTokens = readClientTokens(tokenFile);
+  if (security.peerSecretFile !== undefined) secrets = readPeerSecrets(security.peerSecretFile);
+  if (security.clientTokenFile !== undefined) {
+    clientTokens = readClientTokens(security.clientTokenFile);
+  }
 } catch (error) {
-  fail(messageOf(error));
+  fail(error);
 }
 const tls =
-  certFile === undefined || keyFile === undefined
+  security.tls === undefined
     ? undefined
     : {
-        cert: readFlagFile("tls-cert", certFile),
-        key: readFlagFile("tls-key", keyFile),
-        ...(caFile === undefined ? {} : { ca: readFlagFile("tls-ca", caFile) }),
+        cert: readCredential("--tls-cert", security.tls.cert),
+        key: readCredential("--tls-key", security.tls.key),
+        ...(security.tls.ca === undefined
+          ? {}
+          : { ca: readCredential("--tls-ca", security.tls.ca) }),
       };
+// The heavy modules load once the settings are known good: a bad flag or file
+// is reported without paying for them.
+const [
+  { ConnectPool },
+  { createGroups },
+  { installIntrospection, SocketTracker },
+  { createLogger },
+  { logPoolEvents },
+] = await Promise.all([
+  import("@distcache/transport-connect"),
+  import("./groups.js"),
+  import("./introspection.js"),
+  import("./log/logger.js"),
+  import("./log/pool-events.js"),
+]);
+const log = createLogger({ ...config.log, node: self });
 
-let pool: ConnectPool;
+let groups: NodeGroup[];
+let pool: InstanceType<typeof ConnectPool>;
 try {
+  groups = await createGroups(config.groups, log);
   pool = new ConnectPool(self, {
-    replicas: optional("replicas", 0, 64),
-    peer: {
-      timeoutMs: optional("peer-timeout", 1, 600_000),
-      secrets,
-      insecure: args.values["insecure-peers"],
-    },
+    ...config.pool,
+    peer: { ...config.pool.peer, secrets, insecure: security.insecurePeers },
     tls,
-    server: {
-      clientTokens,
-      allowClientSet: !args.values["no-client-set"],
-      drainTimeoutMs: optional("drain-timeout", 0, 3_600_000),
-      maxRequestsInFlight: optional("max-in-flight", 0, 10_000_000),
-      maxEventLoopDelayMs: optional("max-loop-delay", 0, 600_000),
-      maxConnections: optional("max-connections", 0, 10_000_000),
-      maxKeyBytes: optional("max-key-bytes", 1, 1 << 20),
-      maxValueBytes: optional("max-value-bytes", 1, 1 << 30),
-    },
+    server: { ...config.pool.server, clientTokens },
+    admin: config.admin,
   });
-  pool.setPeers(...peers);
+  logPoolEvents(pool, log);
+  pool.setPeers(...members);
 } catch (error) {
-  fail(messageOf(error));
+  fail(error);
 }
-group.registerPeers(pool);
+for (const { group } of groups) group.registerPeers(pool);
 // Only when a parent opened an IPC channel (scripts/chaos.mjs): answers {type: "stats"}.
-if (process.send !== undefined) {
-  installIntrospection(process, { pool, group, sockets: new SocketTracker().start() });
+if (process.send !== undefined && groups[0] !== undefined) {
+  installIntrospection(process, {
+    pool,
+    group: groups[0].group,
+    sockets: new SocketTracker().start(),
+  });
 }
 
 let stopping = false;
 async function stop(signal: string) {
   if (stopping) return;
   stopping = true;
-  log(`${signal}: draining`);
+  // The pool logs "draining" and "stopped" (its events).
+  log.info({ signal }, `${signal}: stopping`);
   await pool.close();
-  source?.close();
-  log("stopped");
+  await Promise.allSettled(groups.map((g) => g.close()));
   process.exit(0);
 }
 process.on("SIGINT", () => void stop("SIGINT"));
 process.on("SIGTERM", () => void stop("SIGTERM"));
-// SIGHUP re-reads --peer-secret-file: a rotation step without a restart.
+// SIGHUP re-reads the peer secret file: a rotation step without a restart.
 process.on("SIGHUP", () => {
-  if (secretFile === undefined) return;
+  const file = security.peerSecretFile;
+  if (file === undefined) return;
   try {
-    pool.setPeerSecrets(...readPeerSecrets(secretFile));
-    log(`SIGHUP: peer secrets re-read from ${secretFile}`);
+    pool.setPeerSecrets(...readPeerSecrets(file));
+    log.info({ file }, `SIGHUP: peer secrets re-read from ${file}`);
   } catch (error) {
-    log(`SIGHUP: kept the peer secrets: ${messageOf(error)}`);
+    log.warn({ file, err: messageOf(error) }, `SIGHUP: kept the peer secrets: ${messageOf(error)}`);
   }
 });
 
 try {
-  await pool.serve();
+  await pool.serve(listen);
 } catch (error) {
-  console.error(`distcache-node: cannot listen on ${self}: ${messageOf(error)}`);
+  const admin =
+    config.admin === undefined
+      ? ""
+      : ` (or the admin port ${formatHostPort(config.admin.host, config.admin.port)})`;
+  log.fatal(
+    { listen, err: messageOf(error) },
+    `cannot listen on ${listen}${admin}: ${messageOf(error)}`,
+  );
   process.exit(1);
 }
-log(`serving group "${groupName}" (${budget} bytes), members: ${pool.stats().members.join(", ")}`);
+const served = groups.map(
+  ({ config: g }) => `group "${g.name}" (${g.budget} bytes, ${g.source.type})`,
+);
+const bound = pool.adminAddress;
+const admin = bound === undefined ? undefined : formatHostPort(bound.host, bound.port);
+log.info(
+  { listen, admin },
+  `serving ${served.join(", ")} as ${self}, members: ${pool.stats().members.join(", ")}; ` +
+    (admin === undefined
+      ? "no admin port"
+      : `admin http://${admin}/ (metrics, probes, status page)`),
+);

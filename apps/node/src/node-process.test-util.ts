@@ -2,7 +2,11 @@
 // in scripts/lib: started on a port, ready on their serving line, killed after each test.
 import type { ChildProcess } from "node:child_process";
 import { afterEach } from "vitest";
-import { startNode as startNodeProcess } from "../../../scripts/lib/node-process.mjs";
+import {
+  loadedKeyOf,
+  READY_TEXT,
+  startNode as startNodeProcess,
+} from "../../../scripts/lib/node-process.mjs";
 
 /** A `distcache-node` child process and what it printed. */
 export interface NodeProcess {
@@ -53,9 +57,13 @@ export async function startNode(
 
 /** Keys `node` loaded from its source, in order. */
 export function loadedKeys(node: NodeProcess): string[] {
-  return node.lines
-    .map((line) => /loaded from source: (.*)$/.exec(line)?.[1])
-    .filter((key): key is string => key !== undefined);
+  return node.lines.map(loadedKeyOf).filter((key): key is string => key !== undefined);
+}
+
+/** The admin listener's `host:port` from the node's (JSON) ready line; `undefined` if it has none. */
+export function adminOf(node: NodeProcess): string | undefined {
+  const ready = node.lines.find((line) => line.startsWith("{") && line.includes(READY_TEXT));
+  return ready === undefined ? undefined : (JSON.parse(ready) as { admin?: string }).admin;
 }
 
 afterEach(async () => {

@@ -9,11 +9,11 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { CacheService } from "@distcache/transport-connect";
 import { describe, expect, it } from "vitest";
-import { freePorts } from "../../../scripts/lib/ports.mjs";
 import {
   FetchManyRequestSchema,
   PeerService,
 } from "../../../packages/transport-connect/src/gen/distcache/peer/v1/peer_pb.js";
+import { freePorts } from "../../../scripts/lib/ports.mjs";
 import { type NodeProcess, startNode } from "./node-process.test-util.js";
 
 const MiB = 1 << 20;
@@ -28,12 +28,11 @@ function rss(node: NodeProcess): number {
 async function bigValueNode() {
   const [port] = await freePorts(1);
   const address = `127.0.0.1:${port}`;
-  const node = await startNode(port!, [address], [
-    "--group",
-    `scores:${16 * MiB}`,
-    "--max-value-bytes",
-    String(2 * MiB),
-  ]);
+  const node = await startNode(
+    port!,
+    [address],
+    ["--group", `scores:${16 * MiB}`, "--max-value-bytes", String(2 * MiB)],
+  );
   const client = createClient(CacheService, createGrpcTransport({ baseUrl: `http://${address}` }));
   const set = await client.set({ group: "scores", key: "big", data: new Uint8Array(MiB).fill(7) });
   expect(set).toMatchObject({ success: true, err: "" });
@@ -65,7 +64,9 @@ describe("peer fields a hostile sender inflates", () => {
       );
     }
     const grown = rss(node) - before;
-    console.log(`100 requests with a 1 MiB sender: ${refused} refused, RSS +${(grown / MiB).toFixed(1)} MiB`);
+    console.log(
+      `100 requests with a 1 MiB sender: ${refused} refused, RSS +${(grown / MiB).toFixed(1)} MiB`,
+    );
     expect(refused).toBe(100);
     // Before the bound the guard kept every address: +105 MiB of heap for these
     // 100 (314 MiB for 300). Transient request buffers are all that remain now.
@@ -103,7 +104,9 @@ describe("peer fields a hostile sender inflates", () => {
       }
       await sleep(2_000);
       const grown = rss(node) - before;
-      console.log(`8 x FetchMany of one 1 MB key x 1,024, unread: RSS +${(grown / MiB).toFixed(1)} MiB`);
+      console.log(
+        `8 x FetchMany of one 1 MB key x 1,024, unread: RSS +${(grown / MiB).toFixed(1)} MiB`,
+      );
       // Before: ~1 GiB per such request. Now one 1 MB answer each, waiting on flow control.
       expect(grown).toBeLessThan(96 * MiB);
       expect((await client.get({ group: "scores", key: "big" })).found).toBe(true);

@@ -66,7 +66,7 @@ describe("SIGTERM (child processes)", () => {
     }
     expect(await stopping.exited).toBe(0);
     expect(performance.now() - signalled).toBeLessThan(5_000);
-    expect(stopping.lines.some((line) => line.includes("SIGTERM: draining"))).toBe(true);
+    expect(stopping.lines.some((line) => line.includes(`"msg":"draining"`))).toBe(true);
     expect(stopping.lines.at(-1)).toContain("stopped");
 
     // Gone: a new call to it fails cleanly; the others go on serving its keys.

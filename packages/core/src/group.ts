@@ -72,6 +72,7 @@ export class Group {
     const counters = local.counters;
     counters.gets++;
     if (typeof key !== "string" || key.length === 0) {
+      counters.getErrors++;
       return Promise.reject(new InvalidKeyError("key is required"));
     }
     const hit = local.cache.get(key);
@@ -84,10 +85,21 @@ export class Group {
     const flight = local.peers === undefined ? local.loadFlight : local.readFlight;
     if (flight.has(key)) counters.loadsDeduped++;
     else counters.loads++;
-    if (local.peers === undefined) {
-      return flight.do(key, (signal) => local.loadLocally(key, signal), options);
-    }
-    return flight.do(key, (signal) => this.load(key, signal), options);
+    const loading =
+      local.peers === undefined
+        ? flight.do(key, (signal) => local.loadLocally(key, signal), options)
+        : flight.do(key, (signal) => this.load(key, signal), options);
+    // Counted as each caller's get ends (miss path only): metrics see every get end once.
+    return loading.then(
+      (view) => {
+        counters.missesLoaded++;
+        return view;
+      },
+      (error: unknown) => {
+        counters.getErrors++;
+        throw error;
+      },
+    );
   }
 
   /**

@@ -6,7 +6,7 @@ export { TimeoutError } from "@distcache/singleflight";
 export { ByteView } from "./byteview.js";
 export { InvalidKeyError, NotFoundError, RemoteLoadError } from "./errors.js";
 export { type GetOptions, Group } from "./group.js";
-export type { GroupStats } from "./group-stats.js";
+export { type GroupStats, LOAD_SECONDS_BUCKETS, type LoadSeconds } from "./group-stats.js";
 export type { Getter, GetterContext, GetterResult, GroupOptions } from "./local-group.js";
 export type {
   AttachedGroup,

@@ -111,11 +111,14 @@ export class LocalGroup {
     try {
       this.counters.localLoads++;
       let result: unknown;
+      const started = performance.now();
       try {
         result = await this.getter(key, { signal });
       } catch (error) {
         this.counters.localLoadErrors++;
         throw error;
+      } finally {
+        this.counters.loadTimes.observe((performance.now() - started) / 1_000);
       }
       if (!(result instanceof Uint8Array) && typeof result !== "string") {
         this.counters.localLoadErrors++;
@@ -219,8 +222,10 @@ export class LocalGroup {
   /** A snapshot of the counters and gauges. */
   stats(): GroupStats {
     const cache = this.cache.stats();
+    const { loadTimes, ...counts } = this.counters;
     return {
-      ...this.counters,
+      ...counts,
+      loadSeconds: loadTimes.snapshot(),
       loadsInFlight: this.readFlight.size + this.loadFlight.size,
       evictions: cache.evictions,
       bytes: cache.bytes,

@@ -31,8 +31,15 @@ export function grpcServiceFromProto(
   return found as grpc.ServiceClientConstructor;
 }
 
-/** Runs `buf curl` without blocking the event loop (the server runs in this process). */
-export function bufCurl(args: string[]): Promise<{ stdout: string; stderr: string }> {
+/**
+ * Runs `buf curl ARGS` in `cwd` (default: the repository root, where buf.yaml
+ * and proto/ live) without blocking the event loop (the server runs in this
+ * process); rejects with its stderr when it fails.
+ */
+export function bufCurl(
+  args: string[],
+  cwd: string = repoRoot,
+): Promise<{ stdout: string; stderr: string }> {
   const require = createRequire(import.meta.url);
   const pkg = require.resolve("@bufbuild/buf/package.json");
   const bin = (require(pkg) as { bin: Record<string, string> }).bin.buf!;
@@ -41,7 +48,7 @@ export function bufCurl(args: string[]): Promise<{ stdout: string; stderr: strin
     execFile(
       process.execPath,
       [script, "curl", ...args],
-      { cwd: repoRoot, timeout: 60_000 },
+      { cwd, timeout: 60_000 },
       (error, stdout, stderr) => {
         if (error) fail(new Error(`buf curl failed: ${error.message}\n${stderr}`));
         else ok({ stdout, stderr });

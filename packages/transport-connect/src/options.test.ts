@@ -1,6 +1,6 @@
 // The option table: defaults, checks, and a clear error for the 0.1 layout.
 import { describe, expect, it } from "vitest";
-import { resolveOptions, SERVER_DEFAULTS } from "./options.js";
+import { ADMIN_DEFAULTS, resolveOptions, SERVER_DEFAULTS } from "./options.js";
 
 describe("resolveOptions", () => {
   it("applies every default", () => {
@@ -58,5 +58,23 @@ describe("resolveOptions", () => {
       resolveOptions({ server: { clientTokens: { write: ["w"] } } }).server.clientTokens,
     ).toEqual({ write: ["w"], read: [] });
     expect(() => resolveOptions({ server: { clientTokens: { write: [""] } } })).toThrow(RangeError);
+  });
+
+  it("has no admin listener by default; fills in and checks the admin options", () => {
+    expect(resolveOptions().admin).toBeUndefined();
+    expect(resolveOptions({ admin: { port: 0 } }).admin).toEqual({ ...ADMIN_DEFAULTS, port: 0 });
+    expect(ADMIN_DEFAULTS.host).toBe("127.0.0.1");
+    expect(() => resolveOptions({ admin: { port: 65_536 } })).toThrow(
+      new RangeError("admin.port must be an integer from 0 to 65535, got 65536"),
+    );
+    expect(() => resolveOptions({ admin: { port: 1, lookupTimeoutMs: 0 } })).toThrow(RangeError);
+    expect(() => resolveOptions({ admin: { port: 1, host: "" } })).toThrow(TypeError);
+    const unknown = { admin: { port: 1, path: "/x" } } as unknown as Parameters<
+      typeof resolveOptions
+    >[0];
+    expect(() => resolveOptions(unknown)).toThrow(
+      new TypeError('unknown ConnectPool option "admin.path"'),
+    );
+    expect(SERVER_DEFAULTS).toMatchObject({ health: true, reflection: true });
   });
 });

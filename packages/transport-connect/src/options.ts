@@ -157,6 +157,39 @@ export interface ServerOptions {
    * Default `undefined`: no client call needs a token.
    */
   clientTokens?: ClientTokenOptions | undefined;
+  /**
+   * Whether the main port serves `grpc.health.v1.Health` (Check and Watch):
+   * SERVING once the pool listens and `setPeers` has been called, NOT_SERVING
+   * from the first step of `close()`. Default `true`.
+   */
+  health?: boolean;
+  /**
+   * Whether the main port serves gRPC server reflection
+   * (`grpc.reflection.v1` and `v1alpha`), so `buf curl --reflect` and
+   * grpcurl work without the .proto files. It tells callers nothing the
+   * published .proto does not. Default `true`.
+   */
+  reflection?: boolean;
+}
+
+/**
+ * The admin listener: plain HTTP/1.1 on its own port, for Prometheus and
+ * Kubernetes probes (`/metrics`, `/livez`, `/readyz`) and people (`/`, the
+ * status page; `/status.json`; `/lookup`). Absent: no admin listener.
+ */
+export interface AdminOptions {
+  /** Address to bind. Default `"127.0.0.1"`: the page can read keys, so keep it off public interfaces. */
+  host?: string;
+  /** Port to bind; `0` picks a free one (see `ConnectPool.adminAddress`). Required. */
+  port: number;
+  /**
+   * Whether to serve the status page, `/status.json` and `/lookup` (which
+   * reads a key through this node). Default `true`; `false` leaves only
+   * `/metrics`, `/livez` and `/readyz`.
+   */
+  statusPage?: boolean;
+  /** Milliseconds a `/lookup` may take before it answers with a timeout. Default `2_000`. Must be > 0. */
+  lookupTimeoutMs?: number;
 }
 
 /** Options for {@link ConnectPool}. */
@@ -171,6 +204,8 @@ export interface ConnectPoolOptions {
   server?: ServerOptions;
   /** TLS for this node's port and its peer calls; default `undefined`: h2c (cleartext). */
   tls?: TlsOptions | undefined;
+  /** The admin HTTP/1.1 listener (metrics, probes, status page). Default: none. */
+  admin?: AdminOptions;
 }
 
 /** {@link PeerOptions} with every default applied. */
@@ -194,6 +229,9 @@ export type ResolvedServerOptions = Readonly<
   }
 >;
 
+/** {@link AdminOptions} with every default applied. */
+export type ResolvedAdminOptions = Readonly<Required<AdminOptions>>;
+
 /** {@link ConnectPoolOptions} with every default applied. */
 export interface ResolvedOptions {
   readonly replicas: number;
@@ -201,6 +239,7 @@ export interface ResolvedOptions {
   readonly peer: ResolvedPeerOptions;
   readonly server: ResolvedServerOptions;
   readonly tls: TlsOptions | undefined;
+  readonly admin: ResolvedAdminOptions | undefined;
 }
 
 /** The defaults of {@link ServerOptions}. */
@@ -219,6 +258,15 @@ export const SERVER_DEFAULTS: ResolvedServerOptions = Object.freeze({
   maxHeaderListBytes: 16_384,
   fastPaths: true,
   clientTokens: undefined,
+  health: true,
+  reflection: true,
+});
+
+/** The defaults of {@link AdminOptions} (the port has none). */
+export const ADMIN_DEFAULTS = Object.freeze({
+  host: "127.0.0.1",
+  statusPage: true,
+  lookupTimeoutMs: 2_000,
 });
 
 /** The default of {@link ConnectPoolOptions.replicas}. */
@@ -233,7 +281,8 @@ const MOVED: Readonly<Record<string, string>> = {
   peerSecret: "peer.secrets",
   ...Object.fromEntries(Object.keys(SERVER_DEFAULTS).map((name) => [name, `server.${name}`])),
 };
-const TOP_LEVEL = new Set(["replicas", "virtualNodes", "peer", "server", "tls"]);
+const TOP_LEVEL = new Set(["replicas", "virtualNodes", "peer", "server", "tls", "admin"]);
+const ADMIN_KEYS = new Set(["host", "port", "statusPage", "lookupTimeoutMs"]);
 const PEER_KEYS = new Set(["timeoutMs", "breaker", "secrets", "insecure"]);
 const TLS_KEYS = new Set(["cert", "key", "ca"]);
 const CLIENT_TOKEN_KEYS = new Set(["write", "read"]);
@@ -304,6 +353,7 @@ export function resolveOptions(options: ConnectPoolOptions = {}): ResolvedOption
     peer: { timeoutMs, breaker: options.peer?.breaker, secrets, insecure },
     server,
     tls,
+    admin: options.admin === undefined ? undefined : resolveAdmin(options.admin),
   };
 }
 
@@ -333,6 +383,29 @@ function stringList(name: string, list: readonly string[] | undefined): readonly
     throw new TypeError(`${name} must be an array of strings`);
   }
   return Object.freeze([...list]);
+}
+
+function resolveAdmin(options: AdminOptions): ResolvedAdminOptions {
+  for (const name of Object.keys(options)) {
+    if (!ADMIN_KEYS.has(name)) throw new TypeError(`unknown ConnectPool option "admin.${name}"`);
+  }
+  const admin: ResolvedAdminOptions = {
+    ...ADMIN_DEFAULTS,
+    ...withoutUndefined(options),
+    port: options.port,
+  };
+  if (!Number.isInteger(admin.port) || admin.port < 0 || admin.port > 65_535) {
+    throw new RangeError(`admin.port must be an integer from 0 to 65535, got ${admin.port}`);
+  }
+  if (typeof admin.host !== "string" || admin.host.length === 0) {
+    throw new TypeError("admin.host must be a non-empty string");
+  }
+  if (!(admin.lookupTimeoutMs > 0) || !Number.isFinite(admin.lookupTimeoutMs)) {
+    throw new RangeError(
+      `admin.lookupTimeoutMs must be a number > 0, got ${admin.lookupTimeoutMs}`,
+    );
+  }
+  return admin;
 }
 
 function nonNegativeInteger(name: string, value: number): number {

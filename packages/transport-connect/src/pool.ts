@@ -9,45 +9,34 @@ import {
   type PeerPicker,
   type Placement,
 } from "@distcache/core";
+import type { Registry } from "prom-client";
 import { parseAddress } from "./address.js";
+import { AdminServer } from "./admin/admin-server.js";
+import { type StatusReport, statusReport } from "./admin/status.js";
 import { peerCallHeaders } from "./auth/peer-token.js";
 import { checkPeerPlane, type PeerPlaneSecurity } from "./auth/secure-default.js";
-import type { BreakerState } from "./client/circuit-breaker.js";
 import { ConnectPeerClient } from "./client/peer-client.js";
+import { PoolEmitter, type PoolEvents, type PoolListener, type ShedReason } from "./events.js";
+import { file_distcache_cache } from "./gen/distcache/cache_pb.js";
+import { file_distcache_peer_v1_peer } from "./gen/distcache/peer/v1/peer_pb.js";
+import { file_grpc_health_v1_health } from "./gen/grpc/health/v1/health_pb.js";
+import { file_grpc_reflection_v1_reflection } from "./gen/grpc/reflection/v1/reflection_pb.js";
+import { file_grpc_reflection_v1alpha_reflection } from "./gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { Membership } from "./membership.js";
+import { createPoolMetrics, PACKAGE_VERSION } from "./metrics.js";
 import { type ConnectPoolOptions, resolveOptions } from "./options.js";
 import { makeSender } from "./peer-wire.js";
+import type { PoolStats } from "./pool-stats.js";
 import type { ServerGuardStats } from "./server/guard.js";
-import type { PeerRequestCounts, ServiceHost } from "./server/host.js";
-import type { AuthStats } from "./server/peer-identity.js";
+import { HealthState, registerHealthService } from "./server/health.js";
+import type { ServiceHost } from "./server/host.js";
+import { ReflectionIndex, registerReflectionService } from "./server/reflection.js";
 import { NodeServer } from "./server/server.js";
 
-/** Counters of one pool; see {@link ConnectPool.stats}. Plain data: `JSON.stringify` takes it. */
-export interface PoolStats {
-  /** Peer requests this node has served, by method. */
-  readonly received: Readonly<PeerRequestCounts>;
-  /** Members, this node included. */
-  readonly members: readonly string[];
-  /** This node's membership version (FNV-1a 64 of the sorted members), 16 hex digits. */
-  readonly membershipVersion: string;
-  /** Each peer's circuit breaker. */
-  readonly peers: readonly PeerHealth[];
-  /** What the server shed or refused: requests in flight, overload answers, connections. */
-  readonly guard: ServerGuardStats;
-  /** Calls refused for want of credentials (UNAUTHENTICATED) or permission (PERMISSION_DENIED). */
-  readonly auth: AuthStats;
-}
-
-/** How this node sees one peer; see {@link PoolStats.peers}. */
-export interface PeerHealth {
-  readonly address: string;
-  /** `open`: calls are refused without trying; `half-open`: the next call is a probe. */
-  readonly breaker: BreakerState;
-  /** Times the breaker opened. */
-  readonly opened: number;
-  /** Calls refused without trying while it was open. */
-  readonly refused: number;
-}
+/** The cache's own services, as health and reflection name them. */
+const CACHE_SERVICES = ["distcache.CacheService", "distcache.peer.v1.PeerService"];
+/** How often the pool looks at the server's shed counters for `shedding` events, in ms. */
+const SHEDDING_POLL_MS = 1_000;
 
 /**
  * A node's view of the cluster and its server. It places keys on a
@@ -75,6 +64,15 @@ export class ConnectPool implements PeerPicker {
   private readonly security: PeerPlaneSecurity;
   /** The credentials every peer call carries; shared with the peer clients, updated in place. */
   private readonly callHeaders: Record<string, string>;
+  private readonly events = new PoolEmitter();
+  /** The node's serving status, as health and `/readyz` report it. */
+  private readonly health = new HealthState(CACHE_SERVICES);
+  private readonly admin: AdminServer | undefined;
+  private registry: Registry | undefined;
+  /** `setPeers` has been called: the member list is loaded. */
+  private membersLoaded = false;
+  private lastMembershipVersion: string | undefined;
+  private shedding: SheddingWatch | undefined;
 
   /**
    * @throws TypeError/RangeError for a bad option (options.ts); Error for a
@@ -100,12 +98,11 @@ export class ConnectPool implements PeerPicker {
       // With a CA, this node's certificate doubles as its client certificate.
       tls: tls === undefined ? undefined : { ca: tls.ca, cert: tls.cert, key: tls.key },
     };
-    this.membership = new Membership(
-      self,
-      resolved.replicas,
-      resolved.virtualNodes,
-      (address) => new ConnectPeerClient(address, context),
-    );
+    this.membership = new Membership(self, resolved.replicas, resolved.virtualNodes, (address) => {
+      const client = new ConnectPeerClient(address, context);
+      client.breaker.onChange = (state) => this.events.emit("breaker", { peer: address, state });
+      return client;
+    });
     const host: ServiceHost = {
       membershipVersion: () => this.membership.version,
       group: (name) => this.groups.get(name) ?? getGroup(name),
@@ -118,8 +115,90 @@ export class ConnectPool implements PeerPicker {
         return seen;
       },
     };
-    this.server = new NodeServer(host, resolved.server, { secrets, tls });
+    const { health, reflection } = resolved.server;
+    const services = [...CACHE_SERVICES];
+    if (health) services.push("grpc.health.v1.Health");
+    if (reflection)
+      services.push(
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+      );
+    const index = reflection
+      ? new ReflectionIndex(services, [
+          file_distcache_cache,
+          file_distcache_peer_v1_peer,
+          ...(health ? [file_grpc_health_v1_health] : []),
+          file_grpc_reflection_v1_reflection,
+          file_grpc_reflection_v1alpha_reflection,
+        ])
+      : undefined;
+    this.server = new NodeServer(host, resolved.server, { secrets, tls }, (router) => {
+      if (health) registerHealthService(router, this.health);
+      if (index !== undefined) registerReflectionService(router, index);
+    });
     this.server.setMembers(this.membership.members());
+    if (resolved.admin !== undefined) {
+      this.admin = new AdminServer(
+        {
+          metrics: () => this.metrics,
+          ready: () => this.health.phase === "serving",
+          status: () => this.status(),
+          group: (name) => this.groups.get(name) ?? getGroup(name),
+          maxKeyBytes: resolved.server.maxKeyBytes,
+        },
+        resolved.admin,
+      );
+    }
+  }
+
+  /** Listens to one of the pool's state changes (see {@link PoolEvents}). */
+  on<E extends keyof PoolEvents>(event: E, listener: PoolListener<E>): this {
+    this.events.on(event, listener);
+    return this;
+  }
+
+  /** Stops listening (the same function given to {@link on}). */
+  off<E extends keyof PoolEvents>(event: E, listener: PoolListener<E>): this {
+    this.events.off(event, listener);
+    return this;
+  }
+
+  /**
+   * This pool's prom-client Registry: every `distcache_*` family (read from
+   * the counters at scrape time) and prom-client's default process and Node
+   * metrics. Served at `/metrics` on the admin port; an application may
+   * register its own metrics here too. Made on first use.
+   */
+  get metrics(): Registry {
+    this.registry ??= createPoolMetrics({
+      groups: () => this.groups.values(),
+      stats: () => this.stats(),
+      peerCalls: () =>
+        this.membership.others().map((peer) => ({ peer: peer.id, calls: peer.calls })),
+    });
+    return this.registry;
+  }
+
+  /** What `/status.json` on the admin port reports. */
+  status(): StatusReport {
+    return statusReport({
+      self: this.self,
+      listening: () => {
+        const bound = this.server.address;
+        return bound === undefined ? undefined : formatAddress(bound.host, bound.port);
+      },
+      phase: () => this.health.phase,
+      draining: () => this.health.phase === "draining",
+      version: PACKAGE_VERSION,
+      stats: () => this.stats(),
+      groups: () => this.groups.values(),
+      peerCalls: (peer) => this.membership.peer(peer)?.calls,
+    });
+  }
+
+  /** The admin listener's address, once listening (see `admin` in options.ts). */
+  get adminAddress(): { host: string; port: number } | undefined {
+    return this.admin?.address;
   }
 
   /**
@@ -133,6 +212,13 @@ export class ConnectPool implements PeerPicker {
     checkPeerPlane(addresses, this.security);
     this.membership.set(addresses);
     this.server.setMembers(this.membership.members());
+    this.membersLoaded = true;
+    const version = this.membership.version.toString(16).padStart(16, "0");
+    if (version !== this.lastMembershipVersion) {
+      this.lastMembershipVersion = version;
+      this.events.emit("members", { members: this.membership.members(), version });
+    }
+    this.updateHealth();
   }
 
   /**
@@ -205,7 +291,22 @@ export class ConnectPool implements PeerPicker {
   async serve(address: string = this.self): Promise<void> {
     const { host, port } = parseAddress(address);
     checkPeerPlane([address], this.security);
-    await this.server.listen(host, port);
+    this.health.reopen();
+    // The admin port first, so probes answer (not ready) while the node starts.
+    await this.admin?.listen();
+    try {
+      await this.server.listen(host, port);
+    } catch (error) {
+      await this.admin?.close();
+      throw error;
+    }
+    const bound = this.server.address!;
+    this.shedding = new SheddingWatch(
+      () => this.server.stats(),
+      (reason, active) => this.events.emit("shedding", { reason, active }),
+    );
+    this.events.emit("listening", { address: formatAddress(bound.host, bound.port) });
+    this.updateHealth();
     await this.introduce();
   }
 
@@ -232,7 +333,85 @@ export class ConnectPool implements PeerPicker {
    * `server.drainTimeoutMs`), then closes every session, client and peer.
    */
   async close(): Promise<void> {
-    await this.server.close();
+    // Health and readiness fail first, so balancers and peers stop sending here
+    // while calls in flight finish; then GOAWAY, then Watch streams end.
+    this.health.set("draining");
+    this.events.emit("draining", {});
+    const closing = this.server.close();
+    this.health.endWatches();
+    await closing;
+    this.shedding?.stop();
+    this.shedding = undefined;
     this.membership.close();
+    await this.admin?.close();
+    this.events.emit("stopped", {});
+  }
+
+  /** SERVING once listening with a member list; `close()` moves it to draining for good. */
+  private updateHealth(): void {
+    if (
+      this.health.phase === "starting" &&
+      this.membersLoaded &&
+      this.server.address !== undefined
+    ) {
+      this.health.set("serving");
+    }
+  }
+}
+
+/** `host:port`, with an IPv6 host in brackets. */
+function formatAddress(host: string, port: number): string {
+  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/**
+ * Turns the server's shed counters into `shedding` events: started when a
+ * poll sees a counter grow, stopped after a poll interval with no growth.
+ * Polling (1 s) rather than a hook per shed request: an overloaded server
+ * does no extra work, and a flood of sheds makes two events, not thousands.
+ */
+class SheddingWatch {
+  private readonly timer: NodeJS.Timeout;
+  private readonly last: Record<ShedReason, number>;
+  private readonly active: Record<ShedReason, boolean> = {
+    "in-flight": false,
+    "event-loop-delay": false,
+  };
+
+  constructor(
+    private readonly read: () => ServerGuardStats,
+    private readonly report: (reason: ShedReason, active: boolean) => void,
+  ) {
+    this.last = this.counts();
+    this.timer = setInterval(() => this.poll(), SHEDDING_POLL_MS);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.poll();
+    for (const reason of Object.keys(this.active) as ShedReason[]) {
+      if (this.active[reason]) {
+        this.active[reason] = false;
+        this.report(reason, false);
+      }
+    }
+  }
+
+  private counts(): Record<ShedReason, number> {
+    const stats = this.read();
+    return { "in-flight": stats.shedInFlight, "event-loop-delay": stats.shedEventLoopDelay };
+  }
+
+  private poll(): void {
+    const now = this.counts();
+    for (const reason of Object.keys(now) as ShedReason[]) {
+      const growing = now[reason] > this.last[reason];
+      if (growing !== this.active[reason]) {
+        this.active[reason] = growing;
+        this.report(reason, growing);
+      }
+    }
+    Object.assign(this.last, now);
   }
 }

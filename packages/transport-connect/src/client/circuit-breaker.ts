@@ -60,6 +60,11 @@ export class CircuitBreaker {
   refused = 0;
   /** Times the breaker opened, since it was made. */
   opened = 0;
+  /**
+   * Called on every change of {@link state} the breaker makes itself: opened,
+   * probe let through (half-open), closed. Set by the pool for its events.
+   */
+  onChange: ((state: BreakerState) => void) | undefined;
 
   constructor(options: CircuitBreakerOptions = {}) {
     this.failureThreshold = options.failureThreshold ?? 3;
@@ -95,6 +100,7 @@ export class CircuitBreaker {
       return undefined;
     }
     this.probing = true;
+    this.onChange?.("half-open");
     return this.probeTicket;
   }
 
@@ -109,7 +115,9 @@ export class CircuitBreaker {
   private readonly forcedTicket: BreakerTicket = {
     succeeded: () => {
       this.failuresInRow = 0;
+      if (this.openedTimes === 0) return;
       this.openedTimes = 0;
+      this.onChange?.("closed");
     },
     failed: NOOP,
     abandoned: NOOP,
@@ -131,7 +139,10 @@ export class CircuitBreaker {
     succeeded: () => {
       this.probing = false;
       this.failuresInRow = 0;
+      // A forced call may have closed it while the probe was out.
+      if (this.openedTimes === 0) return;
       this.openedTimes = 0;
+      this.onChange?.("closed");
     },
     failed: () => {
       this.probing = false;
@@ -147,5 +158,6 @@ export class CircuitBreaker {
     const backoff = Math.min(this.maxBackoffMs, this.baseBackoffMs * 2 ** this.openedTimes);
     this.openedTimes++;
     this.retryAt = this.now() + backoff * (0.8 + 0.4 * this.random());
+    this.onChange?.("open");
   }
 }

@@ -35,6 +35,7 @@ const bytes = (s: string) => new TextEncoder().encode(s);
 function peerClientFor(address: string, timeoutMs = 2_000) {
   return new ConnectPeerClient(address, {
     sender: () => makeSender(address, 0n),
+    advance: () => {},
     timeoutMs,
   });
 }

@@ -40,6 +40,7 @@ import {
 } from "./circuit-breaker.js";
 import { MethodFallback } from "./fallback.js";
 import { type FetchBatch, FetchBatcher, type FetchBatcherOptions } from "./fetch-batcher.js";
+import { PeerCalls, type PeerMethod } from "./peer-calls.js";
 import { type PushBatch, PushBatcher } from "./push-batcher.js";
 import { ServerStreamCall } from "./server-stream.js";
 
@@ -120,6 +121,8 @@ export class ConnectPeerClient implements PeerClient {
   readonly breaker: CircuitBreaker;
   /** Gathers this peer's fetches into batches; its stats count batches and keys sent. */
   readonly batcher: FetchBatcher;
+  /** Calls made to this peer, by method and status code, and their durations (metrics). */
+  readonly calls = new PeerCalls();
   private readonly pushes: PushBatcher;
   private readonly session: Http2SessionManager;
   private readonly client: Client<typeof PeerService>;
@@ -186,6 +189,7 @@ export class ConnectPeerClient implements PeerClient {
       return NO_FAILURES;
     }
     const response = await this.call(
+      "Store",
       options,
       (callOptions) =>
         this.client.store(
@@ -221,6 +225,7 @@ export class ConnectPeerClient implements PeerClient {
     // Always tried: a node the breaker wrongly thinks dead (just restarted,
     // or briefly stalled) must not keep serving a deleted value.
     const response = await this.call(
+      "Invalidate",
       options,
       (callOptions) =>
         this.client.invalidate(
@@ -299,6 +304,7 @@ export class ConnectPeerClient implements PeerClient {
     // twice (a flight forgotten by a delete, then started again) is asked once.
     const asked = distinctKeys(batch.keys);
     let answered = 0;
+    const started = performance.now();
     try {
       const request = {
         sender: this.context.sender(),
@@ -326,6 +332,7 @@ export class ConnectPeerClient implements PeerClient {
         this.headers,
       );
     } catch (error) {
+      this.calls.record("FetchMany", (performance.now() - started) / 1_000, error);
       if (answered === 0 && this.fetchManyFallback.lacks(error)) {
         // A peer of an older version: it answers, one key per call.
         ticket.succeeded();
@@ -337,6 +344,7 @@ export class ConnectPeerClient implements PeerClient {
       else report(ticket, error, batch.signal);
       throw error;
     }
+    this.calls.record("FetchMany", (performance.now() - started) / 1_000);
     ticket.succeeded();
   }
 
@@ -375,7 +383,7 @@ export class ConnectPeerClient implements PeerClient {
     await Promise.all(
       batch.keys.map(async (key, index) => {
         try {
-          const response = await this.call({ signal }, (callOptions) =>
+          const response = await this.call("Fetch", { signal }, (callOptions) =>
             this.client.fetch(
               { sender: this.context.sender(), group, key, cacheOnly },
               callOptions,
@@ -432,7 +440,7 @@ export class ConnectPeerClient implements PeerClient {
       }),
     );
     try {
-      await this.call(undefined, ({ timeoutMs }) =>
+      await this.call("StoreMany", undefined, ({ timeoutMs }) =>
         ServerStreamCall.run(
           this.session,
           PEER_STORE_MANY_PATH,
@@ -465,7 +473,7 @@ export class ConnectPeerClient implements PeerClient {
     await Promise.all(
       batch.items.map(async (push, index) => {
         try {
-          const response = await this.call(undefined, (callOptions) =>
+          const response = await this.call("Store", undefined, (callOptions) =>
             this.client.store(
               {
                 sender: this.context.sender(),
@@ -493,17 +501,21 @@ export class ConnectPeerClient implements PeerClient {
    * calls (writes) go out even while the breaker is open.
    */
   private async call<T>(
+    method: PeerMethod,
     options: PeerCallOptions | undefined,
     rpc: (callOptions: { signal?: AbortSignal | undefined; timeoutMs: number }) => Promise<T>,
     mustTry = false,
     timeoutMs: number = this.context.timeoutMs,
   ): Promise<T> {
     const ticket = mustTry ? this.breaker.admitAlways() : this.admit();
+    const started = performance.now();
     try {
       const result = await rpc({ signal: options?.signal, timeoutMs });
+      this.calls.record(method, (performance.now() - started) / 1_000);
       ticket.succeeded();
       return result;
     } catch (error) {
+      this.calls.record(method, (performance.now() - started) / 1_000, error);
       report(ticket, error, options?.signal);
       throw error;
     }

@@ -20,6 +20,7 @@ const host: ServiceHost = {
   membershipVersion: () => 0n,
   group: (name) => (name === group.name ? group : undefined),
   heardFrom: () => {},
+  epochSeen: () => 0,
 };
 const servers: NodeServer[] = [];
 afterEach(async () => {

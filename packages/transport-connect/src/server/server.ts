@@ -4,6 +4,7 @@
 // that lets close() drain calls in flight.
 import * as http2 from "node:http2";
 import type { AddressInfo } from "node:net";
+import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { ResolvedServerOptions, TlsOptions } from "../options.js";
 import { AuthGate, type Http1Response } from "./auth-gate.js";
@@ -60,12 +61,14 @@ export class NodeServer {
   /**
    * Peer requests are only served from the members given to
    * {@link setMembers} (none until then).
+   * @param moreRoutes registers further services (health, reflection) beside the two of the cache.
    * @throws RangeError for a guard limit that is not an integer in range (see guard.ts).
    */
   constructor(
     host: ServiceHost,
     private readonly options: ResolvedServerOptions,
     private readonly security: ServerSecurity = NO_SECURITY,
+    private readonly moreRoutes?: (router: ConnectRouter) => void,
   ) {
     this.guard = new ServerGuard(options);
     const mtls = security.tls?.ca !== undefined;
@@ -165,6 +168,7 @@ export class NodeServer {
       routes: (router) => {
         registerCacheService(router, services);
         registerPeerService(router, services);
+        this.moreRoutes?.(router);
       },
       readMaxBytes,
       jsonOptions: strictJsonOptions,

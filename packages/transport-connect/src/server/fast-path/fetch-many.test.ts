@@ -34,6 +34,7 @@ const host: ServiceHost = {
   membershipVersion: () => 7n,
   group: (name) => (name === GROUP ? group : undefined),
   heardFrom: () => {},
+  epochSeen: () => 0,
 };
 const options = {
   ...SERVER_DEFAULTS,

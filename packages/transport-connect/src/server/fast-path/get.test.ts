@@ -82,6 +82,7 @@ beforeAll(async () => {
       membershipVersion: () => 0n,
       group: (name) => (name === GROUP ? group : undefined),
       heardFrom: () => {},
+      epochSeen: () => 0,
     },
     {
       ...SERVER_DEFAULTS,

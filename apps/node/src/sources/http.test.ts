@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo, Socket } from "node:net";
 import { NotFoundError } from "@distcache/core";
 import { afterEach, describe, expect, it } from "vitest";
-import { HttpSource } from "./source.js";
+import { HttpSource } from "./http.js";
 
 type Handler = (request: IncomingMessage, response: ServerResponse) => void;
 
