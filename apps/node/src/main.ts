@@ -101,7 +101,7 @@ const tls =
 // The heavy modules load once the settings are known good: a bad flag or file
 // is reported without paying for them.
 const [
-  { ConnectPool },
+  { ConnectPool, InsecurePeerPlaneError },
   { createGroups },
   { installIntrospection, SocketTracker },
   { createLogger },
@@ -168,6 +168,8 @@ process.on("SIGHUP", () => {
 try {
   await pool.serve(listen);
 } catch (error) {
+  // A listen address beyond loopback without peer authentication: a setting to fix, not a failure to listen.
+  if (error instanceof InsecurePeerPlaneError) fail(error);
   const admin =
     config.admin === undefined
       ? ""

@@ -50,10 +50,16 @@ describe("secure by default", () => {
   });
 
   it("refuses a non-loopback listen address the same way", async () => {
-    const failure = await run(process.execPath, [main, "--host", "0.0.0.0", "--port", "0"], {
-      timeout: 20_000,
-    }).catch((error: { code: number; stderr: string }) => error);
-    expect(failure).toMatchObject({ code: 2, stderr: expect.stringContaining('"0.0.0.0:0"') });
+    const port = await freePort();
+    const failure = await run(
+      process.execPath,
+      [main, "--listen", `0.0.0.0:${port}`, "--advertise", `127.0.0.1:${port}`],
+      { timeout: 20_000 },
+    ).catch((error: { code: number; stderr: string }) => error);
+    expect(failure).toMatchObject({
+      code: 2,
+      stderr: expect.stringContaining(`"0.0.0.0:${port}" is not a loopback address`),
+    });
   });
 
   it("starts with --insecure-peers (no traffic is sent to the non-loopback member)", async () => {

@@ -6,6 +6,7 @@ export type { BreakerState, CircuitBreakerOptions } from "./client/circuit-break
 export type { PeerMethod } from "./client/peer-calls.js";
 export type { PoolEvents, PoolListener, ShedReason } from "./events.js";
 export { CacheService } from "./gen/distcache/cache_pb.js";
+export { InsecurePeerPlaneError } from "./auth/secure-default.js";
 export type { AdminOptions, ConnectPoolOptions, PeerOptions, ServerOptions } from "./options.js";
 export { ConnectPool } from "./pool.js";
 export type { PeerHealth, PoolStats } from "./pool-stats.js";

@@ -26,17 +26,22 @@ export function isLoopbackHost(host: string): boolean {
   return false;
 }
 
+/** A node that would run an unauthenticated peer plane beyond loopback; the message says how to fix it. */
+export class InsecurePeerPlaneError extends Error {
+  override readonly name = "InsecurePeerPlaneError";
+}
+
 /**
  * Throws when `addresses` (members, or the listen address) name a host that
  * is not loopback while the peer plane has no authentication and was not
  * declared insecure. The message says how to fix it.
- * @throws Error naming the first such address and the three ways out.
+ * @throws InsecurePeerPlaneError naming the first such address and the three ways out.
  */
 export function checkPeerPlane(addresses: Iterable<string>, security: PeerPlaneSecurity): void {
   if (security.secrets > 0 || security.mtls || security.insecure) return;
   for (const address of addresses) {
     if (isLoopbackHost(parseAddress(address).host)) continue;
-    throw new Error(
+    throw new InsecurePeerPlaneError(
       `refusing an unauthenticated peer plane: "${address}" is not a loopback address, so ` +
         "anyone who reaches the port could write into and read from the cache as a peer. " +
         "Give every node the same peer secret (--peer-secret-file FILE; library: " +
