@@ -99,7 +99,7 @@ describe("grpc.health.v1.Health", () => {
     expect(await check(client, "")).toEqual({ status: "SERVING" });
   });
 
-  it("Watch sees NOT_SERVING as close() begins, then ends; Check after it fails", async () => {
+  it("Watch sees NOT_SERVING as close() begins, then the stream ends with OK", async () => {
     const { pool, port } = await startNode();
     const client = healthClient(port);
     clients.push(client);
