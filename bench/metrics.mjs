@@ -7,7 +7,7 @@
 //
 // If `h2load` is not on PATH this part prints a SKIP line and does not fail the run.
 
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import os from "node:os";
 import path from "node:path";
@@ -58,6 +58,23 @@ process.on("SIGTERM", stop);
 process.on("SIGINT", stop);
 console.log("serving group scores" + (adminPort ? " with admin :" + adminPort : ""));
 `;
+
+/**
+ * CPU seconds (user + system) process `pid` has used, from /proc (Linux);
+ * `NaN` elsewhere. Wall-clock rates on a shared machine swing with what else
+ * runs; the CPU a server spends per request does not, so it shows a cost the
+ * rates cannot resolve. Clock ticks are 1/100 s on Linux.
+ */
+function cpuSeconds(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // Fields after the command name (which may hold spaces) start at state, field 3.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return Number.NaN;
+  }
+}
 
 /** GET /metrics once; resolves with the body's length (rejects on a non-200). */
 function scrape(port) {
@@ -110,8 +127,12 @@ export async function runMetrics({
       return child;
     };
     start("bare node:http2", ["-e", BARE_RESPONDER, String(barePort)], "serving");
-    start("metrics off", ["--input-type=module", "-e", NODE, String(offPort)], "serving group");
-    start(
+    const off = start(
+      "metrics off",
+      ["--input-type=module", "-e", NODE, String(offPort)],
+      "serving group",
+    );
+    const on = start(
       "metrics on",
       ["--input-type=module", "-e", NODE, String(onPort), String(adminPort)],
       "serving group",
@@ -121,8 +142,8 @@ export async function runMetrics({
     writeFileSync(reqFile, getRequestFrame("scores", "Tom"));
     const scenarios = [
       { id: "bare", port: barePort },
-      { id: "off", port: offPort },
-      { id: "on", port: onPort, scraped: true },
+      { id: "off", port: offPort, child: off.child },
+      { id: "on", port: onPort, scraped: true, child: on.child },
     ];
     const run = async (scenario, clients, streams, requests) => {
       // Metrics on: scraped once a second for the whole run, as Prometheus would.
@@ -139,6 +160,7 @@ export async function runMetrics({
         await once();
         scraper = setInterval(once, 1_000);
       }
+      const cpuBefore = scenario.child ? cpuSeconds(scenario.child.pid) : Number.NaN;
       try {
         const r = await h2load({
           port: scenario.port,
@@ -153,7 +175,9 @@ export async function runMetrics({
             `${scenario.id} ${clients}x${streams}: ${r.succeeded}/${requests} succeeded, ${r.failed} failed`,
           );
         }
-        return r;
+        // Scrapes during the run count: they are what metrics on costs.
+        const cpu = scenario.child ? cpuSeconds(scenario.child.pid) - cpuBefore : Number.NaN;
+        return { ...r, cpuMicrosPerRequest: (cpu * 1e6) / requests };
       } finally {
         clearInterval(scraper);
       }
@@ -166,14 +190,22 @@ export async function runMetrics({
         // Rotate the order so no scenario always runs first (or right after another).
         const order = scenarios.map((_, i) => scenarios[(i + round) % scenarios.length]);
         const rates = {};
+        const cpu = {};
         for (const s of order) {
           log(`metrics: round ${round + 1} ${s.id} ${clients}x${streams}`);
-          rates[s.id] = (await run(s, clients, streams, cfg.requests)).rate;
+          const r = await run(s, clients, streams, cfg.requests);
+          rates[s.id] = r.rate;
+          cpu[s.id] = r.cpuMicrosPerRequest;
         }
-        rounds.push({ ...rates, off: rates.off / rates.bare, on: rates.on / rates.bare, rates });
+        rounds.push({ off: rates.off / rates.bare, on: rates.on / rates.bare, rates, cpu });
       }
       rows.push({ clients, streams, rounds });
     }
+    // What one scrape costs the node, measured alone on the idle node.
+    const SCRAPES = quick ? 5 : 50;
+    const cpuBeforeScrapes = cpuSeconds(on.child.pid);
+    for (let i = 0; i < SCRAPES; i++) await scrape(adminPort);
+    const scrapeMs = ((cpuSeconds(on.child.pid) - cpuBeforeScrapes) * 1_000) / SCRAPES;
     const table = markdownTable(
       [
         "conns×streams",
@@ -186,6 +218,8 @@ export async function runMetrics({
         "median off",
         "median on",
         `on ≥ ${TARGET}×`,
+        "CPU µs/request off",
+        "CPU µs/request on",
       ],
       rows.map(({ clients, streams, rounds }) => {
         const on = median(rounds.map((r) => r.on));
@@ -200,9 +234,11 @@ export async function runMetrics({
           `${truncate2(median(rounds.map((r) => r.off))).toFixed(2)}×`,
           `${truncate2(on).toFixed(2)}×`,
           truncate2(on) >= TARGET ? "PASS" : "FAIL",
+          micros(median(rounds.map((r) => r.cpu.off))),
+          micros(median(rounds.map((r) => r.cpu.on))),
         ];
       }),
-      ["l", "r", "r", "r", "r", "l", "l", "r", "r", "l"],
+      ["l", "r", "r", "r", "r", "l", "l", "r", "r", "l", "r", "r"],
     );
     const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
     const markdown = [
@@ -211,11 +247,13 @@ export async function runMetrics({
       `${version}; ${cfg.requests.toLocaleString("en")} requests per run after a ${cfg.warmup.toLocaleString("en")}-request warm-up; ` +
         "each server is its own process: the bare `node:http2` responder, a node without an admin listener (metrics off) " +
         "and a node with one, its `/metrics` scraped once a second during its runs (metrics on). " +
-        "Each round runs the three back to back, rotating the order; ratios are to the bare responder in the same round, truncated.",
+        "Each round runs the three back to back, rotating the order; ratios are to the bare responder in the same round, truncated. " +
+        "CPU µs/request: the node process's user + system CPU during the run (from /proc, 10 ms ticks; scrapes included) over its requests, median of the rounds.",
       "",
       table,
       "",
-      `Scrapes during the runs: ${scrapes} (last body ${scrapeBytes.toLocaleString("en")} bytes). Took ${seconds.toFixed(1)} s.` +
+      `Scrapes during the runs: ${scrapes} (last body ${scrapeBytes.toLocaleString("en")} bytes). ` +
+        `One scrape costs the node ${Number.isFinite(scrapeMs) ? `${scrapeMs.toFixed(2)} ms` : "n/a"} of CPU (${SCRAPES} scrapes of the idle node, back to back). Took ${seconds.toFixed(1)} s.` +
         (problems.length > 0 ? `\n\n**FAILED checks:** ${problems.join("; ")}` : ""),
     ].join("\n");
     return { ok: problems.length === 0, markdown, rows };
@@ -223,6 +261,10 @@ export async function runMetrics({
     await Promise.all(children.map((c) => stopChild(c)));
     rmSync(tmp, { recursive: true, force: true });
   }
+}
+
+function micros(v) {
+  return Number.isFinite(v) ? `${v.toFixed(1)} µs` : "n/a";
 }
 
 // Standalone: node bench/metrics.mjs [--quick]
