@@ -37,7 +37,7 @@ const HOST = "127.0.0.1";
 const GROUP = "scores";
 const GROUP_BYTES = 1 << 20;
 const METHOD_PATH = "/distcache.CacheService/Get";
-const INSTALL = "apt-get update && apt-get install -y nghttp2-client";
+export const INSTALL = "apt-get update && apt-get install -y nghttp2-client";
 
 /**
  * Goal 1 of issue 5: a Get hit on one node (the "local" scenario) reaches at
@@ -145,7 +145,7 @@ function grpcGet(port, frame, timeoutMs = 5_000) {
 // --- child processes -------------------------------------------------------------
 
 /** The ceiling: answers every POST with one fixed GetResponse frame (data "630", found). */
-const BARE_RESPONDER = `
+export const BARE_RESPONDER = `
 const http2 = require("node:http2");
 const msg = Buffer.from([0x0a, 0x03, 0x36, 0x33, 0x30, 0x10, 0x01]);
 const frame = Buffer.alloc(5 + msg.length);
@@ -194,7 +194,7 @@ process.on("SIGUSR2", () => process.stdout.write("bench-peer-requests " + reques
 `;
 
 /** The children measured run as built, not under this process's NODE_OPTIONS. */
-const BENCH_ENV = { ...process.env, NODE_OPTIONS: "" };
+export const BENCH_ENV = { ...process.env, NODE_OPTIONS: "" };
 
 /** Counts a node's loads and answers its peer-request counter (see PEER_COUNTER). */
 function watchNode(line, state) {
@@ -225,14 +225,14 @@ function peerRequests(state, timeoutMs = 2_000) {
 
 // --- h2load ------------------------------------------------------------------------
 
-function h2loadVersion() {
+export function h2loadVersion() {
   const probe = spawnSync("h2load", ["--version"], { encoding: "utf8" });
   if (probe.error || probe.status !== 0) return undefined;
   return probe.stdout.trim().split("\n")[0];
 }
 
 /** Runs h2load once; returns rate, counts and latency percentiles (ms). */
-function h2load({ port, reqFile, requests, clients, streams, logFile, timeoutMs = 80_000 }) {
+export function h2load({ port, reqFile, requests, clients, streams, logFile, timeoutMs = 80_000 }) {
   const args = [
     "-n",
     String(requests),
@@ -314,14 +314,14 @@ function h2load({ port, reqFile, requests, clients, streams, logFile, timeoutMs 
   });
 }
 
-function median(values) {
+export function median(values) {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = sorted.length >> 1;
   return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
 /** Truncated to two decimals (a ratio shown as 0.85 is at least 0.85). */
-function truncate2(v) {
+export function truncate2(v) {
   return Math.floor(v * 100) / 100;
 }
 

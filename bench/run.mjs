@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 // Entry of `pnpm bench` (the root script builds first, then runs this file).
 //
-//   node bench/run.mjs            full run (about two minutes: local ~30 s, memory ~10 s, cluster ~60 s)
+//   node bench/run.mjs            full run (about three minutes: local ~30 s, memory ~10 s, cluster ~60 s, metrics ~60 s)
 //   node bench/run.mjs --quick    a few-second smoke run for CI (also BENCH_QUICK=1)
-//   node bench/run.mjs --only local,memory   only the named parts (local, memory, cluster, fanin)
+//   node bench/run.mjs --only local,memory   only the named parts (local, memory, cluster, fanin, metrics)
 //   node bench/run.mjs --help     the parts and flags (USAGE below); runs nothing
 //
 // Prints the machine and markdown tables on stdout, progress on stderr. Exits 1
@@ -19,6 +19,7 @@ import { runFanIn } from "./fanin.mjs";
 import { checksum, gcExposed, machine } from "./harness.mjs";
 import { runLocal } from "./local.mjs";
 import { runMemory } from "./memory.mjs";
+import { runMetrics } from "./metrics.mjs";
 
 // Each part is a module run here in turn. The cluster part needs `h2load`
 // (Debian: nghttp2-client) and prints a SKIP line without it.
@@ -27,6 +28,7 @@ const allParts = [
   { name: "memory", run: runMemory },
   { name: "cluster", run: runCluster },
   { name: "fanin", run: runFanIn },
+  { name: "metrics", run: runMetrics },
 ];
 const PART_NAMES = allParts.map((part) => part.name);
 const USAGE = `Usage: node bench/run.mjs [--quick] [--only PART,...] [--help]
@@ -41,6 +43,8 @@ Parts, run in this order (all by default):
             else prints SKIP
   fanin     10,000 cold Gets through one of 3 nodes (1,000 with --quick): each
             key loaded once, on its owner
+  metrics   a Get hit on one node with metrics off and on (admin listener
+            scraped once a second) against the bare responder; needs h2load
 
 Flags:
   --quick             a few-second smoke run (CI); numbers not meaningful

@@ -3,7 +3,7 @@
 // clients keep anyway (group.stats(), pool.stats(), each peer's calls), so
 // serving a request costs nothing extra with metrics on.
 import { createRequire } from "node:module";
-import { type Group, LOAD_SECONDS_BUCKETS } from "@distcache/core";
+import { type Group, type GroupStats, LOAD_SECONDS_BUCKETS } from "@distcache/core";
 import {
   Counter,
   collectDefaultMetrics,
@@ -111,35 +111,21 @@ export function createPoolMetrics(source: MetricsSource): Registry {
   const registry = new Registry();
   const registers = [registry];
 
-  new Counter({
-    name: "distcache_gets_total",
-    help: "Group.get calls on this node that ended, by result: hit (this node's cache), miss (loaded from a peer or the getter), error (rejected).",
-    labelNames: ["group", "result"],
+  groupResults(
     registers,
-    collect() {
-      this.reset();
-      for (const group of source.groups()) {
-        const s = group.stats();
-        this.inc({ group: group.name, result: "hit" }, s.hits);
-        this.inc({ group: group.name, result: "miss" }, s.missesLoaded);
-        this.inc({ group: group.name, result: "error" }, s.getErrors);
-      }
-    },
-  });
-  new Counter({
-    name: "distcache_loads_total",
-    help: "Getter calls on this node that ended, by result (success, error).",
-    labelNames: ["group", "result"],
+    source,
+    "distcache_gets_total",
+    "Group.get calls on this node that ended, by result: hit (this node's cache), miss (loaded from a peer or the getter), error (rejected).",
+    (s) => ({ hit: s.hits, miss: s.missesLoaded, error: s.getErrors }),
+  );
+  groupResults(
     registers,
-    collect() {
-      this.reset();
-      for (const group of source.groups()) {
-        const s = group.stats();
-        this.inc({ group: group.name, result: "success" }, s.loadSeconds.count - s.localLoadErrors);
-        this.inc({ group: group.name, result: "error" }, s.localLoadErrors);
-      }
-    },
-  });
+    source,
+    "distcache_loads_total",
+    "Getter calls on this node that ended, by result (success, error).",
+    // Both counted as a getter call ends, in one synchronous step: never negative.
+    (s) => ({ success: s.loadSeconds.count - s.localLoadErrors, error: s.localLoadErrors }),
+  );
   new Counter({
     name: "distcache_loads_deduped_total",
     help: "Misses that joined a load of the same key already in flight on this node instead of starting one.",
@@ -277,6 +263,30 @@ export function createPoolMetrics(source: MetricsSource): Registry {
 
   collectDefaultMetrics({ register: registry });
   return registry;
+}
+
+/** A counter per group and `result`, the results read from one `group.stats()`. */
+function groupResults(
+  registers: Registry[],
+  source: MetricsSource,
+  name: string,
+  help: string,
+  read: (stats: GroupStats) => Record<string, number>,
+): void {
+  new Counter({
+    name,
+    help,
+    labelNames: ["group", "result"],
+    registers,
+    collect() {
+      this.reset();
+      for (const group of source.groups()) {
+        for (const [result, count] of Object.entries(read(group.stats()))) {
+          this.inc({ group: group.name, result }, count);
+        }
+      }
+    },
+  });
 }
 
 function groupGauge(

@@ -230,8 +230,13 @@ export class ConnectPool implements PeerPicker {
   async serve(address: string = this.self): Promise<void> {
     const { host, port } = parseAddress(address);
     this.health.reopen();
-    // The admin port first, so probes answer (not ready) while the node starts.
-    await this.admin?.listen();
+    if (this.admin !== undefined) {
+      // Made now rather than at the first scrape, so the process metrics
+      // (event-loop lag, GC) cover the node's whole life.
+      void this.metrics;
+      // The admin port first, so probes answer (not ready) while the node starts.
+      await this.admin.listen();
+    }
     try {
       await this.server.listen(host, port);
     } catch (error) {

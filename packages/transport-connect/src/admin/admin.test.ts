@@ -2,6 +2,7 @@
 // traffic through a 3-node cluster and read with a Prometheus text-format
 // parser, the probes during a drain, /status.json, /lookup with hostile keys,
 // the request rules, and the pool's events.
+import { createHash } from "node:crypto";
 import * as http from "node:http";
 import { createRequire } from "node:module";
 import { Code, type ConnectError } from "@connectrpc/connect";
@@ -321,6 +322,11 @@ describe("admin port: probes, status and lookup", () => {
     expect(page.headers["content-type"]).toBe("text/html; charset=utf-8");
     expect(page.headers["content-security-policy"]).toContain("default-src 'none'");
     expect(page.body).toContain("<title>DistCache node</title>");
+    // The inline script compiles, and the policy lets exactly it run.
+    const script = /<script>([\s\S]*)<\/script>/.exec(page.body)![1]!;
+    expect(() => new Function(script)).not.toThrow();
+    const digest = createHash("sha256").update(script).digest("base64");
+    expect(page.headers["content-security-policy"]).toContain(`script-src 'sha256-${digest}'`);
     const head = await admin(node!, "/metrics", { method: "HEAD" });
     expect(head.status).toBe(200);
     expect(head.body).toBe("");

@@ -86,4 +86,27 @@ describe("CircuitBreaker", () => {
     b.admitAlways().succeeded();
     expect(b.state).toBe("closed");
   });
+
+  it("reports each transition it makes once: open, half-open (probe out), open again, closed", () => {
+    const { b, advance } = breaker(2);
+    const seen: string[] = [];
+    b.onChange = (state) => seen.push(state);
+    b.admit()!.failed();
+    b.admit()!.succeeded();
+    expect(seen).toEqual([]);
+    b.admit()!.failed();
+    b.admit()!.failed();
+    expect(seen).toEqual(["open"]);
+    advance(100);
+    b.admit()!.failed(); // the probe fails: open again, for longer
+    advance(200);
+    b.admit()!.succeeded(); // the next probe succeeds
+    expect(seen).toEqual(["open", "half-open", "open", "half-open", "closed"]);
+    // A forced call that succeeds while open closes it; another success changes nothing.
+    b.admit()!.failed();
+    b.admit()!.failed();
+    b.admitAlways().succeeded();
+    b.admitAlways().succeeded();
+    expect(seen.slice(5)).toEqual(["open", "closed"]);
+  });
 });

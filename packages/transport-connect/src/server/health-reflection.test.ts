@@ -14,6 +14,7 @@ import { freePort } from "../../../../scripts/lib/ports.mjs";
 import { bufCurl, repoRoot } from "../buf-curl.test-util.js";
 import type { ConnectPoolOptions } from "../options.js";
 import { ConnectPool } from "../pool.js";
+import { MAX_WATCHES } from "./health.js";
 
 const protoDir = join(repoRoot, "proto");
 const LOADER = { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true };
@@ -98,7 +99,7 @@ describe("grpc.health.v1.Health", () => {
     expect(await check(client, "")).toEqual({ status: "SERVING" });
   });
 
-  it("Watch sees NOT_SERVING as close() begins, then ends; Check after it fails", async () => {
+  it("Watch sees NOT_SERVING as close() begins, then the stream ends with OK", async () => {
     const { pool, port } = await startNode();
     const client = healthClient(port);
     clients.push(client);
@@ -125,6 +126,38 @@ describe("grpc.health.v1.Health", () => {
     expect(seen).toEqual(["SERVING", "NOT_SERVING"]);
     expect(status.code).toBe(grpc.status.OK);
     expect(events).toEqual(["draining", "stopped"]);
+  });
+
+  it(`refuses a Watch past ${MAX_WATCHES} open ones (each holds a request slot), and frees slots as they end`, async () => {
+    const { pool, port } = await startNode();
+    const client = healthClient(port);
+    clients.push(client);
+    const calls: grpc.ClientReadableStream<{ status: string }>[] = [];
+    let first = 0;
+    for (let i = 0; i < MAX_WATCHES; i++) {
+      const call = client.Watch({ service: "" });
+      call.on("data", () => first++);
+      call.on("error", () => {});
+      calls.push(call);
+    }
+    await until(() => first === MAX_WATCHES);
+    const refused = await new Promise<grpc.StatusObject>((resolve) => {
+      const call = client.Watch({ service: "" });
+      call.on("data", () => {});
+      call.on("error", () => {});
+      call.on("status", resolve);
+    });
+    expect(refused.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+    expect(await check(client, "")).toEqual({ status: "SERVING" });
+    for (const call of calls) call.cancel();
+    await until(() => pool.stats().guard.inFlight === 0);
+    const again = client.Watch({ service: "" });
+    const status = await new Promise<string>((resolve) =>
+      again.once("data", (m: { status: string }) => resolve(m.status)),
+    );
+    expect(status).toBe("SERVING");
+    again.cancel();
+    again.on("error", () => {});
   });
 
   it("is absent with server.health: false", async () => {

@@ -12,6 +12,13 @@ export type HealthPhase = "starting" | "serving" | "draining";
 
 /** Longest service name echoed back in an error. */
 const MAX_ECHOED_NAME = 200;
+/**
+ * Watch streams open at once. A Watch's request has ended, so it is never
+ * reset as a stalled upload, and it holds a `maxRequestsInFlight` slot for as
+ * long as it lasts: without a bound, a client could fill the node's
+ * admission limit with Watches. A few probes and balancers need a handful.
+ */
+export const MAX_WATCHES = 100;
 
 /**
  * The node's serving status: NOT_SERVING while `starting` (not listening, or
@@ -21,6 +28,8 @@ const MAX_ECHOED_NAME = 200;
 export class HealthState {
   private phaseNow: HealthPhase = "starting";
   private ended = false;
+  /** Watch streams open now. */
+  watching = 0;
   /** Resolved and replaced on every change, so each Watch awaits one promise. */
   private change = signal();
 
@@ -113,7 +122,18 @@ export function registerHealthService(router: ConnectRouter, state: HealthState)
       return { status };
     },
     async *watch(request, context) {
-      for await (const status of state.watch(request.service, context.signal)) yield { status };
+      if (state.watching >= MAX_WATCHES) {
+        throw new ConnectError(
+          `${MAX_WATCHES} health Watch streams are open on this node; use Check`,
+          Code.ResourceExhausted,
+        );
+      }
+      state.watching++;
+      try {
+        for await (const status of state.watch(request.service, context.signal)) yield { status };
+      } finally {
+        state.watching--;
+      }
     },
   });
 }
