@@ -214,8 +214,10 @@ describe("gRPC server reflection", () => {
             extension_number: 9,
           },
         },
+        { file_containing_symbol: ".distcache.GetResponse.found" },
+        { host: "asks nothing" },
       ]);
-      expect(answers).toHaveLength(8);
+      expect(answers).toHaveLength(10);
       expect(answers[0]!.list_services_response!.service.map((s) => s.name)).toEqual(SERVICES);
       const fileNames = (answer: ReflectionResponse) =>
         answer.file_descriptor_response!.file_descriptor_proto.map(
@@ -239,6 +241,8 @@ describe("gRPC server reflection", () => {
         extension_number: [],
       });
       expect(answers[7]!.error_response!.error_code).toBe(grpc.status.NOT_FOUND);
+      expect(fileNames(answers[8]!)).toEqual(["distcache/cache.proto"]);
+      expect(answers[9]!.error_response!.error_code).toBe(grpc.status.INVALID_ARGUMENT);
     });
   }
 
