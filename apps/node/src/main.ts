@@ -192,3 +192,13 @@ log.info(
       ? "no admin port"
       : `admin http://${admin}/ (metrics, probes, status page)`),
 );
+if (
+  config.admin?.statusPage === true &&
+  !/^(127\.\d+\.\d+\.\d+|::1|localhost)$/.test(config.admin.host)
+) {
+  // The status page's lookup box reads any key through this node.
+  log.warn(
+    { admin },
+    `the admin port listens on ${config.admin.host} with the status page on: anyone who reaches it can read keys (admin.statusPage: false keeps only /metrics and the probes)`,
+  );
+}

@@ -1,7 +1,8 @@
 // The node's logger (pino): one JSON object a line (time, level, node, msg,
 // fields) by default, one readable line each (pino-pretty) when stdout is a
-// terminal or the format is "pretty". Writes are synchronous so the last
-// lines before an exit are never lost.
+// terminal or the format is "pretty". Lines to stdout go through
+// process.stdout (synchronous for files and pipes on Linux, so the last lines
+// before an exit are kept; and never a busy retry when a reader is slow).
 import { type Logger, pino } from "pino";
 import pretty from "pino-pretty";
 import type { LogFormat, LogLevel } from "../config/schema.js";
@@ -24,11 +25,14 @@ export function createLogger(options: LoggerOptions): Logger {
   const isTty = fd === 1 && process.stdout.isTTY === true;
   const format = options.format ?? (isTty ? "pretty" : "json");
   const base = { node: options.node };
+  // SonicBoom's synchronous writes retry EAGAIN in a loop: on a full pipe (a
+  // slow reader) that stalls the event loop. process.stdout queues instead.
+  const out = fd === 1 ? process.stdout : undefined;
   if (format === "pretty") {
     return pino(
       { level: options.level, base },
       pretty({
-        destination: fd,
+        destination: out ?? fd,
         sync: true,
         singleLine: true,
         colorize: isTty,
@@ -46,7 +50,7 @@ export function createLogger(options: LoggerOptions): Logger {
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
     },
-    pino.destination({ dest: fd, sync: true }),
+    out ?? pino.destination({ dest: fd, sync: true }),
   );
 }
 

@@ -2,13 +2,17 @@
 // the member list, a peer's breaker, shedding (rate-limited: overload can
 // flap it many times a second), draining, stopped.
 import type { ConnectPool } from "@distcache/transport-connect";
+
+/** What is read of the pool: its events. */
+export type PoolEventSource = Pick<ConnectPool, "on">;
+
 import { type Logger, RateLimiter } from "./logger.js";
 
 /** Shedding start/stop lines are logged at most once per reason per this many ms. */
 const SHEDDING_LOG_INTERVAL_MS = 10_000;
 
 /** Logs `pool`'s events on `log` from now on. */
-export function logPoolEvents(pool: ConnectPool, log: Logger): void {
+export function logPoolEvents(pool: PoolEventSource, log: Logger): void {
   const shedding = new RateLimiter(SHEDDING_LOG_INTERVAL_MS);
   pool.on("listening", ({ address }) => log.info({ address }, `listening on ${address}`));
   pool.on("members", ({ members, version }) =>
