@@ -14,7 +14,8 @@
 //   warm  --replicas 0: "hit" keys are owned by the entry node, "forwarded"
 //         keys by the others; the entry keeps no copy, so every forwarded Get
 //         is a peer fetch to the owner, which answers from its cache.
-//   cold0 --replicas 0, cold2 --replicas 2: each run Gets fresh keys no node
+//   cold0 --replicas 0, cold2 --replicas 2 (and cold2await: the owner answers
+//         only once its replicas hold the value): each run Gets fresh keys no node
 //         holds through one node, 64 in flight; checked: every key loaded
 //         exactly once in the cluster, on its owner.
 // Redis: `redis-server` (Debian package redis-server) on a free loopback port,
@@ -61,6 +62,12 @@ const SCENARIOS = [
   { id: "fwd1", label: "Get hit, forwarded to the owner", cluster: "warm", streams: 1 },
   { id: "cold0", label: "cold keys, --replicas 0", cluster: "cold0", streams: 64 },
   { id: "cold2", label: "cold keys, --replicas 2", cluster: "cold2", streams: 64 },
+  {
+    id: "cold2await",
+    label: "cold keys, --replicas 2 --await-replicas",
+    cluster: "cold2await",
+    streams: 64,
+  },
   { id: "redis64", label: "Redis GET (ioredis, one connection)", cluster: "redis", streams: 64 },
   { id: "redis1", label: "Redis GET (ioredis, one connection)", cluster: "redis", streams: 1 },
 ];
@@ -121,7 +128,7 @@ async function startSource() {
 }
 
 /** Three nodes with `--replicas replicas`; `loaded` per node collects the keys it loaded. */
-async function startCluster(name, replicas, sourceUrl, nodeFlags) {
+async function startCluster(name, replicas, sourceUrl, nodeFlags, extraArgs = []) {
   const ports = await freePorts(3);
   const members = ports.map((port) => `${HOST}:${port}`);
   const nodes = ports.map((port) => {
@@ -130,6 +137,7 @@ async function startCluster(name, replicas, sourceUrl, nodeFlags) {
         ...["--host", HOST, "--port", String(port), "--peers", members.join(",")],
         ...["--group", `${GROUP}:${GROUP_BYTES}`, "--source-url", sourceUrl],
         ...["--replicas", String(replicas)],
+        ...extraArgs,
       ],
       {
         label: `${name} ${HOST}:${port}`,
@@ -319,6 +327,11 @@ export async function runCosts({
     if (needs.has("warm")) clusters.warm = await startCluster("warm", 0, source.url, nodeFlags);
     if (needs.has("cold0")) clusters.cold0 = await startCluster("cold0", 0, source.url, nodeFlags);
     if (needs.has("cold2")) clusters.cold2 = await startCluster("cold2", 2, source.url, nodeFlags);
+    if (needs.has("cold2await")) {
+      clusters.cold2await = await startCluster("cold2await", 2, source.url, nodeFlags, [
+        "--await-replicas",
+      ]);
+    }
 
     // Warm keys: split by owner, then loaded once through the entry node.
     let hitKeys = [];
@@ -503,7 +516,7 @@ export async function runCosts({
     table,
     "",
     `Ratios of CPU per request: forwarded / local hit at 1×64 ${ratio("fwd64", "hit64")}, serial ${ratio("fwd1", "hit1")}; ` +
-      `cold --replicas 2 / --replicas 0 ${ratio("cold2", "cold0")}; DistCache hit / Redis GET at 1×64 ${ratio("hit64", "redis64")}. ` +
+      `cold --replicas 2 / --replicas 0 ${ratio("cold2", "cold0")}, --await-replicas / not ${ratio("cold2await", "cold2")}; DistCache hit / Redis GET at 1×64 ${ratio("hit64", "redis64")}. ` +
       `Load average at the end: ${load} on ${os.cpus().length} cores (other work on the machine slows req/s more than CPU per request). ` +
       `Checked: every Get answered the source's value; every cold key loaded exactly once, on its owner. Costs part took ${seconds.toFixed(1)} s.` +
       (nodeFlags.length > 0 ? ` Node flags: \`${nodeFlags.join(" ")}\`.` : "") +

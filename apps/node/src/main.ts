@@ -18,6 +18,9 @@ const usage = `Usage: distcache-node [options]
   --source-url URL         load from GET URL/<group>/<key> (URL-encoded) instead of
                            the demo rows: 200 = the value, 404 = not found
   --load-timeout MS        longest getter call (the group's loadTimeout)
+  --await-replicas         the owner answers a load once its replicas hold the
+                           value (the group's awaitReplicas; default: it answers
+                           at once and the copies follow in the same turn's batch)
   --help                   this text
 
 Cluster and server options (ConnectPoolOptions; what each means, its unit,
@@ -71,6 +74,7 @@ function parse() {
       "no-client-set": { type: "boolean", default: false },
       "source-url": { type: "string" },
       "load-timeout": { type: "string" },
+      "await-replicas": { type: "boolean", default: false },
       "drain-timeout": { type: "string" },
       "max-in-flight": { type: "string" },
       "max-loop-delay": { type: "string" },
@@ -124,7 +128,10 @@ const group = newGroup(
     if (value === undefined) throw new NotFoundError(key);
     return value;
   },
-  loadTimeout === undefined ? {} : { loadTimeout },
+  {
+    ...(loadTimeout === undefined ? {} : { loadTimeout }),
+    awaitReplicas: args.values["await-replicas"],
+  },
 );
 
 let pool: ConnectPool;
