@@ -182,11 +182,11 @@ async function ownersOf(members, keys) {
 
 // --- Redis ----------------------------------------------------------------------
 
+/** `redis-server` on PATH, or `undefined`. */
 function redisServerPath() {
-  const found = spawnSync("sh", ["-c", "command -v redis-server"], { encoding: "utf8" });
-  const fromPath = found.status === 0 ? found.stdout.trim() : "";
-  if (fromPath !== "") return fromPath;
-  return existsSync("/usr/bin/redis-server") ? "/usr/bin/redis-server" : undefined;
+  const found = spawnSync("/bin/sh", ["-c", "command -v redis-server"], { encoding: "utf8" });
+  const path = found.status === 0 ? found.stdout.trim() : "";
+  return path === "" ? undefined : path;
 }
 
 /** `redis-server` on a free loopback port, no persistence; resolves once it accepts commands. */
