@@ -113,7 +113,7 @@ function connect(url) {
  * @param {number} [o.streams=64]               in flight per connection
  * @param {number} [o.timeoutMs=60000]          bound on the whole run
  * @returns {Promise<{rate: number, seconds: number, succeeded: number, failed: number,
- *   failures: string[], p50: number, p99: number}>} latencies in ms
+ *   failures: string[], p50: number, p99: number, max: number}>} latencies in ms
  */
 export async function runGrpcLoad({
   host = "127.0.0.1",
@@ -206,5 +206,6 @@ export async function runGrpcLoad({
     failures,
     p50: percentile(sorted, 50),
     p99: percentile(sorted, 99),
+    max: sorted[sorted.length - 1] ?? Number.NaN,
   };
 }

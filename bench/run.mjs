@@ -3,7 +3,7 @@
 //
 //   node bench/run.mjs            full run (about three minutes: local ~30 s, memory ~10 s, cluster ~60 s, metrics ~60 s)
 //   node bench/run.mjs --quick    a few-second smoke run for CI (also BENCH_QUICK=1)
-//   node bench/run.mjs --only local,memory   only the named parts (local, memory, cluster, fanin, metrics)
+//   node bench/run.mjs --only local,memory   only the named parts (local, memory, cluster, fanin, metrics, costs)
 //   node bench/run.mjs --help     the parts and flags (USAGE below); runs nothing
 //
 // Prints the machine and markdown tables on stdout, progress on stderr. Exits 1
@@ -15,6 +15,7 @@
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { runCluster } from "./cluster.mjs";
+import { runCosts } from "./costs.mjs";
 import { runFanIn } from "./fanin.mjs";
 import { checksum, gcExposed, machine } from "./harness.mjs";
 import { runLocal } from "./local.mjs";
@@ -29,6 +30,7 @@ const allParts = [
   { name: "cluster", run: runCluster },
   { name: "fanin", run: runFanIn },
   { name: "metrics", run: runMetrics },
+  { name: "costs", run: runCosts },
 ];
 const PART_NAMES = allParts.map((part) => part.name);
 const USAGE = `Usage: node bench/run.mjs [--quick] [--only PART,...] [--help]
@@ -45,6 +47,10 @@ Parts, run in this order (all by default):
             key loaded once, on its owner
   metrics   a Get hit on one node with metrics off and on (admin listener
             scraped once a second) against the bare responder; needs h2load
+  costs     CPU per request summed over the nodes (from /proc): hit, forwarded
+            hit (1×64 and serial), cold keys with 0 and 2 replicas, and Redis
+            GET of the same keys (needs redis-server, else its rows are
+            skipped); BENCH_NODE_FLAGS passes V8 flags to the nodes
 
 Flags:
   --quick             a few-second smoke run (CI); numbers not meaningful

@@ -105,6 +105,7 @@ export async function createGroups(
       {
         ...(config.loadTimeout === undefined ? {} : { loadTimeout: config.loadTimeout }),
         ...(config.ttl === undefined ? {} : { ttl: config.ttl }),
+        ...(config.awaitReplicas === undefined ? {} : { awaitReplicas: config.awaitReplicas }),
       },
     );
     return { config, group, close: async () => void (await source.close()) };

@@ -47,6 +47,16 @@ export interface GroupOptions {
   loadTimeout?: number;
   /** Time to live of cached entries in milliseconds. Default `0`: no expiry. */
   ttl?: number;
+  /**
+   * Whether the key's owner waits for its replicas to take a freshly loaded
+   * value before answering. Default `false`: it answers at once, and the
+   * pushes leave in the same event-loop turn's `StoreMany` batch to each
+   * replica (a caller may see a value a moment before the replicas hold it;
+   * if the owner dies in that moment, the next read loads the key again).
+   * `true`: a value a caller has seen is on every reachable replica, at the
+   * cost of a peer round trip on every cold load (see docs/architecture.md).
+   */
+  awaitReplicas?: boolean;
 }
 
 /** Who announced a write of a key, and its stamp. */
@@ -78,6 +88,12 @@ export class LocalGroup {
   readonly counters = new GroupCounters();
   /** The cluster, once registered. */
   peers: PeerPicker | undefined;
+  /** See {@link GroupOptions.awaitReplicas}. */
+  private readonly awaitReplicas: boolean;
+  /** Counts a push a replica did not take (one function for every push left to run on its own). */
+  private readonly pushFailed = (): void => {
+    this.counters.replicationFailures++;
+  };
 
   constructor(
     readonly name: string,
@@ -93,6 +109,7 @@ export class LocalGroup {
     this.loadFlight = new SingleFlight<ByteView>({
       timeout: options.loadTimeout ?? DEFAULT_LOAD_TIMEOUT_MS,
     });
+    this.awaitReplicas = options.awaitReplicas ?? false;
   }
 
   /** The value of `key` with this node's getter (one load per key at a time). */
@@ -102,7 +119,8 @@ export class LocalGroup {
 
   /**
    * Calls the getter, caches the value unless the key was invalidated
-   * meanwhile, and copies it to the key's replicas before answering.
+   * meanwhile, and copies it to the key's replicas (awaited only with
+   * {@link GroupOptions.awaitReplicas}).
    */
   async loadLocally(key: string, signal: AbortSignal): Promise<ByteView> {
     const token = this.fills.begin(key);
@@ -129,12 +147,19 @@ export class LocalGroup {
       const view = ByteView.from(result);
       const replicas = this.peers?.placement(key).replicas;
       if (this.fill(key, view, token) && replicas !== undefined && replicas.length > 0) {
-        // Replicas hold the value before any caller sees it, so losing this node loses nothing.
-        const pushes = await Promise.allSettled(
-          replicas.map((peer) => this.push(peer, key, view, stamp, false)),
-        );
-        for (const push of pushes)
-          if (push.status === "rejected") this.counters.replicationFailures++;
+        if (this.awaitReplicas) {
+          // Replicas hold the value before any caller sees it, so losing this node loses nothing.
+          const pushes = await Promise.allSettled(
+            replicas.map((peer) => this.push(peer, key, view, stamp, false)),
+          );
+          for (const push of pushes)
+            if (push.status === "rejected") this.counters.replicationFailures++;
+        } else {
+          // Queued in this turn's batch to each replica; the answer does not wait for it.
+          // The stamp still orders it: a replica refuses it after a later write of the key.
+          for (const peer of replicas)
+            this.push(peer, key, view, stamp, false).then(undefined, this.pushFailed);
+        }
       }
       return view;
     } finally {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { NotFoundError, RemoteLoadError } from "./errors.js";
 import { Group } from "./group.js";
+import type { GroupOptions } from "./local-group.js";
 import type {
   PeerClient,
   PeerGetOptions,
@@ -63,18 +64,28 @@ function text(answer: PeerValue | undefined): string | undefined {
   return answer === undefined ? undefined : new TextDecoder().decode(answer.value);
 }
 
-function cluster(size: number, source: (key: string) => string | undefined, replicas = 2) {
+function cluster(
+  size: number,
+  source: (key: string) => string | undefined,
+  replicas = 2,
+  options: GroupOptions = {},
+) {
   const ids = Array.from({ length: size }, (_, i) => `node${i}`);
   const loads: string[][] = ids.map(() => []);
   const groups: Group[] = ids.map(
     (_, i) =>
-      new Group("scores", 1 << 20, async (key) => {
-        loads[i]!.push(key);
-        await new Promise((resolve) => setTimeout(resolve, 1));
-        const value = source(key);
-        if (value === undefined) throw new NotFoundError(key);
-        return value;
-      }),
+      new Group(
+        "scores",
+        1 << 20,
+        async (key) => {
+          loads[i]!.push(key);
+          await new Promise((resolve) => setTimeout(resolve, 1));
+          const value = source(key);
+          if (value === undefined) throw new NotFoundError(key);
+          return value;
+        },
+        options,
+      ),
   );
   // peers[i][j]: node i's client for node j.
   const peers = ids.map((sender) =>
@@ -283,6 +294,37 @@ describe("a group with peers", () => {
       "value:Tom",
     );
     expect(c.groups[replica]!.stats().staleCopiesRefused).toBe(0);
+  });
+
+  it("answers a load before its replication pushes land, unless awaitReplicas", async () => {
+    for (const awaitReplicas of [false, true]) {
+      const c = cluster(3, values, 2, { awaitReplicas });
+      const key = "Tom";
+      const owner = c.ownerIndex(key);
+      const replica = (owner + 1) % 3;
+      let release!: () => void;
+      c.peers[owner]![replica]!.holdStores = new Promise((resolve) => {
+        release = resolve;
+      });
+      let answered = false;
+      const read = c.groups[owner]!.get(key).then((view) => {
+        answered = true;
+        return view.toString();
+      });
+      // Bounded: the load takes ~1 ms; 200 ms is room for a busy machine.
+      for (let i = 0; i < 20 && !answered; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(answered, `awaitReplicas: ${awaitReplicas}`).toBe(!awaitReplicas);
+      expect(c.groups[replica]!.stats().items).toBe(0);
+      release();
+      expect(await read).toBe("value:Tom");
+      // The push lands either way.
+      for (let i = 0; i < 100 && c.groups[replica]!.stats().items === 0; i++) {
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      expect(text(await c.groups[replica]!.peerHandler.get(key, { cacheOnly: true }))).toBe(
+        "value:Tom",
+      );
+    }
   });
 
   it("counts replication pushes a replica did not take", async () => {

@@ -40,7 +40,12 @@ describe("a 3-node cluster over real HTTP/2", () => {
   it("copies a loaded value to both replicas", async () => {
     const nodes = await startCluster(3);
     await nodes[0]!.client.get({ group: "scores", key: "Tom" });
-    expect(nodes.map((node) => node.group.stats().items)).toEqual([1, 1, 1]);
+    // The owner answers, then pushes (not awaited by default): wait for the copies, bounded.
+    const items = () => nodes.map((node) => node.group.stats().items);
+    for (let i = 0; i < 200 && items().some((n) => n !== 1); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    expect(items()).toEqual([1, 1, 1]);
     // One push to each (batched pushes arrive as StoreMany items).
     expect(totalReceived(nodes, "store") + totalReceived(nodes, "storeManyItems")).toBe(2);
   });

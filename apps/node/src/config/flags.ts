@@ -18,6 +18,7 @@ export interface FlagSettings {
   group?: { name: string; budget: number };
   sourceUrl?: string;
   loadTimeout?: number;
+  awaitReplicas?: boolean;
   replicas?: number;
   peerTimeoutMs?: number;
   server: ServerOptions;
@@ -173,6 +174,14 @@ export const FLAGS: readonly Flag[] = [
     help: "that group's longest getter call (loadTimeout; 30s-style or ms)",
     set: (s, v) => {
       s.loadTimeout = ms("load-timeout", v, 0, 3_600_000);
+    },
+  },
+  {
+    name: "await-replicas",
+    section: "group",
+    help: "that group's owner answers a load once its replicas hold the value\n(awaitReplicas; default: it answers at once, the copies follow in the turn's batch)",
+    set: (s) => {
+      s.awaitReplicas = true;
     },
   },
   {

@@ -69,11 +69,16 @@ export function resolveConfig(flags: FlagSettings, file?: LoadedConfig): NodeCon
         : "";
 
   let groups: GroupConfig[] = config.groups ?? [];
-  const groupFlags = (["group", "sourceUrl", "loadTimeout"] as const).filter(
+  const groupFlags = (["group", "sourceUrl", "loadTimeout", "awaitReplicas"] as const).filter(
     (k) => flags[k] !== undefined,
   );
   if (groups.length > 0 && groupFlags.length > 0) {
-    const names = { group: "--group", sourceUrl: "--source-url", loadTimeout: "--load-timeout" };
+    const names = {
+      group: "--group",
+      sourceUrl: "--source-url",
+      loadTimeout: "--load-timeout",
+      awaitReplicas: "--await-replicas",
+    };
     problems.push(
       `${groupFlags.map((k) => names[k]).join(", ")}: the one-group flags cannot be combined with the groups of ${file?.where(["groups"])}`,
     );
@@ -93,7 +98,9 @@ export function resolveConfig(flags: FlagSettings, file?: LoadedConfig): NodeCon
       }
       source = { type: "http", url: flags.sourceUrl };
     }
-    groups = [{ name, budget, loadTimeout: flags.loadTimeout, source }];
+    groups = [
+      { name, budget, loadTimeout: flags.loadTimeout, awaitReplicas: flags.awaitReplicas, source },
+    ];
   }
 
   const adminFile = config.admin;

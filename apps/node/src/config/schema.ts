@@ -72,6 +72,8 @@ export const groupSchema = z.strictObject({
   ttl: duration.optional(),
   /** Longest getter call. Default the library's (core's DEFAULT_LOAD_TIMEOUT_MS). */
   loadTimeout: duration.optional(),
+  /** The owner answers a load once its replicas hold the value (core's GroupOptions.awaitReplicas). */
+  awaitReplicas: z.boolean().optional(),
   source: sourceSchema,
 });
 

@@ -268,9 +268,18 @@ describe("batched fetches over HTTP/2", () => {
       keys.map((key) => entry.client.get({ group: "scores", key })),
     );
     expect(answers.every((a) => a.found)).toBe(true);
-    const received = nodes.map((node) => node.pool.stats().received);
-    const pushes = received.reduce((sum, r) => sum + r.store + r.storeManyItems, 0);
-    const calls = received.reduce((sum, r) => sum + r.store + r.storeMany, 0);
+    const counts = () => {
+      const received = nodes.map((node) => node.pool.stats().received);
+      return {
+        pushes: received.reduce((sum, r) => sum + r.store + r.storeManyItems, 0),
+        calls: received.reduce((sum, r) => sum + r.store + r.storeMany, 0),
+      };
+    };
+    // The owner answers before its pushes land (awaitReplicas is off): wait for them, bounded.
+    for (let i = 0; i < 500 && counts().pushes < keys.length * 2; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    const { pushes, calls } = counts();
     expect(pushes).toBe(keys.length * 2);
     expect(calls).toBeLessThan(pushes / 4);
     // The copies arrived: the other nodes answer every key from their caches.

@@ -1,0 +1,556 @@
+// The cost part of `pnpm bench` (issue 14): what a request costs the cluster in
+// CPU, beside req/s and latency, for the hit, forwarded-hit and cold-miss paths,
+// and Redis serving the same keys at the same concurrency.
+//
+// CPU per request = utime+stime (from /proc/PID/stat) summed over every node
+// process of the scenario's cluster, over the run, divided by its requests.
+// It is steadier than req/s on a shared machine: a busy neighbour slows the
+// run but barely changes the CPU each request takes. The load generator
+// (bench/grpc-load.mjs, or ioredis for Redis) runs in this process and is not
+// counted, for DistCache and Redis alike. Each round runs every scenario once,
+// the starting scenario rotating; the table shows medians over the rounds.
+//
+// Clusters (3 nodes each, an HTTP source in this process answering after 1 ms):
+//   warm  --replicas 0: "hit" keys are owned by the entry node, "forwarded"
+//         keys by the others; the entry keeps no copy, so every forwarded Get
+//         is a peer fetch to the owner, which answers from its cache.
+//   cold0 --replicas 0, cold2 --replicas 2 (and cold2await: the owner answers
+//         only once its replicas hold the value): each run Gets fresh keys no node
+//         holds through one node, 64 in flight; checked: every key loaded
+//         exactly once in the cluster, on its owner.
+// Redis: `redis-server` (Debian package redis-server) on a free loopback port,
+// no persistence, stopped by pid; skipped with an install hint when absent.
+//
+// Standalone: node bench/costs.mjs [--quick] [--scenarios a,b] [--node-flags "..."]
+// (e.g. --node-flags "--cpu-prof --cpu-prof-dir=/tmp/prof" profiles every node).
+
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import http from "node:http";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import {
+  NODE_MAIN,
+  startNode as startNodeProcess,
+  stopChild,
+  track,
+} from "../scripts/lib/node-process.mjs";
+import { freePort, freePorts } from "../scripts/lib/ports.mjs";
+import { runGrpcLoad } from "./grpc-load.mjs";
+import { formatRate, markdownTable, percentile } from "./harness.mjs";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const TRANSPORT = path.join(ROOT, "packages/transport-connect/dist/index.js");
+const HOST = "127.0.0.1";
+const GROUP = "scores";
+const GROUP_BYTES = 64 << 20;
+const REDIS_INSTALL = "apt-get update && apt-get install -y redis-server";
+
+/** `warmup`: one round before the measured ones, discarded (the JIT, the sessions). */
+const FULL = { rounds: 5, warmup: 1, requests: 10_000, serial: 1_000, cold: 2_000, warmKeys: 600 };
+const QUICK = { rounds: 1, warmup: 0, requests: 1_000, serial: 100, cold: 200, warmKeys: 120 };
+
+/** What the source answers for `key` (the same bytes Redis is given). */
+const sourceValue = (key) => `value of ${key}`;
+
+/** Every scenario, in the order the rows are printed. */
+const SCENARIOS = [
+  { id: "hit64", label: "Get hit, key owned by the entry node", cluster: "warm", streams: 64 },
+  { id: "fwd64", label: "Get hit, forwarded to the owner", cluster: "warm", streams: 64 },
+  { id: "hit1", label: "Get hit, key owned by the entry node", cluster: "warm", streams: 1 },
+  { id: "fwd1", label: "Get hit, forwarded to the owner", cluster: "warm", streams: 1 },
+  { id: "cold0", label: "cold keys, --replicas 0", cluster: "cold0", streams: 64 },
+  { id: "cold2", label: "cold keys, --replicas 2", cluster: "cold2", streams: 64 },
+  {
+    id: "cold2await",
+    label: "cold keys, --replicas 2 --await-replicas",
+    cluster: "cold2await",
+    streams: 64,
+  },
+  { id: "redis64", label: "Redis GET (ioredis, one connection)", cluster: "redis", streams: 64 },
+  { id: "redis1", label: "Redis GET (ioredis, one connection)", cluster: "redis", streams: 1 },
+];
+const SCENARIO_IDS = SCENARIOS.map((s) => s.id);
+
+// --- CPU from /proc -----------------------------------------------------------
+
+let ticksPerSecond;
+/** Clock ticks per second of /proc/PID/stat's utime and stime (`getconf CLK_TCK`, usually 100). */
+function clockTicks() {
+  if (ticksPerSecond === undefined) {
+    const out = spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" });
+    const n = Number.parseInt(out.stdout ?? "", 10);
+    ticksPerSecond = Number.isInteger(n) && n > 0 ? n : 100;
+  }
+  return ticksPerSecond;
+}
+
+/** utime+stime of `pid` in milliseconds. */
+function cpuMs(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  // The command name (field 2) may hold spaces: fields after its ")" are fixed.
+  const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const ticks = Number(rest[11]) + Number(rest[12]); // fields 14 and 15
+  return (ticks * 1000) / clockTicks();
+}
+
+const totalCpuMs = (pids) => pids.reduce((sum, pid) => sum + cpuMs(pid), 0);
+
+// --- the data source and the nodes ---------------------------------------------
+
+/** `GET /<group>/<key>` answers the key's value after a millisecond; counts requests per key. */
+async function startSource() {
+  const requests = new Map();
+  const server = http.createServer((req, res) => {
+    const [, group, key] = (req.url ?? "").split("/").map(decodeURIComponent);
+    requests.set(key, (requests.get(key) ?? 0) + 1);
+    setTimeout(() => {
+      if (group !== GROUP) {
+        res.writeHead(404).end();
+        return;
+      }
+      const body = Buffer.from(sourceValue(key), "utf8");
+      res.writeHead(200, { "content-length": body.length }).end(body);
+    }, 1);
+  });
+  server.keepAliveTimeout = 10_000;
+  await new Promise((resolve) => server.listen(0, HOST, resolve));
+  return {
+    url: `http://${HOST}:${server.address().port}`,
+    requests,
+    close: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/** Three nodes with `--replicas replicas`; `loaded` per node collects the keys it loaded. */
+async function startCluster(name, replicas, sourceUrl, nodeFlags, extraArgs = []) {
+  const ports = await freePorts(3);
+  const members = ports.map((port) => `${HOST}:${port}`);
+  const nodes = ports.map((port) => {
+    const node = startNodeProcess(
+      [
+        ...["--host", HOST, "--port", String(port), "--peers", members.join(",")],
+        ...["--group", `${GROUP}:${GROUP_BYTES}`, "--source-url", sourceUrl],
+        ...["--replicas", String(replicas)],
+        ...extraArgs,
+      ],
+      {
+        label: `${name} ${HOST}:${port}`,
+        nodeFlags,
+        // Measured as built, not under this process's NODE_OPTIONS.
+        env: { ...process.env, NODE_OPTIONS: "" },
+        keepLines: 50,
+        onLine: (line) => {
+          const loaded = /loaded from source: (.*)$/.exec(line);
+          if (loaded) node.loaded.push(loaded[1]);
+        },
+      },
+    );
+    node.address = `${HOST}:${port}`;
+    node.port = port;
+    node.loaded = [];
+    return node;
+  });
+  const cluster = { name, nodes, members, pids: nodes.map((n) => n.child.pid) };
+  try {
+    await Promise.all(nodes.map((node) => node.ready));
+  } catch (error) {
+    await stopCluster(cluster);
+    throw error;
+  }
+  return cluster;
+}
+
+async function stopCluster(cluster) {
+  if (cluster !== undefined) await Promise.all(cluster.nodes.map((n) => stopChild(n, 5_000)));
+}
+
+/** Owners as the nodes compute them (a pool that never serves contacts nobody). */
+async function ownersOf(members, keys) {
+  const { ConnectPool } = await import(TRANSPORT);
+  const ring = new ConnectPool(members[0]);
+  ring.setPeers(...members);
+  const owners = new Map(keys.map((key) => [key, ring.ownerOf(key)]));
+  await ring.close();
+  return owners;
+}
+
+// --- Redis ----------------------------------------------------------------------
+
+/** `redis-server` on PATH, or `undefined`. */
+function redisServerPath() {
+  const found = spawnSync("/bin/sh", ["-c", "command -v redis-server"], { encoding: "utf8" });
+  const path = found.status === 0 ? found.stdout.trim() : "";
+  return path === "" ? undefined : path;
+}
+
+/** `redis-server` on a free loopback port, no persistence; resolves once it accepts commands. */
+async function startRedis(binary) {
+  const port = await freePort();
+  const child = track(
+    spawn(
+      binary,
+      [
+        ...["--port", String(port), "--bind", HOST, "--save", "", "--appendonly", "no"],
+        ...["--protected-mode", "yes", "--daemonize", "no", "--loglevel", "warning"],
+      ],
+      { stdio: ["ignore", "ignore", "pipe"] },
+    ),
+  );
+  let stderr = "";
+  child.stderr.setEncoding("utf8").on("data", (chunk) => {
+    stderr = (stderr + chunk).slice(-2_000);
+  });
+  const { default: Redis } = await import("ioredis");
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`redis-server exited: ${stderr}`);
+    const client = new Redis({
+      host: HOST,
+      port,
+      lazyConnect: true,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
+      enableOfflineQueue: false,
+    });
+    client.on("error", () => {});
+    try {
+      await client.connect();
+      await client.ping();
+      return { child, port, client, pids: [child.pid] };
+    } catch (error) {
+      client.disconnect();
+      if (Date.now() > deadline) {
+        child.kill("SIGKILL");
+        throw new Error(`redis-server on :${port} not answering: ${error.message} ${stderr}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+}
+
+async function stopRedis(redis) {
+  if (redis === undefined) return;
+  redis.client.disconnect();
+  await stopChild({ child: redis.child }, 3_000);
+}
+
+/** GETs `keys` round robin with `streams` in flight on one connection; checks every value. */
+async function redisLoad(client, keys, requests, streams) {
+  const wanted = keys.map((key) => sourceValue(key));
+  const latencies = new Float64Array(requests);
+  let next = 0;
+  let succeeded = 0;
+  const failures = [];
+  const t0 = process.hrtime.bigint();
+  const worker = async () => {
+    while (next < requests) {
+      const i = next++;
+      const k = i % keys.length;
+      const started = process.hrtime.bigint();
+      try {
+        const value = await client.get(keys[k]);
+        if (value === wanted[k]) succeeded++;
+        else if (failures.length < 5) failures.push(`${keys[k]}: got ${value}`);
+      } catch (error) {
+        if (failures.length < 5) failures.push(`${keys[k]}: ${error.message}`);
+      }
+      latencies[i] = Number(process.hrtime.bigint() - started) / 1e6;
+    }
+  };
+  await Promise.all(Array.from({ length: streams }, worker));
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  const sorted = Array.from(latencies).sort((a, b) => a - b);
+  return {
+    rate: requests / seconds,
+    failed: requests - succeeded,
+    failures,
+    p50: percentile(sorted, 50),
+    p99: percentile(sorted, 99),
+    max: sorted[sorted.length - 1],
+  };
+}
+
+// --- the run --------------------------------------------------------------------
+
+function median(values) {
+  const sorted = [...values].sort((a, b) => a - b);
+  if (sorted.length === 0) return Number.NaN;
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+function ms(v) {
+  if (!Number.isFinite(v)) return "n/a";
+  return v >= 100 ? `${v.toFixed(0)} ms` : `${v.toFixed(2)} ms`;
+}
+
+function us(v) {
+  if (!Number.isFinite(v)) return "n/a";
+  return v >= 100 ? `${v.toFixed(0)} µs` : `${v.toFixed(1)} µs`;
+}
+
+/**
+ * Runs the cost tables and returns the report.
+ *
+ * @param {{quick?: boolean, scenarios?: string[], nodeFlags?: string[], log?: (line: string) => void}} [options]
+ * @returns {Promise<{ok: boolean, markdown: string, results: object[]}>} `ok` is
+ *   false when a Get was wrong or a cold key was not loaded exactly once, on its owner.
+ */
+export async function runCosts({
+  quick = false,
+  scenarios = SCENARIO_IDS,
+  nodeFlags = costsArgs([]).nodeFlags,
+  log = (line) => process.stderr.write(`${line}\n`),
+} = {}) {
+  if (!existsSync(NODE_MAIN) || !existsSync(TRANSPORT)) {
+    throw new Error("costs: build first: npx -y pnpm@12.4.2 build");
+  }
+  const cfg = quick ? QUICK : FULL;
+  const chosen = SCENARIOS.filter((s) => scenarios.includes(s.id));
+  const t0 = process.hrtime.bigint();
+  const say = (line) =>
+    log(`[${(Number(process.hrtime.bigint() - t0) / 1e9).toFixed(1)} s] costs: ${line}`);
+  const problems = [];
+  const notes = [];
+  const source = await startSource();
+  const clusters = {};
+  let redis;
+  const samples = new Map(chosen.map((s) => [s.id, []]));
+  try {
+    const needs = new Set(chosen.map((s) => s.cluster));
+    if (needs.has("warm")) clusters.warm = await startCluster("warm", 0, source.url, nodeFlags);
+    if (needs.has("cold0")) clusters.cold0 = await startCluster("cold0", 0, source.url, nodeFlags);
+    if (needs.has("cold2")) clusters.cold2 = await startCluster("cold2", 2, source.url, nodeFlags);
+    if (needs.has("cold2await")) {
+      clusters.cold2await = await startCluster("cold2await", 2, source.url, nodeFlags, [
+        "--await-replicas",
+      ]);
+    }
+
+    // Warm keys: split by owner, then loaded once through the entry node.
+    let hitKeys = [];
+    let fwdKeys = [];
+    if (clusters.warm !== undefined) {
+      const warm = clusters.warm;
+      const keys = Array.from({ length: cfg.warmKeys }, (_, i) => `warm-${i}`);
+      const owners = await ownersOf(warm.members, keys);
+      hitKeys = keys.filter((key) => owners.get(key) === warm.members[0]);
+      fwdKeys = keys.filter((key) => owners.get(key) !== warm.members[0]);
+      const r = await runGrpcLoad({
+        port: warm.nodes[0].port,
+        group: GROUP,
+        keys,
+        expected: sourceValue,
+        requests: keys.length,
+        streams: 64,
+      });
+      if (r.failed > 0) problems.push(`warm-up: ${r.failed} Gets failed (${r.failures[0]})`);
+    }
+    if (needs.has("redis")) {
+      const binary = redisServerPath();
+      if (binary === undefined) {
+        notes.push(`SKIP Redis rows: redis-server not found (install: ${REDIS_INSTALL})`);
+        say(notes.at(-1));
+      } else {
+        redis = await startRedis(binary);
+        const keys = hitKeys.length + fwdKeys.length > 0 ? [...hitKeys, ...fwdKeys] : [];
+        if (keys.length === 0) {
+          for (let i = 0; i < cfg.warmKeys; i++) keys.push(`warm-${i}`);
+        }
+        const pipeline = redis.client.pipeline();
+        for (const key of keys) pipeline.set(key, sourceValue(key));
+        await pipeline.exec();
+        redis.keys = keys;
+      }
+    }
+
+    const runOne = async (scenario, round) => {
+      const { id, cluster: which, streams } = scenario;
+      if (which === "redis") {
+        if (redis === undefined) return;
+        const requests = streams === 1 ? cfg.serial : cfg.requests;
+        const before = totalCpuMs(redis.pids);
+        const r = await redisLoad(redis.client, redis.keys, requests, streams);
+        const cpu = totalCpuMs(redis.pids) - before;
+        if (r.failed > 0) problems.push(`${id}: ${r.failed} GETs failed (${r.failures[0]})`);
+        samples.get(id).push({ ...r, requests, cpuUs: (cpu * 1000) / requests });
+        return;
+      }
+      const cluster = clusters[which];
+      const entry = cluster.nodes[0];
+      let keys;
+      let requests;
+      if (which === "warm") {
+        keys = id.startsWith("hit") ? hitKeys : fwdKeys;
+        requests = streams === 1 ? cfg.serial : cfg.requests;
+      } else {
+        keys = Array.from({ length: cfg.cold }, (_, i) => `${id}-r${round + 1}-${i}`);
+        requests = keys.length;
+        for (const node of cluster.nodes) node.loaded = [];
+      }
+      const before = totalCpuMs(cluster.pids);
+      const r = await runGrpcLoad({
+        port: entry.port,
+        group: GROUP,
+        keys,
+        expected: sourceValue,
+        requests,
+        streams,
+        timeoutMs: 120_000,
+      });
+      const cpu = totalCpuMs(cluster.pids) - before;
+      if (r.failed > 0) problems.push(`${id}: ${r.failed} Gets failed (${r.failures[0]})`);
+      if (which !== "warm") {
+        // Loads are logged as the getter starts; every Get has been answered.
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        const owners = await ownersOf(cluster.members, keys);
+        const loads = new Map();
+        let notOnOwner = 0;
+        for (const node of cluster.nodes) {
+          for (const key of node.loaded) {
+            loads.set(key, (loads.get(key) ?? 0) + 1);
+            if (owners.get(key) !== node.address) notOnOwner++;
+          }
+        }
+        const wrong = keys.filter((key) => loads.get(key) !== 1).length;
+        const sourceWrong = keys.filter((key) => source.requests.get(key) !== 1).length;
+        if (wrong > 0 || sourceWrong > 0 || notOnOwner > 0) {
+          problems.push(
+            `${id} round ${round}: ${wrong} keys not loaded exactly once, ${sourceWrong} not requested from the source once, ${notOnOwner} loads off the owner`,
+          );
+        }
+      }
+      samples.get(id).push({ ...r, requests, cpuUs: (cpu * 1000) / requests });
+    };
+
+    for (let round = -cfg.warmup; round < cfg.rounds; round++) {
+      for (let j = 0; j < chosen.length; j++) {
+        const scenario = chosen[(((round + j) % chosen.length) + chosen.length) % chosen.length];
+        await runOne(scenario, round);
+        const list = samples.get(scenario.id);
+        const last = list.at(-1);
+        if (last !== undefined) {
+          say(
+            `${round < 0 ? "warm-up" : `round ${round + 1}/${cfg.rounds}`} ${scenario.id}: ${formatRate(last.rate)} req/s, ${us(last.cpuUs)} CPU/req, p99 ${ms(last.p99)}`,
+          );
+        }
+        if (round < 0) list.length = 0;
+      }
+    }
+  } finally {
+    await Promise.all(Object.values(clusters).map(stopCluster));
+    await stopRedis(redis);
+    await source.close();
+  }
+
+  const results = chosen
+    .filter((s) => samples.get(s.id).length > 0)
+    .map((s) => {
+      const list = samples.get(s.id);
+      return {
+        id: s.id,
+        label: s.label,
+        streams: s.streams,
+        rounds: list.length,
+        requests: list[0].requests,
+        rate: median(list.map((x) => x.rate)),
+        p50: median(list.map((x) => x.p50)),
+        p99: median(list.map((x) => x.p99)),
+        max: median(list.map((x) => x.max)),
+        cpuUs: median(list.map((x) => x.cpuUs)),
+        cpuSamples: list.map((x) => x.cpuUs),
+      };
+    });
+  const byId = new Map(results.map((r) => [r.id, r]));
+  const ratio = (a, b) => {
+    const x = byId.get(a);
+    const y = byId.get(b);
+    return x && y ? `${(x.cpuUs / y.cpuUs).toFixed(2)}×` : "n/a";
+  };
+  const table = markdownTable(
+    [
+      "scenario",
+      "processes",
+      "conns×streams",
+      "requests",
+      "req/s",
+      "p50",
+      "p99",
+      "max",
+      "CPU per request",
+      "CPU per round",
+    ],
+    results.map((r) => [
+      r.label,
+      r.id.startsWith("redis") ? "1 redis-server" : "3 nodes",
+      `1×${r.streams}`,
+      r.requests.toLocaleString("en"),
+      formatRate(r.rate),
+      ms(r.p50),
+      ms(r.p99),
+      ms(r.max),
+      us(r.cpuUs),
+      r.cpuSamples.map((v) => v.toFixed(0)).join(" "),
+    ]),
+    ["l", "l", "l", "r", "r", "r", "r", "r", "r", "l"],
+  );
+  const load = os
+    .loadavg()
+    .map((v) => v.toFixed(1))
+    .join(", ");
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  const markdown = [
+    "### Costs (CPU per request summed over the serving processes)",
+    "",
+    `${cfg.rounds} round(s) after ${cfg.warmup} discarded, every scenario once per round, the first one rotating; medians over the rounds. ` +
+      "CPU per request: utime+stime from /proc/PID/stat of every node of the scenario's cluster (Redis: the redis-server process), " +
+      "over the run, / requests; the load generator in this process is not counted. Cold rows: fresh keys per run through one node of 3, " +
+      "an HTTP source answering after 1 ms. max: the slowest request of the run (median over rounds).",
+    "",
+    table,
+    "",
+    `Ratios of CPU per request: forwarded / local hit at 1×64 ${ratio("fwd64", "hit64")}, serial ${ratio("fwd1", "hit1")}; ` +
+      `cold --replicas 2 / --replicas 0 ${ratio("cold2", "cold0")}, --await-replicas / not ${ratio("cold2await", "cold2")}; DistCache hit / Redis GET at 1×64 ${ratio("hit64", "redis64")}. ` +
+      `Load average at the end: ${load} on ${os.cpus().length} cores (other work on the machine slows req/s more than CPU per request). ` +
+      `Checked: every Get answered the source's value; every cold key loaded exactly once, on its owner. Costs part took ${seconds.toFixed(1)} s.` +
+      (nodeFlags.length > 0 ? ` Node flags: \`${nodeFlags.join(" ")}\`.` : "") +
+      (notes.length > 0 ? `\n\n${notes.join("\n")}` : "") +
+      (problems.length > 0 ? `\n\n**FAILED checks:** ${problems.join("; ")}` : ""),
+  ].join("\n");
+  return { ok: problems.length === 0, markdown, results };
+}
+
+/** Reads `--quick`, `--scenarios a,b` and `--node-flags "..."` (also BENCH_NODE_FLAGS). */
+export function costsArgs(argv) {
+  const quick = argv.includes("--quick");
+  const value = (name) => {
+    const i = argv.findIndex((a) => a === name || a.startsWith(`${name}=`));
+    if (i < 0) return undefined;
+    return argv[i].includes("=") ? argv[i].slice(name.length + 1) : argv[i + 1];
+  };
+  const scenarioList = value("--scenarios");
+  const scenarios = scenarioList === undefined ? SCENARIO_IDS : scenarioList.split(",");
+  const unknown = scenarios.filter((s) => !SCENARIO_IDS.includes(s));
+  if (unknown.length > 0) {
+    throw new Error(
+      `costs: unknown scenarios ${unknown.join(",")}; known: ${SCENARIO_IDS.join(",")}`,
+    );
+  }
+  // biome-ignore lint/suspicious/noUndeclaredEnvVars: run by node after the build, not a turbo task
+  const flagText = value("--node-flags") ?? process.env.BENCH_NODE_FLAGS ?? "";
+  const nodeFlags = flagText.split(" ").filter((f) => f !== "");
+  return { quick, scenarios, nodeFlags };
+}
+
+// Standalone: node bench/costs.mjs [--quick] [--scenarios a,b] [--node-flags "..."]
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const report = await runCosts(costsArgs(process.argv.slice(2)));
+  console.log(report.markdown);
+  process.exit(report.ok ? 0 : 1);
+}
