@@ -16,7 +16,6 @@ import {
   type PropagationResult,
   RemoteLoadError,
   type RemoveResult,
-  type Stamp,
 } from "@distcache/core";
 import { baseUrl } from "../address.js";
 import {
