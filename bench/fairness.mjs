@@ -1,0 +1,171 @@
+// The fairness part of `pnpm bench` (issue 11): what a well-behaved client
+// sees while a hostile one misbehaves against the same node.
+//
+// One `distcache-node` process loads from an HTTP source this process serves
+// (`big:*` keys are 1 MB values, `slow:*` keys answer after 3 s, others are
+// small). A good client issues gRPC Gets of a cached key on its own
+// connection (4 at a time, 2 s timeout each), first alone, then while one
+// attacker (scripts/lib/attacks.mjs) runs; reported: its Gets/s, success
+// rate, p99, and the ratio with/without (target >= 0.8x), plus the node's
+// peak RSS. `node bench/fairness.mjs --all` runs every attack of issue 11
+// (the table in docs/operations.md); the bench runs only the slow-read one.
+//
+// The child is stopped by pid (SIGTERM, then SIGKILL after a timeout).
+
+import http from "node:http";
+import {
+  fetchManyFanIn,
+  goodClient,
+  idleConnections,
+  partialBodies,
+  rssOf,
+  slowloris,
+  slowRead,
+  unreadLarge,
+} from "../scripts/lib/attacks.mjs";
+import { startNode, stopChild } from "../scripts/lib/node-process.mjs";
+import { freePorts } from "../scripts/lib/ports.mjs";
+import { markdownTable } from "./harness.mjs";
+
+const HOST = "127.0.0.1";
+const GROUP = "scores";
+const BIG = Buffer.alloc(1_000_000, 0x62);
+
+/** The source: `big:*` 1 MB, `slow:*` after 3 s, anything else a short value. */
+async function startSource() {
+  let inFlight = 0;
+  let maxInFlight = 0;
+  const server = http.createServer((req, res) => {
+    const key = decodeURIComponent((req.url ?? "").split("/")[2] ?? "");
+    inFlight++;
+    maxInFlight = Math.max(maxInFlight, inFlight);
+    const answer = () => {
+      inFlight--;
+      if (!res.writable) return;
+      res.end(key.startsWith("big:") ? BIG : `value of ${key}`);
+    };
+    if (key.startsWith("slow:")) setTimeout(answer, 3_000);
+    else answer();
+    req.on("close", () => {});
+  });
+  await new Promise((resolve) => server.listen(0, HOST, resolve));
+  return {
+    url: `http://${HOST}:${server.address().port}`,
+    maxInFlight: () => maxInFlight,
+    close: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/** The attacks, each with how it is started against `url`. */
+const ATTACKS = {
+  "slow read": (url) => slowRead(url, { group: GROUP, key: "Tom", connections: 5 }),
+  slowloris: (url) => slowloris(url, { group: GROUP, connections: 5 }),
+  "unread large (Connect, gRPC-Web)": (url) =>
+    unreadLarge(url, { group: GROUP, key: "big:1", connections: 60, perSession: 8 }),
+  "large partial bodies": (url) => partialBodies(url, { group: GROUP }),
+  "idle / no-preface connections": (url) => idleConnections(url, { connections: 5_000 }),
+  "FetchMany fan-in": (url) =>
+    fetchManyFanIn(url, { group: GROUP, sender: "127.0.0.1:1", streams: 40, keys: 1_024 }),
+};
+
+/** Runs the good client for `ms` (fresh connections for the connection attack); samples RSS. */
+async function measure(url, pid, ms, fresh) {
+  const client = goodClient(url, { group: GROUP, key: "Tom", fresh });
+  let peak = 0;
+  const sampler = setInterval(async () => {
+    peak = Math.max(peak, (await rssOf(pid)) ?? 0);
+  }, 100);
+  await new Promise((resolve) => setTimeout(resolve, ms));
+  await client.stop();
+  clearInterval(sampler);
+  peak = Math.max(peak, (await rssOf(pid)) ?? 0);
+  return { ...client.result(), ms, peakRss: peak };
+}
+
+/**
+ * Runs `names` (keys of ATTACKS) each against a fresh node: the good client
+ * alone, then with the attacker, then alone again after it stopped.
+ */
+export async function runFairness({ quick = false, names = ["slow read"], nodeArgs = [] } = {}) {
+  const phaseMs = quick ? 1_500 : 5_000;
+  const rows = [];
+  const details = [];
+  for (const name of names) {
+    const source = await startSource();
+    const [port] = await freePorts(1);
+    const node = startNode(
+      [
+        "--host",
+        HOST,
+        "--port",
+        String(port),
+        "--group",
+        `${GROUP}:${512 << 20}`,
+        "--source-url",
+        source.url,
+        ...nodeArgs,
+      ],
+      { keepLines: 20 },
+    );
+    const url = `http://${HOST}:${port}`;
+    try {
+      await node.ready;
+      const pid = node.child.pid;
+      const fresh = name.startsWith("idle");
+      await measure(url, pid, 300, false); // warm: Tom cached, JIT warm
+      const alone = await measure(url, pid, phaseMs, fresh);
+      const attack = await ATTACKS[name](url);
+      const attacked = await measure(url, pid, phaseMs, fresh);
+      attack.stop();
+      await new Promise((resolve) => setTimeout(resolve, 2_000));
+      const after = await measure(url, pid, quick ? 500 : 1_000, fresh);
+      const rate = (r) => (r.ok / r.ms) * 1_000;
+      rows.push([
+        name,
+        `${rate(alone).toFixed(0)}/s`,
+        `${rate(attacked).toFixed(0)}/s`,
+        `${(rate(attacked) / rate(alone)).toFixed(2)}x`,
+        `${(attacked.successRate * 100).toFixed(1)}%`,
+        `${alone.p99.toFixed(1)} / ${attacked.p99.toFixed(1)} ms`,
+        `${(alone.peakRss / 2 ** 20).toFixed(0)} / ${(attacked.peakRss / 2 ** 20).toFixed(0)} MiB`,
+        `${(after.successRate * 100).toFixed(1)}%`,
+      ]);
+      details.push({ name, alone, attacked, after, sourceMaxInFlight: source.maxInFlight() });
+    } finally {
+      await stopChild(node, 3_000);
+      await source.close();
+    }
+  }
+  const table = markdownTable(
+    [
+      "attack",
+      "good Gets alone",
+      "under attack",
+      "ratio",
+      "success under attack",
+      "p99 alone / attacked",
+      "node peak RSS alone / attacked",
+      "success after",
+    ],
+    rows,
+    ["l", "r", "r", "r", "r", "r", "r", "r"],
+  );
+  return { table, details };
+}
+
+// Run directly: `node bench/fairness.mjs [--all] [--quick] [-- distcache-node flags]`.
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const argv = process.argv.slice(2);
+  const split = argv.indexOf("--");
+  const own = split < 0 ? argv : argv.slice(0, split);
+  const nodeArgs = split < 0 ? [] : argv.slice(split + 1);
+  const names = own.includes("--all") ? Object.keys(ATTACKS) : ["slow read"];
+  const { table, details } = await runFairness({ quick: own.includes("--quick"), names, nodeArgs });
+  console.log(table);
+  for (const detail of details) console.error(JSON.stringify(detail));
+  process.exit(0);
+}
