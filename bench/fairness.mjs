@@ -13,23 +13,16 @@
 // The child is stopped by pid (SIGTERM, then SIGKILL after a timeout).
 
 import http from "node:http";
-import {
-  fetchManyFanIn,
-  goodClient,
-  idleConnections,
-  partialBodies,
-  rssOf,
-  slowloris,
-  slowRead,
-  unreadLarge,
-} from "../scripts/lib/attacks.mjs";
-import { startNode, stopChild } from "../scripts/lib/node-process.mjs";
+import { fileURLToPath } from "node:url";
+import { ATTACKS, goodClient, rssOf } from "../scripts/lib/attacks.mjs";
+import { startChild, startNode, stopChild, tail } from "../scripts/lib/node-process.mjs";
 import { freePorts } from "../scripts/lib/ports.mjs";
 import { markdownTable } from "./harness.mjs";
 
 const HOST = "127.0.0.1";
 const GROUP = "scores";
 const BIG = Buffer.alloc(1_000_000, 0x62);
+const ATTACKER = fileURLToPath(new URL("../scripts/lib/attacks.mjs", import.meta.url));
 
 /** The source: `big:*` 1 MB, `slow:*` after 3 s, anything else a short value. */
 async function startSource() {
@@ -59,18 +52,6 @@ async function startSource() {
       }),
   };
 }
-
-/** The attacks, each with how it is started against `url`. */
-const ATTACKS = {
-  "slow read": (url) => slowRead(url, { group: GROUP, key: "Tom", connections: 5 }),
-  slowloris: (url) => slowloris(url, { group: GROUP, connections: 5 }),
-  "unread large (Connect, gRPC-Web)": (url) =>
-    unreadLarge(url, { group: GROUP, key: "big:1", connections: 60, perSession: 8 }),
-  "large partial bodies": (url) => partialBodies(url, { group: GROUP }),
-  "idle / no-preface connections": (url) => idleConnections(url, { connections: 5_000 }),
-  "FetchMany fan-in": (url) =>
-    fetchManyFanIn(url, { group: GROUP, sender: "127.0.0.1:1", streams: 40, keys: 1_024 }),
-};
 
 /** Runs the good client for `ms` (fresh connections for the connection attack); samples RSS. */
 async function measure(url, pid, ms, fresh) {
@@ -115,12 +96,15 @@ export async function runFairness({ quick = false, names = ["slow read"], nodeAr
     try {
       await node.ready;
       const pid = node.child.pid;
-      const fresh = name.startsWith("idle");
+      const fresh = name === "idle connections";
       await measure(url, pid, 300, false); // warm: Tom cached, JIT warm
       const alone = await measure(url, pid, phaseMs, fresh);
-      const attack = await ATTACKS[name](url);
+      const attacker = startChild("attacker", [ATTACKER, name, url, GROUP], "attacking", {
+        keepLines: 20,
+      });
+      await attacker.ready;
       const attacked = await measure(url, pid, phaseMs, fresh);
-      attack.stop();
+      await stopChild(attacker, 1_000);
       await new Promise((resolve) => setTimeout(resolve, 2_000));
       const after = await measure(url, pid, quick ? 500 : 1_000, fresh);
       const rate = (r) => (r.ok / r.ms) * 1_000;
@@ -135,6 +119,7 @@ export async function runFairness({ quick = false, names = ["slow read"], nodeAr
         `${(after.successRate * 100).toFixed(1)}%`,
       ]);
       details.push({ name, alone, attacked, after, sourceMaxInFlight: source.maxInFlight() });
+      if (node.child.exitCode !== null) console.error(`node exited:\n${tail(node, 20)}`);
     } finally {
       await stopChild(node, 3_000);
       await source.close();
@@ -157,13 +142,18 @@ export async function runFairness({ quick = false, names = ["slow read"], nodeAr
   return { table, details };
 }
 
-// Run directly: `node bench/fairness.mjs [--all] [--quick] [-- distcache-node flags]`.
+// Run directly: `node bench/fairness.mjs [--all | --only=NAME,...] [--quick] [-- distcache-node flags]`.
 if (import.meta.url === `file://${process.argv[1]}`) {
   const argv = process.argv.slice(2);
   const split = argv.indexOf("--");
   const own = split < 0 ? argv : argv.slice(0, split);
   const nodeArgs = split < 0 ? [] : argv.slice(split + 1);
-  const names = own.includes("--all") ? Object.keys(ATTACKS) : ["slow read"];
+  const only = own.find((arg) => arg.startsWith("--only="))?.slice("--only=".length);
+  const names = own.includes("--all")
+    ? Object.keys(ATTACKS)
+    : only !== undefined
+      ? only.split(",")
+      : ["slow read"];
   const { table, details } = await runFairness({ quick: own.includes("--quick"), names, nodeArgs });
   console.log(table);
   for (const detail of details) console.error(JSON.stringify(detail));

@@ -6,6 +6,14 @@ import * as http2 from "node:http2";
 import * as net from "node:net";
 
 const H2 = http2.constants;
+const REFILL_MS = 50;
+/** A connection the node closed is opened again after this long. */
+const RECONNECT_MS = 1_000;
+/**
+ * Attackers connect from this loopback address, the good client from
+ * 127.0.0.1: a node tells hosts apart by address (its per-address limits).
+ */
+export const ATTACKER_ADDRESS = "127.0.0.2";
 
 /** A gRPC length-prefixed message. */
 export function envelope(message, flags = 0) {
@@ -48,8 +56,8 @@ export function fetchManyRequest(sender, group, keys) {
 }
 
 /** Opens an HTTP/2 session; resolves once connected (errors are swallowed). */
-export function openSession(url, settings = {}) {
-  const session = http2.connect(url, { settings });
+export function openSession(url, settings = {}, localAddress = ATTACKER_ADDRESS) {
+  const session = http2.connect(url, { settings, localAddress });
   session.on("error", () => {});
   return new Promise((resolve, reject) => {
     session.once("connect", () => resolve(session));
@@ -105,7 +113,11 @@ class Attack {
   }
 }
 
-/** Keeps up to `perSession` streams open on each session, refilling as they close. */
+/**
+ * Keeps up to `perSession` streams open on each session, refilling 50 ms
+ * after they close (a persistent attacker, not a request flood: floods are
+ * the event-loop probe's and the rapid-reset defence's).
+ */
 function keepStreamsOpen(attack, sessions, perSession, open) {
   for (const session of sessions) {
     let live = 0;
@@ -117,7 +129,7 @@ function keepStreamsOpen(attack, sessions, perSession, open) {
         live++;
         stream.once("close", () => {
           live--;
-          if (!attack.stopped) setImmediate(top);
+          if (!attack.stopped && live === perSession - 1) setTimeout(top, REFILL_MS);
         });
       }
     };
@@ -242,16 +254,20 @@ export async function idleConnections(url, { connections = 2_000 }) {
   const { hostname, port } = new URL(url);
   const bare = () => {
     if (attack.stopped) return;
-    const socket = net.connect(Number(port), hostname);
+    const socket = net.connect({
+      port: Number(port),
+      host: hostname,
+      localAddress: ATTACKER_ADDRESS,
+    });
     socket.on("error", () => {});
-    socket.once("close", () => setTimeout(bare, 50));
+    socket.once("close", () => setTimeout(bare, RECONNECT_MS));
     attack.sockets.push(socket);
   };
   const idle = () => {
     if (attack.stopped) return;
-    const session = http2.connect(url);
+    const session = http2.connect(url, { localAddress: ATTACKER_ADDRESS });
     session.on("error", () => {});
-    session.once("close", () => setTimeout(idle, 50));
+    session.once("close", () => setTimeout(idle, RECONNECT_MS));
     attack.sessions.push(session);
   };
   for (let i = 0; i < connections; i++) (i % 2 === 0 ? bare : idle)();
@@ -382,4 +398,30 @@ export async function rssOf(pid) {
   } catch {
     return undefined;
   }
+}
+
+/** The attacks by name, as `runAttackProcess` and `bench/fairness.mjs` start them. */
+export const ATTACKS = {
+  "slow read": (url, group) => slowRead(url, { group, key: "Tom", connections: 5 }),
+  slowloris: (url, group) => slowloris(url, { group, connections: 5 }),
+  "unread large": (url, group) =>
+    unreadLarge(url, { group, key: "big:1", connections: 60, perSession: 8 }),
+  "partial bodies": (url, group) => partialBodies(url, { group }),
+  "idle connections": (url) => idleConnections(url, { connections: 5_000 }),
+  "FetchMany fan-in": (url, group) =>
+    fetchManyFanIn(url, { group, sender: "127.0.0.1:1", streams: 40, keys: 1_024 }),
+};
+
+// `node scripts/lib/attacks.mjs NAME URL GROUP`: runs one attack in its own
+// process until killed (prints "attacking" once started), so its CPU use does
+// not slow the measuring client's event loop.
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const [name, url, group] = process.argv.slice(2);
+  const start = ATTACKS[name];
+  if (start === undefined) {
+    console.error(`unknown attack "${name}"; one of: ${Object.keys(ATTACKS).join(", ")}`);
+    process.exit(2);
+  }
+  await start(url, group);
+  console.log("attacking");
 }

@@ -11,6 +11,7 @@ import { SingleFlight } from "@distcache/singleflight";
 import { ByteView, describe } from "./byteview.js";
 import { type FillToken, FillTokens } from "./fill-tokens.js";
 import { GroupCounters, type GroupStats } from "./group-stats.js";
+import { LoadLimiter, withLoadSlots } from "./load-limiter.js";
 import type { PeerClient, PeerPicker } from "./peers.js";
 import type { NotCached, PropagationResult } from "./propagation.js";
 import { StaleGuard, type Stamp, WriteClock } from "./stamps.js";
@@ -47,6 +48,20 @@ export interface GroupOptions {
   loadTimeout?: number;
   /** Time to live of cached entries in milliseconds. Default `0`: no expiry. */
   ttl?: number;
+  /**
+   * Getter calls of this group running at once on this node (origin
+   * protection; distinct keys, since a key loads once at a time). Loads past
+   * it wait in a queue, in order, as long as their callers wait (deadline,
+   * cancellation, `loadTimeout`). Default `64`: a database connection pool's
+   * worth. `0`: no bound.
+   */
+  maxLoadsInFlight?: number;
+  /**
+   * Loads that may wait for a slot of `maxLoadsInFlight`; one more fails at
+   * once with {@link LoadsOverloadedError} (a Get answers it as an error; a
+   * transport maps it to RESOURCE_EXHAUSTED). Default `1_024`. `0`: none wait.
+   */
+  maxLoadsQueued?: number;
 }
 
 /** Who announced a write of a key, and its stamp. */
@@ -56,6 +71,8 @@ export interface Announced {
 }
 
 const DEFAULT_LOAD_TIMEOUT_MS = 10_000;
+const DEFAULT_MAX_LOADS_IN_FLIGHT = 64;
+const DEFAULT_MAX_LOADS_QUEUED = 1_024;
 
 /** A group's state on this node; shared by its application API and its peer handler. */
 export class LocalGroup {
@@ -73,6 +90,8 @@ export class LocalGroup {
   readonly counters = new GroupCounters();
   /** The cluster, once registered. */
   peers: PeerPicker | undefined;
+  /** This group's bound on getter calls, then any shared (node-wide) ones: a call holds a slot of each. */
+  readonly loadLimiters: LoadLimiter[];
 
   constructor(
     readonly name: string,
@@ -88,6 +107,13 @@ export class LocalGroup {
     this.loadFlight = new SingleFlight<ByteView>({
       timeout: options.loadTimeout ?? DEFAULT_LOAD_TIMEOUT_MS,
     });
+    this.loadLimiters = [
+      new LoadLimiter(
+        options.maxLoadsInFlight ?? DEFAULT_MAX_LOADS_IN_FLIGHT,
+        options.maxLoadsQueued ?? DEFAULT_MAX_LOADS_QUEUED,
+        `group "${name}"`,
+      ),
+    ];
   }
 
   /** The value of `key` with this node's getter (one load per key at a time). */
@@ -107,7 +133,8 @@ export class LocalGroup {
       this.counters.localLoads++;
       let result: unknown;
       try {
-        result = await this.getter(key, { signal });
+        // Origin protection: a slot of each limiter (a queued load is still one flight per key).
+        result = await withLoadSlots(this.loadLimiters, signal, () => this.getter(key, { signal }));
       } catch (error) {
         this.counters.localLoadErrors++;
         throw error;
@@ -205,12 +232,23 @@ export class LocalGroup {
     this.loadFlight.forget(key);
   }
 
+  /** This group's load limiter's gauges. */
+  private loadLimits(): Pick<GroupStats, "getterCallsInFlight" | "loadsQueued" | "loadsRejected"> {
+    const own = this.loadLimiters[0]!.stats();
+    return {
+      getterCallsInFlight: own.inFlight,
+      loadsQueued: own.queued,
+      loadsRejected: own.rejected,
+    };
+  }
+
   /** A snapshot of the counters and gauges. */
   stats(): GroupStats {
     const cache = this.cache.stats();
     return {
       ...this.counters,
       loadsInFlight: this.readFlight.size + this.loadFlight.size,
+      ...this.loadLimits(),
       evictions: cache.evictions,
       bytes: cache.bytes,
       items: cache.items,

@@ -4,6 +4,8 @@
 import {
   type Group,
   getGroup,
+  LoadLimiter,
+  type LoadLimiterStats,
   type PeerClient,
   type PeerPicker,
   type Placement,
@@ -30,6 +32,8 @@ export interface PoolStats {
   readonly peers: readonly PeerHealth[];
   /** What the server shed or refused: requests in flight, overload answers, connections. */
   readonly guard: ServerGuardStats;
+  /** The node-wide bound on getter calls (`maxLoadsInFlight`): running, queued, refused. */
+  readonly loads: LoadLimiterStats;
 }
 
 /** How this node sees one peer; see {@link PoolStats.peers}. */
@@ -64,11 +68,14 @@ export class ConnectPool implements PeerPicker {
   /** Groups registered with this pool; others are found in core's registry. */
   private readonly groups = new Map<string, Group>();
   private readonly server: NodeServer;
+  /** The node-wide bound on getter calls, shared by every group attached. */
+  private readonly loads: LoadLimiter;
 
   constructor(self: string, options: ConnectPoolOptions = {}) {
     parseAddress(self);
     this.self = self;
     const resolved = resolveOptions(options);
+    this.loads = new LoadLimiter(resolved.maxLoadsInFlight, resolved.maxLoadsQueued, "node-wide");
     const context = {
       sender: () => makeSender(self, this.membership.version),
       timeoutMs: resolved.peer.timeoutMs,
@@ -112,9 +119,10 @@ export class ConnectPool implements PeerPicker {
     return this.membership.ownerOf(key);
   }
 
-  /** Serves `group` (called by `group.registerPeers(pool)`). */
+  /** Serves `group` (called by `group.registerPeers(pool)`); its getter calls count against `maxLoadsInFlight`. */
   attach(group: Group): void {
     this.groups.set(group.name, group);
+    group.addLoadLimiter(this.loads);
   }
 
   /** A snapshot of this pool's counters and membership. */
@@ -124,6 +132,7 @@ export class ConnectPool implements PeerPicker {
       members: this.membership.members(),
       membershipVersion: this.membership.version.toString(16).padStart(16, "0"),
       guard: this.server.stats(),
+      loads: this.loads.stats(),
       peers: this.membership.others().map((peer) => ({
         address: peer.id,
         breaker: peer.breaker.state,

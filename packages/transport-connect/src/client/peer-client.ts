@@ -110,11 +110,12 @@ export class ConnectPeerClient implements PeerClient {
     private readonly context: PeerClientContext,
   ) {
     const url = baseUrl(id);
-    // Keep the session across quiet periods; ping so a dead peer is noticed.
+    // Keep the session across short quiet periods (closed after 1 min idle,
+    // before the server's 2-min idle GOAWAY); ping so a dead peer is noticed.
     this.session = new Http2SessionManager(url, {
       pingIntervalMs: 10_000,
       pingTimeoutMs: 5_000,
-      idleConnectionTimeoutMs: 5 * 60_000,
+      idleConnectionTimeoutMs: 60_000,
     });
     this.client = createClient(
       PeerService,

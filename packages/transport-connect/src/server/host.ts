@@ -52,9 +52,18 @@ export interface ServiceLimits {
   readonly allowClientSet: boolean;
 }
 
+/** Counts work inside an admitted request (FetchMany keys) against the in-flight budget (guard.ts). */
+export interface KeyAdmission {
+  /** Counts `keys` in flight, or returns the RESOURCE_EXHAUSTED message when they do not fit. */
+  chargeKeys(keys: number): string | undefined;
+  releaseKeys(keys: number): void;
+}
+
 /** What every service and fast path of one server reads: its host, its limits, its counters. */
 export interface ServiceContext {
   readonly host: ServiceHost;
   readonly limits: ServiceLimits;
   readonly received: PeerRequestCounts;
+  /** Where FetchMany keys are counted; absent: not counted. */
+  readonly admission?: KeyAdmission;
 }

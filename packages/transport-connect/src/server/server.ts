@@ -45,8 +45,8 @@ export class NodeServer {
     host: ServiceHost,
     private readonly options: ResolvedServerOptions,
   ) {
-    this.guard = new ServerGuard(options);
-    this.services = { host, limits: options, received: this.received };
+    this.guard = new ServerGuard(options, options.maxValueBytes + options.maxKeyBytes + 1_024);
+    this.services = { host, limits: options, received: this.received, admission: this.guard };
   }
 
   /**
