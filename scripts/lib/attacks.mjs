@@ -400,28 +400,31 @@ export async function rssOf(pid) {
   }
 }
 
-/** The attacks by name, as `runAttackProcess` and `bench/fairness.mjs` start them. */
+/**
+ * The attacks by name, each started as `(url, group, overrides)`: the sizes
+ * of issue 11's runs, which `overrides` (the attack's own options) may change.
+ */
 export const ATTACKS = {
-  "slow read": (url, group) => slowRead(url, { group, key: "Tom", connections: 5 }),
-  slowloris: (url, group) => slowloris(url, { group, connections: 5 }),
-  "unread large": (url, group) =>
-    unreadLarge(url, { group, key: "big:1", connections: 60, perSession: 8 }),
-  "partial bodies": (url, group) => partialBodies(url, { group }),
-  "idle connections": (url) => idleConnections(url, { connections: 5_000 }),
-  "FetchMany fan-in": (url, group) =>
-    fetchManyFanIn(url, { group, sender: "127.0.0.1:1", streams: 40, keys: 1_024 }),
+  "slow read": (url, group, o) => slowRead(url, { group, key: "Tom", connections: 5, ...o }),
+  slowloris: (url, group, o) => slowloris(url, { group, connections: 5, ...o }),
+  "unread large": (url, group, o) =>
+    unreadLarge(url, { group, key: "big:1", connections: 60, perSession: 8, ...o }),
+  "partial bodies": (url, group, o) => partialBodies(url, { group, ...o }),
+  "idle connections": (url, _group, o) => idleConnections(url, { connections: 5_000, ...o }),
+  "FetchMany fan-in": (url, group, o) =>
+    fetchManyFanIn(url, { group, sender: "127.0.0.1:1", streams: 40, keys: 1_024, ...o }),
 };
 
-// `node scripts/lib/attacks.mjs NAME URL GROUP`: runs one attack in its own
-// process until killed (prints "attacking" once started), so its CPU use does
-// not slow the measuring client's event loop.
+// `node scripts/lib/attacks.mjs NAME URL GROUP [JSON]`: runs one attack in
+// its own process until killed (prints "attacking" once started), so its CPU
+// use does not slow the measuring client's event loop. JSON: overrides.
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const [name, url, group] = process.argv.slice(2);
+  const [name, url, group, overrides] = process.argv.slice(2);
   const start = ATTACKS[name];
   if (start === undefined) {
     console.error(`unknown attack "${name}"; one of: ${Object.keys(ATTACKS).join(", ")}`);
     process.exit(2);
   }
-  await start(url, group);
+  await start(url, group, overrides === undefined ? {} : JSON.parse(overrides));
   console.log("attacking");
 }

@@ -29,6 +29,17 @@ default and what 0 means: packages/transport-connect/src/options.ts):
   --max-in-flight N        server.maxRequestsInFlight
   --max-loop-delay MS      server.maxEventLoopDelayMs
   --max-connections N      server.maxConnections
+  --max-per-address N      server.maxRequestsPerAddress
+  --peer-reserve N         server.peerReservedRequests
+  --max-buffered-bytes N   server.maxBufferedBytes
+  --write-timeout MS       server.responseWriteTimeoutMs
+  --max-stream-life MS     server.maxStreamLifetimeMs
+  --preface-timeout MS     server.prefaceTimeoutMs
+  --idle-timeout MS        server.idleSessionTimeoutMs
+  --max-conns-per-address N  server.maxConnectionsPerAddress
+  --max-streams N          server.maxConcurrentStreams
+  --max-loads N            maxLoadsInFlight (node-wide getter calls)
+  --max-loads-queued N     maxLoadsQueued
   --max-key-bytes N        server.maxKeyBytes
   --max-value-bytes N      server.maxValueBytes
 
@@ -75,6 +86,17 @@ function parse() {
       "max-in-flight": { type: "string" },
       "max-loop-delay": { type: "string" },
       "max-connections": { type: "string" },
+      "max-per-address": { type: "string" },
+      "peer-reserve": { type: "string" },
+      "max-buffered-bytes": { type: "string" },
+      "write-timeout": { type: "string" },
+      "max-stream-life": { type: "string" },
+      "preface-timeout": { type: "string" },
+      "idle-timeout": { type: "string" },
+      "max-conns-per-address": { type: "string" },
+      "max-streams": { type: "string" },
+      "max-loads": { type: "string" },
+      "max-loads-queued": { type: "string" },
       "max-key-bytes": { type: "string" },
       "max-value-bytes": { type: "string" },
       help: { type: "boolean", default: false },
@@ -131,6 +153,8 @@ let pool: ConnectPool;
 try {
   pool = new ConnectPool(self, {
     replicas: optional("replicas", 0, 64),
+    maxLoadsInFlight: optional("max-loads", 0, 1_000_000),
+    maxLoadsQueued: optional("max-loads-queued", 0, 10_000_000),
     peer: { timeoutMs: optional("peer-timeout", 1, 600_000) },
     server: {
       allowClientSet: !args.values["no-client-set"],
@@ -138,6 +162,15 @@ try {
       maxRequestsInFlight: optional("max-in-flight", 0, 10_000_000),
       maxEventLoopDelayMs: optional("max-loop-delay", 0, 600_000),
       maxConnections: optional("max-connections", 0, 10_000_000),
+      maxRequestsPerAddress: optional("max-per-address", 0, 10_000_000),
+      peerReservedRequests: optional("peer-reserve", 0, 10_000_000),
+      maxBufferedBytes: optional("max-buffered-bytes", 0, 2 ** 40),
+      responseWriteTimeoutMs: optional("write-timeout", 0, 3_600_000),
+      maxStreamLifetimeMs: optional("max-stream-life", 0, 86_400_000),
+      prefaceTimeoutMs: optional("preface-timeout", 0, 3_600_000),
+      idleSessionTimeoutMs: optional("idle-timeout", 0, 86_400_000),
+      maxConnectionsPerAddress: optional("max-conns-per-address", 0, 10_000_000),
+      maxConcurrentStreams: optional("max-streams", 1, 1_000_000),
       maxKeyBytes: optional("max-key-bytes", 1, 1 << 20),
       maxValueBytes: optional("max-value-bytes", 1, 1 << 30),
     },

@@ -37,6 +37,11 @@ export class LoadLimiter {
   private readonly waiting: Waiter[] = [];
   /** Waiters in `waiting` that left (their grant is cleared). */
   private left = 0;
+  /**
+   * The refusal, made once: a flood of refused loads must stay cheap (no
+   * stack trace per refusal), and its message names only the fixed limits.
+   */
+  private readonly overloaded: LoadsOverloadedError;
 
   /**
    * @param maxInFlight getter calls at once; `0`: no bound.
@@ -47,7 +52,7 @@ export class LoadLimiter {
   constructor(
     readonly maxInFlight: number,
     readonly maxQueued: number,
-    private readonly label: string,
+    label: string,
   ) {
     for (const [name, value] of [
       ["maxInFlight", maxInFlight],
@@ -57,6 +62,20 @@ export class LoadLimiter {
         throw new RangeError(`${name} must be an integer >= 0, got ${value}`);
       }
     }
+    this.overloaded = new LoadsOverloadedError(
+      `overloaded: ${label} loads at their limit (${maxInFlight} running, ${maxQueued} queued)`,
+    );
+  }
+
+  /**
+   * The refusal a load would get now (every slot taken and the queue full),
+   * counted, or `undefined`: lets a caller refuse before it sets up a load.
+   */
+  refusal(): LoadsOverloadedError | undefined {
+    if (this.maxInFlight === 0 || this.running < this.maxInFlight) return undefined;
+    if (this.waiting.length - this.left < this.maxQueued) return undefined;
+    this.rejected++;
+    return this.overloaded;
   }
 
   /**
@@ -72,11 +91,7 @@ export class LoadLimiter {
     if (signal?.aborted) return Promise.reject(signal.reason);
     if (this.waiting.length - this.left >= this.maxQueued) {
       this.rejected++;
-      return Promise.reject(
-        new LoadsOverloadedError(
-          `overloaded: ${this.running} ${this.label} loads in flight and ${this.maxQueued} queued, the limits`,
-        ),
-      );
+      return Promise.reject(this.overloaded);
     }
     return new Promise<void>((resolve, reject) => {
       const onAbort = () => {

@@ -118,6 +118,13 @@ export class LocalGroup {
 
   /** The value of `key` with this node's getter (one load per key at a time). */
   load(key: string, signal?: AbortSignal): Promise<ByteView> {
+    // Refused before a flight (its controller and timer) is set up, when no flight can start.
+    if (!this.loadFlight.has(key)) {
+      for (const limiter of this.loadLimiters) {
+        const refused = limiter.refusal();
+        if (refused !== undefined) return Promise.reject(refused);
+      }
+    }
     return this.loadFlight.do(key, (loadSignal) => this.loadLocally(key, loadSignal), { signal });
   }
 

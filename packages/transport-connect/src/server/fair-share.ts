@@ -2,6 +2,7 @@
 // address, a reserve only peer calls may use, FetchMany keys counted one by
 // one, and a node-wide budget of request and response bytes held in memory.
 import type * as http2 from "node:http2";
+import { performance } from "node:perf_hooks";
 
 /** The path prefix of node-to-node calls, which may use the reserve. */
 export const PEER_PATH_PREFIX = "/distcache.peer.v1.PeerService/";
@@ -30,6 +31,13 @@ export interface AddressShare {
   readonly address: string;
   inFlight: number;
   sessions: number;
+  /** Response bytes its streams had queued, unread, at the last sweep. */
+  queuedBytes: number;
+  /**
+   * Until when (performance.now() ms) its client requests are refused: a
+   * response to it was reset unread. `0`: not refused.
+   */
+  refusedUntil: number;
 }
 
 /** What one admitted stream holds, for {@link FairShare.release}. */
@@ -53,8 +61,10 @@ export interface FairShareStats {
   readonly shedClientShare: number;
   /** FetchMany calls refused because their keys would pass `maxRequestsInFlight`. */
   readonly shedFetchManyKeys: number;
-  /** Requests refused because the byte budget was spent. */
+  /** Requests refused because the byte budget (node-wide, or an address's quarter of it) was spent. */
   readonly shedBufferedBytes: number;
+  /** Client requests refused because responses to their address were reset unread (for `responseWriteTimeoutMs`). */
+  readonly shedUnread: number;
   /** Request bytes reserved by requests in flight (declared sizes) plus the response bytes queued at the last sweep. */
   readonly bufferedBytes: number;
 }
@@ -70,9 +80,15 @@ export class FairShare {
   private shedClientShare = 0;
   private shedFetchManyKeys = 0;
   private shedBufferedBytes = 0;
+  private shedUnread = 0;
   private reservedBytes = 0;
   /** Response bytes queued and not yet sent, as the last sweep found them. */
   queuedResponseBytes = 0;
+
+  /** Zeroes every address's queued bytes before a sweep counts them again. */
+  beginSweep(): void {
+    for (const share of this.addresses.values()) share.queuedBytes = 0;
+  }
 
   /** What responses may hold: the byte budget less the request bytes reserved (`Infinity`: no budget). */
   responseBudget(): number {
@@ -98,7 +114,7 @@ export class FairShare {
     if (address === undefined) return undefined;
     let share = this.addresses.get(address);
     if (share === undefined) {
-      share = { address, inFlight: 0, sessions: 0 };
+      share = { address, inFlight: 0, sessions: 0, queuedBytes: 0, refusedUntil: 0 };
       this.addresses.set(address, share);
     }
     share.sessions++;
@@ -131,10 +147,27 @@ export class FairShare {
         return `overloaded: ${inFlight} requests in flight, the limit for clients is ${clientLimit} (${this.reserve} are kept for peers)`;
       }
     }
-    if (!peer && share !== undefined && maxRequestsPerAddress > 0) {
-      if (share.inFlight >= maxRequestsPerAddress) {
+    if (!peer && share !== undefined) {
+      if (maxRequestsPerAddress > 0 && share.inFlight >= maxRequestsPerAddress) {
         this.shedPerAddress++;
         return `overloaded: ${share.inFlight} requests in flight from ${share.address}, the limit per address is ${maxRequestsPerAddress}`;
+      }
+      // An address that leaves a quarter of the byte budget unread gets no
+      // new work until it reads (or its streams are reset).
+      const unreadLimit = this.limits.maxBufferedBytes / 4;
+      if (unreadLimit > 0 && share.queuedBytes > unreadLimit) {
+        this.shedBufferedBytes++;
+        return `overloaded: ${share.queuedBytes} response bytes unread by ${share.address}, the limit per address is ${unreadLimit}`;
+      }
+      // A client that left responses unread until they were reset would
+      // have the next ones encoded for nothing: it waits a while first.
+      if (share.refusedUntil !== 0) {
+        const left = share.refusedUntil - performance.now();
+        if (left > 0) {
+          this.shedUnread++;
+          return `overloaded: responses to ${share.address} were reset unread; its requests are refused for another ${Math.ceil(left)} ms`;
+        }
+        share.refusedUntil = 0;
       }
     }
     const bytes = path !== undefined ? this.declaredBytes(path, headers["content-length"]) : 0;
@@ -190,6 +223,7 @@ export class FairShare {
       shedClientShare: this.shedClientShare,
       shedFetchManyKeys: this.shedFetchManyKeys,
       shedBufferedBytes: this.shedBufferedBytes,
+      shedUnread: this.shedUnread,
       bufferedBytes: this.reservedBytes + this.queuedResponseBytes,
     };
   }

@@ -76,8 +76,10 @@ export interface ServerGuardStats {
   readonly shedClientShare: number;
   /** FetchMany calls refused because their keys would pass `maxRequestsInFlight`. */
   readonly shedFetchManyKeys: number;
-  /** Large requests refused because `maxBufferedBytes` were held. */
+  /** Large requests refused because `maxBufferedBytes` were held, or client requests from an address leaving a quarter of it unread. */
   readonly shedBufferedBytes: number;
+  /** Client requests refused because responses to their address were reset unread (for `responseWriteTimeoutMs`, at least 1 s). */
+  readonly shedUnread: number;
   /** Bytes held now: request bytes reserved by requests in flight plus response bytes queued (last sweep). */
   readonly bufferedBytes: number;
   /** Connections closed because they sent no HTTP/2 preface within `prefaceTimeoutMs`. */
@@ -272,10 +274,15 @@ export class ServerGuard {
           headers["grpc-timeout"] === undefined && headers["connect-timeout-ms"] === undefined
             ? undefined
             : statedTimeoutMs(headers);
-        record = this.watch.add(stream, performance.now(), stated);
+        record = this.watch.add(stream, performance.now(), stated, session?.share);
       }
-    } else if (typeof ticket !== "string") {
-      this.fair.release(ticket); // admitted by the shares, shed for the event loop
+    } else {
+      if (typeof ticket !== "string") this.fair.release(ticket); // shed for the event loop
+      // Its answer may wait on a window the client never opens: the sweep
+      // ends it, and a reset then must not throw.
+      stream.on("error", ignore);
+      if (this.watch.enabled)
+        record = this.watch.add(stream, performance.now(), undefined, undefined);
     }
     stream.once("close", () => {
       if (session !== undefined && --session.open === 0) session.idleSince = performance.now();
@@ -397,6 +404,7 @@ export class ServerGuard {
     const every = this.sweepIntervalMs();
     if (every > 0 && now - this.lastSweepAt >= every) {
       this.lastSweepAt = now;
+      this.fair.beginSweep();
       this.fair.queuedResponseBytes = this.watch.sweep(now, this.fair.responseBudget());
     }
   }
@@ -478,6 +486,9 @@ export const answerUnknownRoute: NonNullable<ConnectNodeAdapterOptions["fallback
     `unknown method ${path}`,
   );
 };
+
+/** A stream "error" listener that does nothing: "close" follows. */
+function ignore(): void {}
 
 function clamp(value: number, min: number, max: number): number {
   return Math.min(max, Math.max(min, value));

@@ -63,7 +63,9 @@ export class NodeServer {
     this.server = server;
     const listening = new Promise<void>((resolve, reject) => {
       server.once("error", reject);
-      server.listen(port, host, () => {
+      // A deep accept queue: a burst of connections (refused or idle ones
+      // included) must not push a client's SYN into a 1-s retransmit.
+      server.listen({ port, host, backlog: 4_096 }, () => {
         server.off("error", reject);
         resolve();
       });

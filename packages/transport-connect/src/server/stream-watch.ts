@@ -4,6 +4,7 @@
 // deadline (its grpc-timeout / connect-timeout-ms, or the server's maximum).
 import type * as http2 from "node:http2";
 import { constants as h2 } from "node:http2";
+import type { AddressShare } from "./fair-share.js";
 
 /** The limits a {@link StreamWatch} enforces, in ms; `0`: never. */
 export interface StreamWatchLimits {
@@ -18,6 +19,8 @@ export interface StreamRecord {
   readonly at: number;
   /** When the stream must be gone (admission + its deadline, or the server maximum). */
   readonly deadline: number;
+  /** The client address it came from (its response bytes count against it). */
+  readonly share: AddressShare | undefined;
   /** Response bytes queued at the last sweep, and since when that amount has not shrunk. */
   queued: number;
   stalledSince: number;
@@ -50,7 +53,7 @@ export class StreamWatch {
   private resetStalledResponses = 0;
   private resetExpiredStreams = 0;
   private resetOverBudget = 0;
-  /** Age past which a record moves to `old`: the shortest limit, at most 1 s. */
+  /** Age past which a record moves to `old`: the shortest limit, at most 250 ms. */
   readonly promoteAfterMs: number;
 
   constructor(private readonly limits: StreamWatchLimits) {
@@ -59,8 +62,8 @@ export class StreamWatch {
       limits.responseWriteTimeoutMs,
       limits.maxStreamLifetimeMs,
     ].filter((ms) => ms > 0);
-    // At most 1 s: response bytes queued count against the byte budget from then on.
-    this.promoteAfterMs = enabled.length === 0 ? 0 : Math.min(1_000, ...enabled);
+    // At most 250 ms: response bytes queued count against the byte budget from then on.
+    this.promoteAfterMs = enabled.length === 0 ? 0 : Math.min(250, ...enabled);
   }
 
   /** Whether any limit is on (else streams need no record). */
@@ -72,7 +75,12 @@ export class StreamWatch {
    * Records an admitted stream. `timeout` is its `grpc-timeout` or
    * `connect-timeout-ms` header (read only when present).
    */
-  add(stream: http2.ServerHttp2Stream, now: number, timeout: number | undefined): StreamRecord {
+  add(
+    stream: http2.ServerHttp2Stream,
+    now: number,
+    timeout: number | undefined,
+    share: AddressShare | undefined,
+  ): StreamRecord {
     const max = this.limits.maxStreamLifetimeMs;
     let life = max > 0 ? max : NEVER;
     // A stated deadline is the handler's to answer: the sweep only ends a
@@ -82,6 +90,7 @@ export class StreamWatch {
     }
     const record: StreamRecord = {
       stream,
+      share,
       at: now,
       deadline: now + life,
       queued: 0,
@@ -152,10 +161,12 @@ export class StreamWatch {
         now - record.stalledSince >= responseWriteTimeoutMs
       ) {
         this.resetStalledResponses++;
+        this.penalize(record, now);
         this.reset(record, stream);
         continue;
       }
       queuedBytes += queued;
+      if (record.share !== undefined) record.share.queuedBytes += queued;
       old[kept++] = record;
     }
     old.length = kept;
@@ -172,6 +183,7 @@ export class StreamWatch {
       if (stream === undefined || record.queued === 0 || record.stalledSince >= now) continue;
       queued -= record.queued;
       this.resetOverBudget++;
+      this.penalize(record, now);
       this.reset(record, stream);
     }
     return queued;
@@ -189,6 +201,13 @@ export class StreamWatch {
   /** Streams admitted and still recorded (young and old), for tests. */
   get size(): number {
     return this.young.length - this.youngCleared + this.old.length;
+  }
+
+  /** The address of a response reset unread is refused for a while (fair-share.ts). */
+  private penalize(record: StreamRecord, now: number): void {
+    if (record.share !== undefined) {
+      record.share.refusedUntil = now + Math.max(1_000, this.limits.responseWriteTimeoutMs);
+    }
   }
 
   /** CANCEL: nghttp2 drops what is queued for the stream; its "close" frees the slot. */
