@@ -3,7 +3,7 @@
 //
 //   node bench/run.mjs            full run (about two minutes: local ~30 s, memory ~10 s, cluster ~60 s)
 //   node bench/run.mjs --quick    a few-second smoke run for CI (also BENCH_QUICK=1)
-//   node bench/run.mjs --only local,memory   only the named parts (local, memory, cluster, fanin)
+//   node bench/run.mjs --only local,memory   only the named parts (local, memory, cluster, fanin, fairness)
 //   node bench/run.mjs --help     the parts and flags (USAGE below); runs nothing
 //
 // Prints the machine and markdown tables on stdout, progress on stderr. Exits 1
@@ -15,6 +15,7 @@
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { runCluster } from "./cluster.mjs";
+import { runFairnessPart } from "./fairness.mjs";
 import { runFanIn } from "./fanin.mjs";
 import { checksum, gcExposed, machine } from "./harness.mjs";
 import { runLocal } from "./local.mjs";
@@ -27,6 +28,7 @@ const allParts = [
   { name: "memory", run: runMemory },
   { name: "cluster", run: runCluster },
   { name: "fanin", run: runFanIn },
+  { name: "fairness", run: runFairnessPart },
 ];
 const PART_NAMES = allParts.map((part) => part.name);
 const USAGE = `Usage: node bench/run.mjs [--quick] [--only PART,...] [--help]
@@ -41,6 +43,8 @@ Parts, run in this order (all by default):
             else prints SKIP
   fanin     10,000 cold Gets through one of 3 nodes (1,000 with --quick): each
             key loaded once, on its owner
+  fairness  a good client's Gets/s and p99 alone and beside one slow-read
+            attacker (window 0, never reads), as a ratio (target >= 0.8x)
 
 Flags:
   --quick             a few-second smoke run (CI); numbers not meaningful

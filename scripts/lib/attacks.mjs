@@ -246,10 +246,11 @@ export async function partialBodies(
 
 /**
  * Idle connections: `connections` of them, half bare TCP that never send the
- * HTTP/2 preface, half HTTP/2 sessions that never open a stream; each one
- * the node closes is opened again.
+ * HTTP/2 preface, half HTTP/2 sessions that never open a stream. With
+ * `reconnect`, each one the node closes is opened again a second later (a
+ * connection flood, which only the kernel's accept queue bounds).
  */
-export async function idleConnections(url, { connections = 2_000 }) {
+export async function idleConnections(url, { connections = 2_000, reconnect = false }) {
   const attack = new Attack();
   const { hostname, port } = new URL(url);
   const bare = () => {
@@ -260,14 +261,14 @@ export async function idleConnections(url, { connections = 2_000 }) {
       localAddress: ATTACKER_ADDRESS,
     });
     socket.on("error", () => {});
-    socket.once("close", () => setTimeout(bare, RECONNECT_MS));
+    if (reconnect) socket.once("close", () => setTimeout(bare, RECONNECT_MS));
     attack.sockets.push(socket);
   };
   const idle = () => {
     if (attack.stopped) return;
     const session = http2.connect(url, { localAddress: ATTACKER_ADDRESS });
     session.on("error", () => {});
-    session.once("close", () => setTimeout(idle, RECONNECT_MS));
+    if (reconnect) session.once("close", () => setTimeout(idle, RECONNECT_MS));
     attack.sessions.push(session);
   };
   for (let i = 0; i < connections; i++) (i % 2 === 0 ? bare : idle)();
