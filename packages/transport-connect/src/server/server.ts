@@ -63,9 +63,7 @@ export class NodeServer {
     this.server = server;
     const listening = new Promise<void>((resolve, reject) => {
       server.once("error", reject);
-      // A deep accept queue: a burst of connections (refused or idle ones
-      // included) must not push a client's SYN into a 1-s retransmit.
-      server.listen({ port, host, backlog: 4_096 }, () => {
+      server.listen(port, host, () => {
         server.off("error", reject);
         resolve();
       });
