@@ -52,8 +52,9 @@ const PEER_TICKET: Ticket = { share: undefined, bytes: 0 };
 
 /** Counters of refusals by which limit refused; see `ServerGuardStats`. */
 export interface FairShareStats {
-  /** Requests in flight now (FetchMany keys count one each). */
+  /** Requests admitted and not finished yet (FetchMany keys count one each while served). */
   readonly inFlight: number;
+  /** Requests answered RESOURCE_EXHAUSTED because `maxRequestsInFlight` were in flight. */
   readonly shedInFlight: number;
   /** Client requests refused because their address had `maxRequestsPerAddress` in flight. */
   readonly shedPerAddress: number;
@@ -65,7 +66,7 @@ export interface FairShareStats {
   readonly shedBufferedBytes: number;
   /** Client requests refused because responses to their address were reset unread (for `responseWriteTimeoutMs`). */
   readonly shedUnread: number;
-  /** Request bytes reserved by requests in flight (declared sizes) plus the response bytes queued at the last sweep. */
+  /** Bytes held now: request bytes reserved by requests in flight (declared sizes) plus response bytes queued (last sweep). */
   readonly bufferedBytes: number;
 }
 

@@ -8,8 +8,13 @@ import { Code } from "@connectrpc/connect";
 import { codeToHttpStatus, codeToString } from "@connectrpc/connect/protocol-connect";
 import type { ConnectNodeAdapterOptions } from "@connectrpc/connect-node";
 import { respondWithStatus } from "../grpc/status.js";
-import { type AddressShare, FairShare, type Ticket } from "./fair-share.js";
-import { type StreamRecord, StreamWatch, statedTimeoutMs } from "./stream-watch.js";
+import { type AddressShare, FairShare, type FairShareStats, type Ticket } from "./fair-share.js";
+import {
+  type StreamRecord,
+  StreamWatch,
+  type StreamWatchStats,
+  statedTimeoutMs,
+} from "./stream-watch.js";
 
 /** The server-side limits a {@link ServerGuard} enforces; defaults and units: `ServerOptions` (options.ts). */
 export interface ServerLimits {
@@ -48,44 +53,24 @@ export interface ServerLimits {
   readonly maxConnectionsPerAddress: number;
 }
 
-/** What a node's server refused or shed; see `ConnectPool.stats`. */
-export interface ServerGuardStats {
-  /** Requests admitted and not finished yet. */
-  readonly inFlight: number;
+/**
+ * What a node's server refused or shed; see `ConnectPool.stats`. The
+ * admission counters are {@link FairShareStats}, the stream resets
+ * {@link StreamWatchStats}.
+ */
+export interface ServerGuardStats extends FairShareStats, StreamWatchStats {
   /** HTTP/2 sessions (connections) open now. */
   readonly sessions: number;
-  /** Requests answered RESOURCE_EXHAUSTED because `maxRequestsInFlight` were in flight. */
-  readonly shedInFlight: number;
   /** Requests answered UNAVAILABLE because the event loop lagged past `maxEventLoopDelayMs`. */
   readonly shedEventLoopDelay: number;
   /** Connections closed on accept because `maxConnections` were open. */
   readonly refusedConnections: number;
-  /** Sessions sent GOAWAY after `idleSessionTimeoutMs` without a stream. */
-  readonly closedIdleSessions: number;
-  /** Streams reset (CANCEL) because their request did not arrive within `requestReceiveTimeoutMs`. */
-  readonly resetSlowRequests: number;
-  /** Streams reset (CANCEL) because their response could not be written for `responseWriteTimeoutMs`. */
-  readonly resetStalledResponses: number;
-  /** Streams reset (CANCEL) because they outlived their deadline (or `maxStreamLifetimeMs`). */
-  readonly resetExpiredStreams: number;
-  /** Stalled responses reset (CANCEL) because queued response bytes passed `maxBufferedBytes`. */
-  readonly resetOverBudget: number;
-  /** Client requests refused because their address had `maxRequestsPerAddress` in flight. */
-  readonly shedPerAddress: number;
-  /** Client requests refused because only the peer reserve (`peerReservedRequests`) was left. */
-  readonly shedClientShare: number;
-  /** FetchMany calls refused because their keys would pass `maxRequestsInFlight`. */
-  readonly shedFetchManyKeys: number;
-  /** Large requests refused because `maxBufferedBytes` were held, or client requests from an address leaving a quarter of it unread. */
-  readonly shedBufferedBytes: number;
-  /** Client requests refused because responses to their address were reset unread (for `responseWriteTimeoutMs`, at least 1 s). */
-  readonly shedUnread: number;
-  /** Bytes held now: request bytes reserved by requests in flight plus response bytes queued (last sweep). */
-  readonly bufferedBytes: number;
-  /** Connections closed because they sent no HTTP/2 preface within `prefaceTimeoutMs`. */
-  readonly closedNoPreface: number;
   /** Connections closed on accept because their address had `maxConnectionsPerAddress` open. */
   readonly refusedConnectionsPerAddress: number;
+  /** Sessions sent GOAWAY after `idleSessionTimeoutMs` without a stream. */
+  readonly closedIdleSessions: number;
+  /** Connections closed because they sent no HTTP/2 preface within `prefaceTimeoutMs`. */
+  readonly closedNoPreface: number;
   /**
    * The event-loop delay the probe measured last, in ms, counting only time
    * this process was on the CPU (`0` when the probe is off).

@@ -28,9 +28,13 @@ export interface StreamRecord {
 
 /** What the sweeps reset, by reason; see `ServerGuardStats`. */
 export interface StreamWatchStats {
+  /** Streams reset (CANCEL) because their request did not arrive within `requestReceiveTimeoutMs`. */
   readonly resetSlowRequests: number;
+  /** Streams reset (CANCEL) because their response could not be written for `responseWriteTimeoutMs`. */
   readonly resetStalledResponses: number;
+  /** Streams reset (CANCEL) because they outlived their deadline (or `maxStreamLifetimeMs`). */
   readonly resetExpiredStreams: number;
+  /** Stalled responses reset (CANCEL) because queued response bytes passed `maxBufferedBytes`. */
   readonly resetOverBudget: number;
 }
 
