@@ -86,9 +86,15 @@ export class FairShare {
   /** Response bytes queued and not yet sent, as the last sweep found them. */
   queuedResponseBytes = 0;
 
-  /** Zeroes every address's queued bytes before a sweep counts them again. */
-  beginSweep(): void {
-    for (const share of this.addresses.values()) share.queuedBytes = 0;
+  /** Zeroes every address's queued bytes before a sweep counts them again; ends refusals that are over. */
+  beginSweep(now: number): void {
+    for (const share of this.addresses.values()) {
+      share.queuedBytes = 0;
+      if (share.refusedUntil !== 0 && share.refusedUntil <= now) {
+        share.refusedUntil = 0;
+        this.forgetIfUnused(share);
+      }
+    }
   }
 
   /** What responses may hold: the byte budget less the request bytes reserved (`Infinity`: no budget). */
@@ -123,7 +129,19 @@ export class FairShare {
   }
 
   leave(share: AddressShare | undefined): void {
-    if (share !== undefined && --share.sessions === 0 && share.inFlight === 0) {
+    if (share !== undefined) {
+      share.sessions--;
+      this.forgetIfUnused(share);
+    }
+  }
+
+  /**
+   * Drops an address with nothing open and no refusal running: one still
+   * refused is kept (until a sweep finds it over), so reconnecting does
+   * not clear its refusal.
+   */
+  private forgetIfUnused(share: AddressShare): void {
+    if (share.sessions === 0 && share.inFlight === 0 && share.refusedUntil === 0) {
       this.addresses.delete(share.address);
     }
   }
@@ -191,9 +209,7 @@ export class FairShare {
     this.inFlight--;
     this.reservedBytes -= ticket.bytes;
     const share = ticket.share;
-    if (share !== undefined && --share.inFlight === 0 && share.sessions === 0) {
-      this.addresses.delete(share.address);
-    }
+    if (share !== undefined && --share.inFlight === 0) this.forgetIfUnused(share);
   }
 
   /**

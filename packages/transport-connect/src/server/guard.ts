@@ -389,7 +389,7 @@ export class ServerGuard {
     const every = this.sweepIntervalMs();
     if (every > 0 && now - this.lastSweepAt >= every) {
       this.lastSweepAt = now;
-      this.fair.beginSweep();
+      this.fair.beginSweep(now);
       this.fair.queuedResponseBytes = this.watch.sweep(now, this.fair.responseBudget());
     }
   }

@@ -4,6 +4,7 @@
 // deadline (its grpc-timeout / connect-timeout-ms, or the server's maximum).
 import type * as http2 from "node:http2";
 import { constants as h2 } from "node:http2";
+import { requestTimeout } from "../grpc/timeout.js";
 import type { AddressShare } from "./fair-share.js";
 
 /** The limits a {@link StreamWatch} enforces, in ms; `0`: never. */
@@ -228,22 +229,9 @@ export class StreamWatch {
  */
 export function statedTimeoutMs(headers: http2.IncomingHttpHeaders): number | undefined {
   const grpc = headers["grpc-timeout"];
-  if (typeof grpc === "string") {
-    const match = /^(\d{1,8})([HMSmun])$/.exec(grpc);
-    if (match === null) return undefined;
-    const value = Number(match[1]);
-    const unit = match[2];
-    return unit === "H"
-      ? value * 3_600_000
-      : unit === "M"
-        ? value * 60_000
-        : unit === "S"
-          ? value * 1_000
-          : unit === "m"
-            ? value
-            : unit === "u"
-              ? value / 1_000
-              : value / 1_000_000;
+  if (grpc !== undefined) {
+    const ms = requestTimeout(grpc);
+    return typeof ms === "number" ? ms : undefined;
   }
   const connect = headers["connect-timeout-ms"];
   if (typeof connect === "string" && /^\d{1,10}$/.test(connect)) return Number(connect);
