@@ -117,8 +117,10 @@ export interface ServerOptions {
   /**
    * Streams one HTTP/2 session may have open at once (advertised in
    * SETTINGS; a client queues past it, a stream past it is refused): the
-   * per-connection share of `maxRequestsInFlight`. Default `256` (Node's own
-   * default is unbounded), a sixteenth of `maxRequestsInFlight`.
+   * per-connection share of `maxRequestsInFlight`. Default `1_000` (Node's
+   * own default is unbounded), a quarter of `maxRequestsInFlight`; lower
+   * refuses (REFUSED_STREAM) the bursts clients send before they have read
+   * the server's SETTINGS.
    */
   maxConcurrentStreams?: number;
   /**
@@ -211,7 +213,7 @@ export const SERVER_DEFAULTS: ResolvedServerOptions = Object.freeze({
   maxRequestsInFlight: 4_096,
   maxEventLoopDelayMs: 1_000,
   maxConnections: 4_096,
-  maxConcurrentStreams: 256,
+  maxConcurrentStreams: 1_000,
   idleSessionTimeoutMs: 120_000,
   maxRequestsPerAddress: 1_024,
   peerReservedRequests: 512,

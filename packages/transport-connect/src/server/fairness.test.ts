@@ -142,7 +142,7 @@ describe("attacks of issue 11: the good client is served and the node recovers",
     const { node, good } = await underAttack("slow read", { responseWriteTimeoutMs: 1_000 });
     expectServed(good);
     const stats = node.pool.stats().guard;
-    // 5 sessions × 256 streams from one address: past its 1 024 the rest are refused.
+    // 5 sessions × 1 000 streams from one address: past its 1 024 the rest are refused.
     expect(stats.shedPerAddress).toBeGreaterThan(0);
     expect(stats.resetStalledResponses).toBeGreaterThan(0);
     expect(stats.shedInFlight).toBe(0);

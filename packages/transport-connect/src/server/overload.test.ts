@@ -364,9 +364,9 @@ describe("streams nobody reads", () => {
     await expectServing(n);
   });
 
-  it("a default node advertises 256 concurrent streams", async () => {
+  it("a default node advertises 1 000 concurrent streams", async () => {
     const n = await node({});
     const s = await session(n);
-    await eventually(() => s.remoteSettings.maxConcurrentStreams === 256);
+    await eventually(() => s.remoteSettings.maxConcurrentStreams === 1_000);
   });
 });
