@@ -6,7 +6,7 @@ import * as http2 from "node:http2";
 import * as net from "node:net";
 
 const H2 = http2.constants;
-const REFILL_MS = 50;
+const REFILL_MS = 1_000;
 /** A connection the node closed is opened again after this long. */
 const RECONNECT_MS = 1_000;
 /**
@@ -114,7 +114,7 @@ class Attack {
 }
 
 /**
- * Keeps up to `perSession` streams open on each session, refilling 50 ms
+ * Keeps up to `perSession` streams open on each session, refilling 1 s
  * after they close (a persistent attacker, not a request flood: floods are
  * the event-loop probe's and the rapid-reset defence's).
  */
