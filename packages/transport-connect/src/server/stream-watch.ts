@@ -25,6 +25,8 @@ export interface StreamRecord {
   /** Response bytes queued at the last sweep, and since when that amount has not shrunk. */
   queued: number;
   stalledSince: number;
+  /** Moved to `old` (a close there only clears `stream`; the next sweep drops it). */
+  promoted: boolean;
 }
 
 /** What the sweeps reset, by reason; see `ServerGuardStats`. */
@@ -100,6 +102,7 @@ export class StreamWatch {
       deadline: now + life,
       queued: 0,
       stalledSince: now,
+      promoted: false,
     };
     this.young.push(record);
     return record;
@@ -109,6 +112,7 @@ export class StreamWatch {
   closed(record: StreamRecord): void {
     if (record.stream === undefined) return;
     record.stream = undefined;
+    if (record.promoted) return;
     this.youngCleared++;
     if (this.youngCleared > 1_024 && this.youngCleared * 2 > this.young.length) {
       this.young = this.young.filter((r) => r.stream !== undefined);
@@ -129,7 +133,10 @@ export class StreamWatch {
       const record = young[moved]!;
       if (record.at > now - this.promoteAfterMs) break;
       if (record.stream === undefined) this.youngCleared--;
-      else this.old.push(record);
+      else {
+        record.promoted = true;
+        this.old.push(record);
+      }
     }
     young.splice(0, moved);
     const { requestReceiveTimeoutMs, responseWriteTimeoutMs } = this.limits;
