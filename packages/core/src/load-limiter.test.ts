@@ -77,7 +77,7 @@ describe("a group's getter calls", () => {
     expect(running).toBe(4);
     expect(group.stats()).toMatchObject({ getterCallsInFlight: 4, loadsQueued: 8 });
     while (calls < 12 || running > 0) {
-      release.splice(0).forEach((resolve) => resolve());
+      for (const resolve of release.splice(0)) resolve();
       await new Promise((r) => setTimeout(r, 1));
     }
     const answers = await Promise.all(gets);
