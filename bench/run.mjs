@@ -3,7 +3,7 @@
 //
 //   node bench/run.mjs            full run (about three minutes: local ~30 s, memory ~10 s, cluster ~60 s, metrics ~60 s)
 //   node bench/run.mjs --quick    a few-second smoke run for CI (also BENCH_QUICK=1)
-//   node bench/run.mjs --only local,memory   only the named parts (local, memory, cluster, fanin, metrics, costs)
+//   node bench/run.mjs --only local,memory   only the named parts (local, memory, cluster, fanin, metrics, costs, fairness)
 //   node bench/run.mjs --help     the parts and flags (USAGE below); runs nothing
 //
 // Prints the machine and markdown tables on stdout, progress on stderr. Exits 1
@@ -16,6 +16,7 @@ import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { runCluster } from "./cluster.mjs";
 import { runCosts } from "./costs.mjs";
+import { runFairnessPart } from "./fairness.mjs";
 import { runFanIn } from "./fanin.mjs";
 import { checksum, gcExposed, machine } from "./harness.mjs";
 import { runLocal } from "./local.mjs";
@@ -31,6 +32,7 @@ const allParts = [
   { name: "fanin", run: runFanIn },
   { name: "metrics", run: runMetrics },
   { name: "costs", run: runCosts },
+  { name: "fairness", run: runFairnessPart },
 ];
 const PART_NAMES = allParts.map((part) => part.name);
 const USAGE = `Usage: node bench/run.mjs [--quick] [--only PART,...] [--help]
@@ -51,6 +53,8 @@ Parts, run in this order (all by default):
             hit (1×64 and serial), cold keys with 0 and 2 replicas, and Redis
             GET of the same keys (needs redis-server, else its rows are
             skipped); BENCH_NODE_FLAGS passes V8 flags to the nodes
+  fairness  a good client's Gets/s and p99 alone and beside one slow-read
+            attacker (window 0, never reads), as a ratio (target >= 0.8x)
 
 Flags:
   --quick             a few-second smoke run (CI); numbers not meaningful

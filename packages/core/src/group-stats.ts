@@ -48,6 +48,12 @@ export interface GroupStats {
   replicationFailures: number;
   /** Loads in flight on this node now (reads that may ask peers, and getter calls). */
   loadsInFlight: number;
+  /** Getter calls of this group running now (bounded by `maxLoadsInFlight`). */
+  getterCallsInFlight: number;
+  /** Loads waiting for a getter slot now (bounded by `maxLoadsQueued`). */
+  loadsQueued: number;
+  /** Loads refused because this group's queue was full (a shared limiter counts its own: ConnectPool stats). */
+  loadsRejected: number;
   /** Entries evicted to stay within the budget. */
   evictions: number;
   /** `get` calls that rejected (invalid key, not found, load failed, timed out, cancelled). */
@@ -65,7 +71,14 @@ export interface GroupStats {
 /** The counted part of {@link GroupStats}: events since the group was made. */
 export type GroupCounts = Omit<
   GroupStats,
-  "loadsInFlight" | "evictions" | "bytes" | "items" | "loadSeconds"
+  | "loadsInFlight"
+  | "getterCallsInFlight"
+  | "loadsQueued"
+  | "loadsRejected"
+  | "evictions"
+  | "bytes"
+  | "items"
+  | "loadSeconds"
 >;
 
 /** A group's event counters, one object shared by its read path, writes and peer handler. */

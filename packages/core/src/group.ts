@@ -6,6 +6,7 @@ import { ByteView } from "./byteview.js";
 import { deleteEverywhere, setEverywhere } from "./cluster-writes.js";
 import { InvalidKeyError, NotFoundError, RemoteLoadError, requireKey } from "./errors.js";
 import type { GroupStats } from "./group-stats.js";
+import type { LoadLimiter } from "./load-limiter.js";
 import { type Getter, type GetterResult, type GroupOptions, LocalGroup } from "./local-group.js";
 import { GroupPeerHandler } from "./peer-handler.js";
 import type { PeerHandler, PeerPicker, PeerValue, Placement } from "./peers.js";
@@ -159,6 +160,15 @@ export class Group {
     if (peers === undefined) local.storeView(key, view);
     else result = await setEverywhere(local, peers, key, view, options?.signal);
     return notCached === undefined ? result : { failed: result.failed, notCached };
+  }
+
+  /**
+   * Adds a bound every getter call of this group must also hold a slot of,
+   * e.g. a node-wide limiter shared by several groups (ConnectPool's
+   * `maxLoadsInFlight`). Adding one already added does nothing.
+   */
+  addLoadLimiter(limiter: LoadLimiter): void {
+    if (!this.local.loadLimiters.includes(limiter)) this.local.loadLimiters.push(limiter);
   }
 
   /** A snapshot of this group's counters and gauges on this node. */

@@ -7,6 +7,11 @@ export { ByteView } from "./byteview.js";
 export { InvalidKeyError, NotFoundError, RemoteLoadError } from "./errors.js";
 export { type GetOptions, Group } from "./group.js";
 export { type GroupStats, LOAD_SECONDS_BUCKETS, type LoadSeconds } from "./group-stats.js";
+export {
+  LoadLimiter,
+  type LoadLimiterStats,
+  LoadsOverloadedError,
+} from "./load-limiter.js";
 export type { Getter, GetterContext, GetterResult, GroupOptions } from "./local-group.js";
 export type {
   AttachedGroup,

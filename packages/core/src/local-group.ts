@@ -11,6 +11,7 @@ import { SingleFlight } from "@distcache/singleflight";
 import { ByteView, describe } from "./byteview.js";
 import { type FillToken, FillTokens } from "./fill-tokens.js";
 import { GroupCounters, type GroupStats } from "./group-stats.js";
+import { LoadLimiter, withLoadSlots } from "./load-limiter.js";
 import type { PeerClient, PeerPicker } from "./peers.js";
 import type { NotCached, PropagationResult } from "./propagation.js";
 import { Incarnation, StaleGuard, type Stamp, WriteClock } from "./stamps.js";
@@ -57,6 +58,20 @@ export interface GroupOptions {
    * cost of a peer round trip on every cold load (see docs/architecture.md).
    */
   awaitReplicas?: boolean;
+  /**
+   * Getter calls of this group running at once on this node (origin
+   * protection; distinct keys, since a key loads once at a time). Loads past
+   * it wait in a queue, in order, as long as their callers wait (deadline,
+   * cancellation, `loadTimeout`). Default `64`: a database connection pool's
+   * worth. `0`: no bound.
+   */
+  maxLoadsInFlight?: number;
+  /**
+   * Loads that may wait for a slot of `maxLoadsInFlight`; one more fails at
+   * once with {@link LoadsOverloadedError} (a Get answers it as an error; a
+   * transport maps it to RESOURCE_EXHAUSTED). Default `1_024`. `0`: none wait.
+   */
+  maxLoadsQueued?: number;
 }
 
 /** Who announced a write of a key, and its stamp. */
@@ -66,6 +81,8 @@ export interface Announced {
 }
 
 const DEFAULT_LOAD_TIMEOUT_MS = 10_000;
+const DEFAULT_MAX_LOADS_IN_FLIGHT = 64;
+const DEFAULT_MAX_LOADS_QUEUED = 1_024;
 
 /** A group's state on this node; shared by its application API and its peer handler. */
 export class LocalGroup {
@@ -94,6 +111,8 @@ export class LocalGroup {
   private readonly pushFailed = (): void => {
     this.counters.replicationFailures++;
   };
+  /** This group's bound on getter calls, then any shared (node-wide) ones: a call holds a slot of each. */
+  readonly loadLimiters: LoadLimiter[];
 
   constructor(
     readonly name: string,
@@ -110,10 +129,24 @@ export class LocalGroup {
       timeout: options.loadTimeout ?? DEFAULT_LOAD_TIMEOUT_MS,
     });
     this.awaitReplicas = options.awaitReplicas ?? false;
+    this.loadLimiters = [
+      new LoadLimiter(
+        options.maxLoadsInFlight ?? DEFAULT_MAX_LOADS_IN_FLIGHT,
+        options.maxLoadsQueued ?? DEFAULT_MAX_LOADS_QUEUED,
+        `group "${name}"`,
+      ),
+    ];
   }
 
   /** The value of `key` with this node's getter (one load per key at a time). */
   load(key: string, signal?: AbortSignal): Promise<ByteView> {
+    // Refused before a flight (its controller and timer) is set up, when no flight can start.
+    if (!this.loadFlight.has(key)) {
+      for (const limiter of this.loadLimiters) {
+        const refused = limiter.refusal();
+        if (refused !== undefined) return Promise.reject(refused);
+      }
+    }
     return this.loadFlight.do(key, (loadSignal) => this.loadLocally(key, loadSignal), { signal });
   }
 
@@ -131,7 +164,8 @@ export class LocalGroup {
       let result: unknown;
       const started = performance.now();
       try {
-        result = await this.getter(key, { signal });
+        // Origin protection: a slot of each limiter (a queued load is still one flight per key).
+        result = await withLoadSlots(this.loadLimiters, signal, () => this.getter(key, { signal }));
       } catch (error) {
         this.counters.localLoadErrors++;
         throw error;
@@ -244,6 +278,16 @@ export class LocalGroup {
     return ahead;
   }
 
+  /** This group's load limiter's gauges. */
+  private loadLimits(): Pick<GroupStats, "getterCallsInFlight" | "loadsQueued" | "loadsRejected"> {
+    const own = this.loadLimiters[0]!.stats();
+    return {
+      getterCallsInFlight: own.inFlight,
+      loadsQueued: own.queued,
+      loadsRejected: own.rejected,
+    };
+  }
+
   /** A snapshot of the counters and gauges. */
   stats(): GroupStats {
     const cache = this.cache.stats();
@@ -252,6 +296,7 @@ export class LocalGroup {
       ...counts,
       loadSeconds: loadTimes.snapshot(),
       loadsInFlight: this.readFlight.size + this.loadFlight.size,
+      ...this.loadLimits(),
       evictions: cache.evictions,
       bytes: cache.bytes,
       items: cache.items,

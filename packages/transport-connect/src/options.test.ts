@@ -6,6 +6,8 @@ describe("resolveOptions", () => {
   it("applies every default", () => {
     expect(resolveOptions()).toEqual({
       replicas: 2,
+      maxLoadsInFlight: 256,
+      maxLoadsQueued: 4_096,
       virtualNodes: undefined,
       peer: { timeoutMs: 1_000, breaker: undefined, secrets: [], insecure: false },
       server: SERVER_DEFAULTS,

@@ -91,13 +91,67 @@ export interface ServerOptions {
   /** Milliseconds `close()` waits for calls in flight before cutting sessions. Default `5_000`. */
   drainTimeoutMs?: number;
   /**
-   * Requests this node serves at once (all sessions, client and peer calls);
-   * one more is answered RESOURCE_EXHAUSTED at once, its body unread.
-   * Default `4_096`: far above what one process completes concurrently, so
-   * only stuck work reaches it, and it bounds the memory stuck work holds
+   * Requests this node serves at once (all sessions, client and peer calls;
+   * each key of a `PeerService/FetchMany` counts as one); one more is
+   * answered RESOURCE_EXHAUSTED at once, its body unread. Default `4_096`:
+   * far above what one process completes concurrently, so only stuck work
+   * reaches it, and it bounds the memory stuck work holds
    * (docs/operations.md, "Limits"). `0` turns the limit off.
    */
   maxRequestsInFlight?: number;
+  /**
+   * Client requests in flight from one remote IP address, over all its
+   * connections; one more is answered RESOURCE_EXHAUSTED "... the limit per
+   * address is N". Default `1_024`: a quarter of `maxRequestsInFlight`, so
+   * one host cannot take the node. Peer calls are not counted here (they
+   * have the reserve). `0`: no limit.
+   */
+  maxRequestsPerAddress?: number;
+  /**
+   * Part of `maxRequestsInFlight` that only peer calls
+   * (`distcache.peer.v1.PeerService/*`) may use: client requests are refused
+   * RESOURCE_EXHAUSTED "... the limit for clients is N" once
+   * `maxRequestsInFlight - peerReservedRequests` are in flight, so clients
+   * cannot starve forwarded reads, replication and invalidation. Default
+   * `512`. Ignored when more than half of `maxRequestsInFlight`. `0`: none.
+   */
+  peerReservedRequests?: number;
+  /**
+   * Bytes this node holds for requests and responses not yet consumed, in
+   * bytes, node-wide: the declared size of requests in flight (their
+   * `content-length`, or the largest message for a Set/Store without one)
+   * plus response bytes queued behind a client's flow control (measured by
+   * the stream sweep). Past it a request that may bring more than 64 KiB is
+   * answered RESOURCE_EXHAUSTED "... bytes buffered ..."; small requests
+   * (Gets) are still served. Default `67_108_864` (64 MiB: 64 largest
+   * values). `0`: no limit.
+   */
+  maxBufferedBytes?: number;
+  /**
+   * Milliseconds a response may have bytes queued with none of them sent
+   * (the client's flow-control window stays shut: it does not read); the
+   * stream is then reset (CANCEL), freeing its slot and buffers. Checked by a
+   * sweep every ≤ 1 s. Default `10_000`. `0`: never.
+   */
+  responseWriteTimeoutMs?: number;
+  /**
+   * Longest life of a stream in milliseconds, from admission to close, when
+   * it states no shorter deadline (`grpc-timeout`, `connect-timeout-ms`; a
+   * stated deadline is enforced at it plus 1 s). The stream is then reset
+   * (CANCEL); a client sees CANCELED or a reset. Default `60_000`. `0`: no
+   * limit beyond a stated deadline.
+   */
+  maxStreamLifetimeMs?: number;
+  /**
+   * Milliseconds a new connection has to send its HTTP/2 preface (the magic
+   * and SETTINGS); one that has not is closed. Default `5_000`. `0`: never.
+   */
+  prefaceTimeoutMs?: number;
+  /**
+   * Open TCP connections from one remote IP address; one more is closed on
+   * accept. Default `1_024`: a quarter of `maxConnections`. `0`: no limit.
+   */
+  maxConnectionsPerAddress?: number;
   /**
    * Event-loop delay in milliseconds past which new requests are answered
    * UNAVAILABLE until the loop catches up; only delay this process spent on
@@ -113,14 +167,17 @@ export interface ServerOptions {
   maxConnections?: number;
   /**
    * Streams one HTTP/2 session may have open at once (advertised in
-   * SETTINGS; a client queues past it, a stream past it is refused). Default
-   * `1_000` (Node's own default is unbounded).
+   * SETTINGS; a client queues past it, a stream past it is refused): the
+   * per-connection share of `maxRequestsInFlight`. Default `1_000` (Node's
+   * own default is unbounded), a quarter of `maxRequestsInFlight`; lower
+   * refuses (REFUSED_STREAM) the bursts clients send before they have read
+   * the server's SETTINGS.
    */
   maxConcurrentStreams?: number;
   /**
    * Milliseconds a session may have no open stream before it is sent GOAWAY;
-   * clients reconnect on their next call. Default `600_000` (10 min): above
-   * the peer clients' own 5-minute idle close, so peers close theirs first.
+   * clients reconnect on their next call. Default `120_000` (2 min): above
+   * the peer clients' own 1-minute idle close, so peers close theirs first.
    * `0`: never.
    */
   idleSessionTimeoutMs?: number;
@@ -206,6 +263,22 @@ export interface ConnectPoolOptions {
   tls?: TlsOptions | undefined;
   /** The admin HTTP/1.1 listener (metrics, probes, status page). Default: none. */
   admin?: AdminOptions;
+  /**
+   * Getter calls running at once on this node over all groups served by this
+   * pool (origin protection; each group also has its own bound,
+   * `GroupOptions.maxLoadsInFlight`, default 64). Loads past it wait in
+   * order while their callers wait; a `FetchMany`'s keys count one by one.
+   * Default `256`: four groups at their own bound, or what one database's
+   * connection pool serves without queueing in it. `0`: no node-wide bound.
+   */
+  maxLoadsInFlight?: number;
+  /**
+   * Loads that may wait for a slot of `maxLoadsInFlight`; one more fails at
+   * once: a Get answers RESOURCE_EXHAUSTED "overloaded: ... loads in flight
+   * and N queued", a forwarded key its LOAD_FAILED. Default `4_096`. `0`:
+   * none wait.
+   */
+  maxLoadsQueued?: number;
 }
 
 /** {@link PeerOptions} with every default applied. */
@@ -235,6 +308,8 @@ export type ResolvedAdminOptions = Readonly<Required<AdminOptions>>;
 /** {@link ConnectPoolOptions} with every default applied. */
 export interface ResolvedOptions {
   readonly replicas: number;
+  readonly maxLoadsInFlight: number;
+  readonly maxLoadsQueued: number;
   readonly virtualNodes: number | undefined;
   readonly peer: ResolvedPeerOptions;
   readonly server: ResolvedServerOptions;
@@ -252,7 +327,14 @@ export const SERVER_DEFAULTS: ResolvedServerOptions = Object.freeze({
   maxEventLoopDelayMs: 1_000,
   maxConnections: 4_096,
   maxConcurrentStreams: 1_000,
-  idleSessionTimeoutMs: 600_000,
+  idleSessionTimeoutMs: 120_000,
+  maxRequestsPerAddress: 1_024,
+  peerReservedRequests: 512,
+  maxBufferedBytes: 64 << 20,
+  responseWriteTimeoutMs: 10_000,
+  maxStreamLifetimeMs: 60_000,
+  prefaceTimeoutMs: 5_000,
+  maxConnectionsPerAddress: 1_024,
   requestReceiveTimeoutMs: 10_000,
   maxSessionMemoryMiB: 10,
   maxHeaderListBytes: 16_384,
@@ -269,6 +351,10 @@ export const ADMIN_DEFAULTS = Object.freeze({
   lookupTimeoutMs: 2_000,
 });
 
+/** The default of {@link ConnectPoolOptions.maxLoadsInFlight}. */
+export const DEFAULT_MAX_LOADS_IN_FLIGHT = 256;
+/** The default of {@link ConnectPoolOptions.maxLoadsQueued}. */
+export const DEFAULT_MAX_LOADS_QUEUED = 4_096;
 /** The default of {@link ConnectPoolOptions.replicas}. */
 export const DEFAULT_REPLICAS = 2;
 /** The default of {@link PeerOptions.timeoutMs}. */
@@ -281,7 +367,16 @@ const MOVED: Readonly<Record<string, string>> = {
   peerSecret: "peer.secrets",
   ...Object.fromEntries(Object.keys(SERVER_DEFAULTS).map((name) => [name, `server.${name}`])),
 };
-const TOP_LEVEL = new Set(["replicas", "virtualNodes", "peer", "server", "tls", "admin"]);
+const TOP_LEVEL = new Set([
+  "replicas",
+  "virtualNodes",
+  "peer",
+  "server",
+  "tls",
+  "admin",
+  "maxLoadsInFlight",
+  "maxLoadsQueued",
+]);
 const ADMIN_KEYS = new Set(["host", "port", "statusPage", "lookupTimeoutMs"]);
 const PEER_KEYS = new Set(["timeoutMs", "breaker", "secrets", "insecure"]);
 const TLS_KEYS = new Set(["cert", "key", "ca"]);
@@ -349,6 +444,14 @@ export function resolveOptions(options: ConnectPoolOptions = {}): ResolvedOption
   }
   return {
     replicas,
+    maxLoadsInFlight: nonNegativeInteger(
+      "maxLoadsInFlight",
+      options.maxLoadsInFlight ?? DEFAULT_MAX_LOADS_IN_FLIGHT,
+    ),
+    maxLoadsQueued: nonNegativeInteger(
+      "maxLoadsQueued",
+      options.maxLoadsQueued ?? DEFAULT_MAX_LOADS_QUEUED,
+    ),
     virtualNodes: options.virtualNodes,
     peer: { timeoutMs, breaker: options.peer?.breaker, secrets, insecure },
     server,

@@ -1,4 +1,5 @@
 // What ConnectPool.stats() returns: the pool's counters and membership, as plain data.
+import type { LoadLimiterStats } from "@distcache/core";
 import type { BreakerState } from "./client/circuit-breaker.js";
 import type { ServerGuardStats } from "./server/guard.js";
 import type { PeerRequestCounts } from "./server/host.js";
@@ -18,6 +19,8 @@ export interface PoolStats {
   readonly guard: ServerGuardStats;
   /** Calls refused for want of credentials (UNAUTHENTICATED) or permission (PERMISSION_DENIED). */
   readonly auth: AuthStats;
+  /** The node-wide bound on getter calls (`maxLoadsInFlight`): running, queued, refused. */
+  readonly loads: LoadLimiterStats;
 }
 
 /** How this node sees one peer; see {@link PoolStats.peers}. */

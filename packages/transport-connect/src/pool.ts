@@ -5,6 +5,8 @@ import {
   type Group,
   getGroup,
   Incarnation,
+  LoadLimiter,
+  type LoadLimiterStats,
   type PeerClient,
   type PeerPicker,
   type Placement,
@@ -73,6 +75,8 @@ export class ConnectPool implements PeerPicker {
   private membersLoaded = false;
   private lastMembershipVersion: string | undefined;
   private shedding: SheddingWatch | undefined;
+  /** The node-wide bound on getter calls, shared by every group attached. */
+  private readonly loads: LoadLimiter;
 
   /**
    * @throws TypeError/RangeError for a bad option (options.ts); Error for a
@@ -87,6 +91,7 @@ export class ConnectPool implements PeerPicker {
     this.security = { secrets: secrets.length, mtls: tls?.ca !== undefined, insecure };
     checkPeerPlane([self], this.security);
     this.callHeaders = peerCallHeaders(self, secrets);
+    this.loads = new LoadLimiter(resolved.maxLoadsInFlight, resolved.maxLoadsQueued, "node-wide");
     const context = {
       sender: () => makeSender(self, this.membership.version),
       advance: (epoch: number) => {
@@ -261,9 +266,10 @@ export class ConnectPool implements PeerPicker {
     return this.membership.ownerOf(key);
   }
 
-  /** Serves `group` (called by `group.registerPeers(pool)`). */
+  /** Serves `group` (called by `group.registerPeers(pool)`); its getter calls count against `maxLoadsInFlight`. */
   attach(group: Group): void {
     this.groups.set(group.name, group);
+    group.addLoadLimiter(this.loads);
   }
 
   /** A snapshot of this pool's counters and membership. */
@@ -274,6 +280,7 @@ export class ConnectPool implements PeerPicker {
       membershipVersion: this.membership.version.toString(16).padStart(16, "0"),
       guard: this.server.stats(),
       auth: this.server.authStats(),
+      loads: this.loads.stats(),
       peers: this.membership.others().map((peer) => ({
         address: peer.id,
         breaker: peer.breaker.state,

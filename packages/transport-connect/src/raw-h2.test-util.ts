@@ -19,6 +19,7 @@ export const SET_PATH = "/distcache.CacheService/Set";
 /** A node under test: its pool, getter calls by key, and clients over gRPC and Connect. */
 export interface Node {
   pool: ConnectPool;
+  group: Group;
   port: number;
   url: string;
   calls: Map<string, number>;
@@ -57,7 +58,7 @@ export async function startNode(
     CacheService,
     createConnectTransport({ baseUrl: url, httpVersion: "2" }),
   );
-  return { pool, port, url, calls, grpc, connect, close: () => pool.close() };
+  return { pool, group, port, url, calls, grpc, connect, close: () => pool.close() };
 }
 
 /** Asserts the node still answers a normal Get over gRPC (fast path) and Connect (adapter). */

@@ -20,6 +20,8 @@ export interface FlagSettings {
   loadTimeout?: number;
   awaitReplicas?: boolean;
   replicas?: number;
+  maxLoadsInFlight?: number;
+  maxLoadsQueued?: number;
   peerTimeoutMs?: number;
   server: ServerOptions;
   /** `false`: --no-admin / --admin-port off. */
@@ -262,6 +264,105 @@ export const FLAGS: readonly Flag[] = [
     help: "server.maxValueBytes",
     set: (s, v) => {
       s.server.maxValueBytes = bytes("max-value-bytes", v, 1, 1 << 30);
+    },
+  },
+  {
+    name: "max-per-address",
+    arg: "N",
+    section: "pool",
+    help: "server.maxRequestsPerAddress",
+    set: (s, v) => {
+      s.server.maxRequestsPerAddress = integer("max-per-address", v, 0, 10_000_000);
+    },
+  },
+  {
+    name: "peer-reserve",
+    arg: "N",
+    section: "pool",
+    help: "server.peerReservedRequests",
+    set: (s, v) => {
+      s.server.peerReservedRequests = integer("peer-reserve", v, 0, 10_000_000);
+    },
+  },
+  {
+    name: "max-buffered-bytes",
+    arg: "N",
+    section: "pool",
+    help: "server.maxBufferedBytes",
+    set: (s, v) => {
+      s.server.maxBufferedBytes = bytes("max-buffered-bytes", v, 0, 2 ** 40);
+    },
+  },
+  {
+    name: "write-timeout",
+    arg: "MS",
+    section: "pool",
+    help: "server.responseWriteTimeoutMs",
+    set: (s, v) => {
+      s.server.responseWriteTimeoutMs = ms("write-timeout", v, 0, 3_600_000);
+    },
+  },
+  {
+    name: "max-stream-life",
+    arg: "MS",
+    section: "pool",
+    help: "server.maxStreamLifetimeMs",
+    set: (s, v) => {
+      s.server.maxStreamLifetimeMs = ms("max-stream-life", v, 0, 86_400_000);
+    },
+  },
+  {
+    name: "preface-timeout",
+    arg: "MS",
+    section: "pool",
+    help: "server.prefaceTimeoutMs",
+    set: (s, v) => {
+      s.server.prefaceTimeoutMs = ms("preface-timeout", v, 0, 3_600_000);
+    },
+  },
+  {
+    name: "idle-timeout",
+    arg: "MS",
+    section: "pool",
+    help: "server.idleSessionTimeoutMs",
+    set: (s, v) => {
+      s.server.idleSessionTimeoutMs = ms("idle-timeout", v, 0, 86_400_000);
+    },
+  },
+  {
+    name: "max-conns-per-address",
+    arg: "N",
+    section: "pool",
+    help: "server.maxConnectionsPerAddress",
+    set: (s, v) => {
+      s.server.maxConnectionsPerAddress = integer("max-conns-per-address", v, 0, 10_000_000);
+    },
+  },
+  {
+    name: "max-streams",
+    arg: "N",
+    section: "pool",
+    help: "server.maxConcurrentStreams",
+    set: (s, v) => {
+      s.server.maxConcurrentStreams = integer("max-streams", v, 1, 1_000_000);
+    },
+  },
+  {
+    name: "max-loads",
+    arg: "N",
+    section: "pool",
+    help: "maxLoadsInFlight (node-wide getter calls)",
+    set: (s, v) => {
+      s.maxLoadsInFlight = integer("max-loads", v, 0, 1_000_000);
+    },
+  },
+  {
+    name: "max-loads-queued",
+    arg: "N",
+    section: "pool",
+    help: "maxLoadsQueued",
+    set: (s, v) => {
+      s.maxLoadsQueued = integer("max-loads-queued", v, 0, 10_000_000);
     },
   },
   {

@@ -148,6 +148,8 @@ export function resolveConfig(flags: FlagSettings, file?: LoadedConfig): NodeCon
     membersFrom,
     pool: {
       replicas: flags.replicas ?? config.replicas,
+      maxLoadsInFlight: flags.maxLoadsInFlight ?? config.maxLoadsInFlight,
+      maxLoadsQueued: flags.maxLoadsQueued ?? config.maxLoadsQueued,
       virtualNodes: config.virtualNodes,
       peer: {
         timeoutMs: flags.peerTimeoutMs ?? config.peer?.timeoutMs,

@@ -90,6 +90,13 @@ const serverSchema = z.strictObject({
   maxValueBytes: size.optional(),
   drainTimeoutMs: duration.optional(),
   maxRequestsInFlight: count(0, 10_000_000).optional(),
+  maxRequestsPerAddress: count(0, 10_000_000).optional(),
+  peerReservedRequests: count(0, 10_000_000).optional(),
+  maxBufferedBytes: size.optional(),
+  responseWriteTimeoutMs: duration.optional(),
+  maxStreamLifetimeMs: duration.optional(),
+  prefaceTimeoutMs: duration.optional(),
+  maxConnectionsPerAddress: count(0, 10_000_000).optional(),
   maxEventLoopDelayMs: duration.optional(),
   maxConnections: count(0, 10_000_000).optional(),
   maxConcurrentStreams: count(0, 10_000_000).optional(),
@@ -118,6 +125,9 @@ export const configFileSchema = z
     /** Every member, this node included, as each node names it. */
     members: z.array(address).min(1).optional(),
     replicas: count(0, 64).optional(),
+    /** Node-wide getter calls at once, and loads that may wait for one (ConnectPoolOptions). */
+    maxLoadsInFlight: count(0, 1_000_000).optional(),
+    maxLoadsQueued: count(0, 10_000_000).optional(),
     virtualNodes: count(1, 10_000).optional(),
     peer: z
       .strictObject({ timeoutMs: duration.optional(), breaker: breakerSchema.optional() })

@@ -140,10 +140,11 @@ export class ConnectPeerClient implements PeerClient {
   ) {
     const tls = context.tls;
     const url = baseUrl(id, tls !== undefined);
-    // Keep the session across quiet periods; ping so a dead peer is noticed.
+    // Keep the session across short quiet periods (closed after 1 min idle,
+    // before the server's 2-min idle GOAWAY); ping so a dead peer is noticed.
     this.session = new Http2SessionManager(
       url,
-      { pingIntervalMs: 10_000, pingTimeoutMs: 5_000, idleConnectionTimeoutMs: 5 * 60_000 },
+      { pingIntervalMs: 10_000, pingTimeoutMs: 5_000, idleConnectionTimeoutMs: 60_000 },
       tls === undefined
         ? undefined
         : withoutUndefined({ ca: tls.ca, cert: tls.cert, key: tls.key }),

@@ -5,6 +5,7 @@ import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@co
 import {
   ByteView,
   InvalidKeyError,
+  LoadsOverloadedError,
   PropagationError,
   type PropagationResult,
   type SetResult,
@@ -28,6 +29,10 @@ export function registerCacheService(router: ConnectRouter, services: ServiceCon
         return { data: ByteView.unwrap(view), found: true };
       } catch (error) {
         rethrowIfCancelled(error, context);
+        // The origin's load queue is full: a shed, not an answer about the key.
+        if (error instanceof LoadsOverloadedError) {
+          throw new ConnectError(error.message, Code.ResourceExhausted);
+        }
         return { found: false, err: errorMessage(error) };
       }
     },

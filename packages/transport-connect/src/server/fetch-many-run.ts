@@ -37,6 +37,8 @@ export class FetchManyRun {
   /** The last stamp put on the wire and its wire form: keys read between two writes share one. */
   private lastStamp: Stamp | undefined;
   private lastWire: WireStamp | undefined;
+  /** Where this run's keys are counted in flight, each until its result settles. */
+  private readonly admission: ServiceContext["admission"];
 
   /**
    * Counts the call, checks it and starts every key.
@@ -45,8 +47,9 @@ export class FetchManyRun {
    * @param signal aborts the loads this call waits on (the caller left or its deadline passed).
    * @param onReady called each time a key's result is queued.
    * @throws ConnectError INVALID_ARGUMENT (no sender, no keys, too many keys,
-   *   an empty or oversized key: nothing is served) or FAILED_PRECONDITION
-   *   (unknown group).
+   *   an empty or oversized key: nothing is served), FAILED_PRECONDITION
+   *   (unknown group) or RESOURCE_EXHAUSTED (its keys would pass the
+   *   node's in-flight limit).
    */
   constructor(
     services: ServiceContext,
@@ -71,6 +74,10 @@ export class FetchManyRun {
     }
     // All keys are checked before any is served: a bad batch serves nothing.
     for (const key of keys) checkPeerKey(key, limits);
+    // Each key is a lookup that may load: it counts against the in-flight budget.
+    const refused = services.admission?.chargeKeys(keys.length);
+    if (refused !== undefined) throw new ConnectError(refused, Code.ResourceExhausted);
+    this.admission = services.admission;
     received.fetchManyKeys += keys.length;
     // A repeated key is served once and answered once, at its first index:
     // one 5 KB request naming a 1 MB key 1,024 times must not queue 1 GB of answers.
@@ -147,6 +154,7 @@ export class FetchManyRun {
   private settle(result: FetchResultInit): void {
     this.ready.push(result);
     this.unsettled--;
+    this.admission?.releaseKeys(1);
     this.onReady();
   }
 }

@@ -2,12 +2,19 @@
 // before a request's body is read and before any handler (a fast path or
 // Connect): an overloaded node answers at once instead of queueing work.
 import type * as http2 from "node:http2";
-import { constants as h2 } from "node:http2";
+import type { Socket } from "node:net";
 import { performance } from "node:perf_hooks";
 import { Code } from "@connectrpc/connect";
 import { codeToHttpStatus, codeToString } from "@connectrpc/connect/protocol-connect";
 import type { ConnectNodeAdapterOptions } from "@connectrpc/connect-node";
 import { respondWithStatus } from "../grpc/status.js";
+import { type AddressShare, FairShare, type FairShareStats, type Ticket } from "./fair-share.js";
+import {
+  type StreamRecord,
+  StreamWatch,
+  type StreamWatchStats,
+  statedTimeoutMs,
+} from "./stream-watch.js";
 
 /** The server-side limits a {@link ServerGuard} enforces; defaults and units: `ServerOptions` (options.ts). */
 export interface ServerLimits {
@@ -30,24 +37,40 @@ export interface ServerLimits {
   readonly maxSessionMemoryMiB: number;
   /** Largest request header list (HTTP/2 SETTINGS_MAX_HEADER_LIST_SIZE, bytes). */
   readonly maxHeaderListBytes: number;
+  /** Client requests in flight from one remote address; more are RESOURCE_EXHAUSTED. `0`: no limit. */
+  readonly maxRequestsPerAddress: number;
+  /** Part of `maxRequestsInFlight` only peer calls may use. */
+  readonly peerReservedRequests: number;
+  /** Request and response bytes held in memory, node-wide; past it large requests are RESOURCE_EXHAUSTED. `0`: no limit. */
+  readonly maxBufferedBytes: number;
+  /** A response with bytes queued and none sent for this long (ms) is reset. `0`: never. */
+  readonly responseWriteTimeoutMs: number;
+  /** Longest life (ms) of a stream that states no shorter deadline. `0`: no limit. */
+  readonly maxStreamLifetimeMs: number;
+  /** A connection that has not sent the HTTP/2 preface this long (ms) after connecting is closed. `0`: never. */
+  readonly prefaceTimeoutMs: number;
+  /** Open TCP connections from one remote address; more are closed on accept. `0`: no limit. */
+  readonly maxConnectionsPerAddress: number;
 }
 
-/** What a node's server refused or shed; see `ConnectPool.stats`. */
-export interface ServerGuardStats {
-  /** Requests admitted and not finished yet. */
-  readonly inFlight: number;
+/**
+ * What a node's server refused or shed; see `ConnectPool.stats`. The
+ * admission counters are {@link FairShareStats}, the stream resets
+ * {@link StreamWatchStats}.
+ */
+export interface ServerGuardStats extends FairShareStats, StreamWatchStats {
   /** HTTP/2 sessions (connections) open now. */
   readonly sessions: number;
-  /** Requests answered RESOURCE_EXHAUSTED because `maxRequestsInFlight` were in flight. */
-  readonly shedInFlight: number;
   /** Requests answered UNAVAILABLE because the event loop lagged past `maxEventLoopDelayMs`. */
   readonly shedEventLoopDelay: number;
   /** Connections closed on accept because `maxConnections` were open. */
   readonly refusedConnections: number;
+  /** Connections closed on accept because their address had `maxConnectionsPerAddress` open. */
+  readonly refusedConnectionsPerAddress: number;
   /** Sessions sent GOAWAY after `idleSessionTimeoutMs` without a stream. */
   readonly closedIdleSessions: number;
-  /** Streams reset (CANCEL) because their request did not arrive within `requestReceiveTimeoutMs`. */
-  readonly resetSlowRequests: number;
+  /** Connections closed because they sent no HTTP/2 preface within `prefaceTimeoutMs`. */
+  readonly closedNoPreface: number;
   /**
    * The event-loop delay the probe measured last, in ms, counting only time
    * this process was on the CPU (`0` when the probe is off).
@@ -55,17 +78,15 @@ export interface ServerGuardStats {
   readonly eventLoopDelayMs: number;
 }
 
-/** Open streams of one session and since when it has had none. */
+/** Open streams of one session, since when it has had none, and its address's share. */
 interface SessionState {
   open: number;
+  readonly openedAt: number;
   idleSince: number;
   timer: NodeJS.Timeout | undefined;
-}
-
-/** A stream admitted before its body arrived; `stream` is cleared once it closes. */
-interface ReceivingRecord {
-  stream: http2.ServerHttp2Stream | undefined;
-  readonly at: number;
+  /** `awaiting-preface` until the client's SETTINGS arrive. */
+  phase: "awaiting-preface" | "open";
+  readonly share: AddressShare | undefined;
 }
 
 /**
@@ -77,13 +98,14 @@ interface ReceivingRecord {
  * {@link serverOptions} are the matching `http2.createServer` options.
  */
 export class ServerGuard {
-  private inFlight = 0;
   private sessions = 0;
-  private shedInFlight = 0;
+  private closedNoPreface = 0;
+  private refusedConnectionsPerAddress = 0;
+  /** Open connections by remote address (only with `maxConnectionsPerAddress`). */
+  private readonly connectionsByAddress = new Map<string, number>();
   private shedEventLoopDelay = 0;
   private refusedConnections = 0;
   private closedIdleSessions = 0;
-  private resetSlowRequests = 0;
   /** Delay the probe measured on its last tick (ms), capped by the CPU time used meanwhile. */
   private lastDelayMs = 0;
   /** When the probe's next tick is due (performance.now() ms). */
@@ -93,23 +115,19 @@ export class ServerGuard {
   private probeIntervalMs = 0;
   private probe: NodeJS.Timeout | undefined;
   private lastSweepAt = 0;
-  /**
-   * Admitted streams whose body may still be arriving, in admission order, so
-   * a sweep stops at the first one that is young enough. An array of records
-   * rather than a Map keyed by stream: a closing stream only clears its
-   * record (no hashing on the hot path, where a Map set + delete per request
-   * was measurable; docs/benchmarks.md). Cleared records leave at the next sweep, or
-   * in a compaction once they are most of the array.
-   */
-  private receiving: ReceivingRecord[] = [];
-  /** Records in `receiving` whose stream has closed. */
-  private receivingCleared = 0;
+  /** The in-flight budget and its shares; the byte budget. */
+  private readonly fair: FairShare;
+  /** The time limits of admitted streams, swept by the probe. */
+  private readonly watch: StreamWatch;
   private readonly sessionStates = new WeakMap<http2.ServerHttp2Session, SessionState>();
 
   private readonly limits: ServerLimits;
 
-  /** Takes the {@link ServerLimits} fields of `limits` (other fields are ignored). */
-  constructor(limits: ServerLimits) {
+  /**
+   * Takes the {@link ServerLimits} fields of `limits` (other fields are
+   * ignored); `readMaxBytes` is the largest request message accepted.
+   */
+  constructor(limits: ServerLimits, readMaxBytes = 1 << 20) {
     this.limits = {
       maxRequestsInFlight: limits.maxRequestsInFlight,
       maxEventLoopDelayMs: limits.maxEventLoopDelayMs,
@@ -119,6 +137,13 @@ export class ServerGuard {
       requestReceiveTimeoutMs: limits.requestReceiveTimeoutMs,
       maxSessionMemoryMiB: limits.maxSessionMemoryMiB,
       maxHeaderListBytes: limits.maxHeaderListBytes,
+      maxRequestsPerAddress: limits.maxRequestsPerAddress,
+      peerReservedRequests: limits.peerReservedRequests,
+      maxBufferedBytes: limits.maxBufferedBytes,
+      responseWriteTimeoutMs: limits.responseWriteTimeoutMs,
+      maxStreamLifetimeMs: limits.maxStreamLifetimeMs,
+      prefaceTimeoutMs: limits.prefaceTimeoutMs,
+      maxConnectionsPerAddress: limits.maxConnectionsPerAddress,
     };
     for (const [name, value] of Object.entries(this.limits)) {
       if (!Number.isInteger(value) || value < 0) {
@@ -134,6 +159,8 @@ export class ServerGuard {
       if (this.limits[name] < 1)
         throw new RangeError(`${name} must be >= 1, got ${this.limits[name]}`);
     }
+    this.fair = new FairShare({ ...this.limits, readMaxBytes });
+    this.watch = new StreamWatch(this.limits);
   }
 
   /** Options for `http2.createServer` that enforce the per-session limits. */
@@ -152,23 +179,46 @@ export class ServerGuard {
    * event-loop probe, which runs while the server listens. Call before `listen`.
    */
   attach(server: http2.Http2Server): void {
-    const { maxConnections, idleSessionTimeoutMs } = this.limits;
+    const { maxConnections, idleSessionTimeoutMs, prefaceTimeoutMs } = this.limits;
     if (maxConnections > 0) {
       // net.Server closes a connection past the limit right on accept, before
       // any HTTP/2 work; the client sees the connection closed.
       server.maxConnections = maxConnections;
       server.on("drop", () => this.refusedConnections++);
     }
+    if (this.limits.maxConnectionsPerAddress > 0) {
+      // Before Node's own listener makes a session of it.
+      server.prependListener("connection", (socket: Socket) => this.countConnection(socket));
+    }
     server.on("session", (session) => {
-      const state: SessionState = { open: 0, idleSince: performance.now(), timer: undefined };
+      const openedAt = performance.now();
+      const state: SessionState = {
+        open: 0,
+        openedAt,
+        idleSince: openedAt,
+        timer: undefined,
+        phase: prefaceTimeoutMs > 0 ? "awaiting-preface" : "open",
+        share: this.fair.join(session.socket?.remoteAddress),
+      };
       this.sessionStates.set(session, state);
       this.sessions++;
-      if (idleSessionTimeoutMs > 0) {
-        state.timer = setTimeout(() => this.checkIdle(session, state), idleSessionTimeoutMs);
+      if (state.phase === "awaiting-preface") {
+        // The client's SETTINGS are the second half of its preface.
+        session.once("remoteSettings", () => {
+          state.phase = "open";
+        });
+      }
+      const first = Math.min(
+        prefaceTimeoutMs > 0 ? prefaceTimeoutMs : Number.POSITIVE_INFINITY,
+        idleSessionTimeoutMs > 0 ? idleSessionTimeoutMs : Number.POSITIVE_INFINITY,
+      );
+      if (first !== Number.POSITIVE_INFINITY) {
+        state.timer = setTimeout(() => this.checkIdle(session, state), first);
         state.timer.unref();
       }
       session.once("close", () => {
         this.sessions--;
+        this.fair.leave(state.share);
         clearTimeout(state.timer);
       });
     });
@@ -185,14 +235,11 @@ export class ServerGuard {
   admit(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): boolean {
     const session = this.sessionStates.get(stream.session as http2.ServerHttp2Session);
     if (session !== undefined) session.open++;
-    const { maxRequestsInFlight, maxEventLoopDelayMs } = this.limits;
+    const { maxEventLoopDelayMs } = this.limits;
     let refusal: [Code, string] | undefined;
-    if (maxRequestsInFlight > 0 && this.inFlight >= maxRequestsInFlight) {
-      this.shedInFlight++;
-      refusal = [
-        Code.ResourceExhausted,
-        `overloaded: ${this.inFlight} requests in flight, the limit is ${maxRequestsInFlight}`,
-      ];
+    const ticket = this.fair.admit(headers, session?.share);
+    if (typeof ticket === "string") {
+      refusal = [Code.ResourceExhausted, ticket];
     } else if (maxEventLoopDelayMs > 0) {
       const delay = this.currentDelayMs(maxEventLoopDelayMs);
       if (delay > maxEventLoopDelayMs) {
@@ -203,43 +250,78 @@ export class ServerGuard {
         ];
       }
     }
-    const admitted = refusal === undefined;
-    let receiving: ReceivingRecord | undefined;
-    if (admitted) {
-      this.inFlight++;
-      if (this.limits.requestReceiveTimeoutMs > 0 && !stream.endAfterHeaders) {
-        receiving = { stream, at: performance.now() };
-        this.receiving.push(receiving);
+    let admitted: Ticket | undefined;
+    let record: StreamRecord | undefined;
+    if (refusal === undefined) {
+      admitted = ticket as Ticket;
+      if (this.watch.enabled) {
+        const stated =
+          headers["grpc-timeout"] === undefined && headers["connect-timeout-ms"] === undefined
+            ? undefined
+            : statedTimeoutMs(headers);
+        record = this.watch.add(stream, performance.now(), stated, session?.share);
       }
+    } else {
+      if (typeof ticket !== "string") this.fair.release(ticket); // shed for the event loop
+      // Its answer may wait on a window the client never opens: the sweep
+      // ends it, and a reset then must not throw.
+      stream.on("error", ignore);
+      if (this.watch.enabled)
+        record = this.watch.add(stream, performance.now(), undefined, undefined);
     }
     stream.once("close", () => {
       if (session !== undefined && --session.open === 0) session.idleSince = performance.now();
-      if (admitted) this.inFlight--;
-      if (receiving?.stream !== undefined) {
-        receiving.stream = undefined;
-        this.receivingCleared++;
-        if (this.receivingCleared > 1_024 && this.receivingCleared * 2 > this.receiving.length) {
-          this.receiving = this.receiving.filter((record) => record.stream !== undefined);
-          this.receivingCleared = 0;
-        }
-      }
+      if (admitted !== undefined) this.fair.release(admitted);
+      if (record !== undefined) this.watch.closed(record);
     });
     if (refusal !== undefined) respondWithError(stream, headers["content-type"], ...refusal);
-    return admitted;
+    return admitted !== undefined;
+  }
+
+  /**
+   * Counts `keys` FetchMany keys as requests in flight until
+   * {@link releaseKeys}; returns the RESOURCE_EXHAUSTED message instead when
+   * they would pass `maxRequestsInFlight`.
+   */
+  chargeKeys(keys: number): string | undefined {
+    return this.fair.chargeKeys(keys);
+  }
+
+  releaseKeys(keys: number): void {
+    this.fair.releaseKeys(keys);
   }
 
   /** A snapshot of the counters. */
   stats(): ServerGuardStats {
     return {
-      inFlight: this.inFlight,
+      ...this.fair.stats(),
+      ...this.watch.stats(),
       sessions: this.sessions,
-      shedInFlight: this.shedInFlight,
       shedEventLoopDelay: this.shedEventLoopDelay,
       refusedConnections: this.refusedConnections,
+      refusedConnectionsPerAddress: this.refusedConnectionsPerAddress,
       closedIdleSessions: this.closedIdleSessions,
-      resetSlowRequests: this.resetSlowRequests,
+      closedNoPreface: this.closedNoPreface,
       eventLoopDelayMs: this.lastDelayMs,
     };
+  }
+
+  /** Closes `socket` when its address already has `maxConnectionsPerAddress` open. */
+  private countConnection(socket: Socket): void {
+    const address = socket.remoteAddress;
+    if (address === undefined) return;
+    const open = this.connectionsByAddress.get(address) ?? 0;
+    if (open >= this.limits.maxConnectionsPerAddress) {
+      this.refusedConnectionsPerAddress++;
+      socket.destroy();
+      return;
+    }
+    this.connectionsByAddress.set(address, open + 1);
+    socket.once("close", () => {
+      const left = (this.connectionsByAddress.get(address) ?? 1) - 1;
+      if (left === 0) this.connectionsByAddress.delete(address);
+      else this.connectionsByAddress.set(address, left);
+    });
   }
 
   /**
@@ -269,15 +351,14 @@ export class ServerGuard {
   }
 
   private startProbe(): void {
-    const { maxEventLoopDelayMs, requestReceiveTimeoutMs } = this.limits;
-    if (maxEventLoopDelayMs === 0 && requestReceiveTimeoutMs === 0) return;
+    const { maxEventLoopDelayMs } = this.limits;
+    const sweepEvery = this.sweepIntervalMs();
+    if (maxEventLoopDelayMs === 0 && sweepEvery === 0) return;
     // A quarter of the delay threshold resolves it well; 10–50 ms keeps the
-    // probe's own cost (one timer) negligible. The receive-timeout sweep rides
-    // along, or ticks alone at half its timeout (at most 1 s).
+    // probe's own cost (one timer) negligible. The stream sweep rides
+    // along, or ticks alone at half its shortest limit (at most 1 s).
     const interval =
-      maxEventLoopDelayMs > 0
-        ? clamp(Math.floor(maxEventLoopDelayMs / 4), 10, 50)
-        : clamp(Math.floor(requestReceiveTimeoutMs / 2), 10, 1_000);
+      maxEventLoopDelayMs > 0 ? clamp(Math.floor(maxEventLoopDelayMs / 4), 10, 50) : sweepEvery;
     this.probeIntervalMs = interval;
     this.nextTickAt = performance.now() + interval;
     const { user, system } = process.cpuUsage();
@@ -305,50 +386,53 @@ export class ServerGuard {
       this.cpuAtTick = cpu;
     }
     this.nextTickAt = now + this.probeIntervalMs;
-    const timeout = this.limits.requestReceiveTimeoutMs;
-    if (timeout > 0 && now - this.lastSweepAt >= Math.min(timeout / 2, 1_000)) {
+    const every = this.sweepIntervalMs();
+    if (every > 0 && now - this.lastSweepAt >= every) {
       this.lastSweepAt = now;
-      this.sweep(now - timeout);
+      this.fair.beginSweep(now);
+      this.fair.queuedResponseBytes = this.watch.sweep(now, this.fair.responseBudget());
     }
   }
 
-  /** Resets admitted streams older than `cutoff` whose request has still not fully arrived. */
-  private sweep(cutoff: number): void {
-    let swept = 0;
-    for (; swept < this.receiving.length; swept++) {
-      const record = this.receiving[swept]!;
-      if (record.at > cutoff) break;
-      const { stream } = record;
-      if (stream === undefined) {
-        this.receivingCleared--;
-        continue;
-      }
-      record.stream = undefined; // leaving the array: its close must not count it
-      // remoteClose: the client's END_STREAM has arrived (nghttp2's view,
-      // whether or not the handler has read the body yet).
-      if (stream.destroyed || stream.state.remoteClose === 1) continue;
-      this.resetSlowRequests++;
-      stream.close(h2.NGHTTP2_CANCEL);
-    }
-    this.receiving.splice(0, swept);
+  /** How often the stream sweep runs: half the shortest stream limit, 10 ms to 1 s; `0`: none. */
+  private sweepIntervalMs(): number {
+    const shortest = this.watch.promoteAfterMs;
+    return shortest === 0 ? 0 : clamp(Math.floor(shortest / 2), 10, 1_000);
   }
 
+  /**
+   * The session timer: closes a session that sent no preface within
+   * `prefaceTimeoutMs` (destroyed) or had no stream for
+   * `idleSessionTimeoutMs` (GOAWAY), else re-arms for the nearer of the two.
+   */
   private checkIdle(session: http2.ServerHttp2Session, state: SessionState): void {
     if (session.closed || session.destroyed) return;
-    const timeout = this.limits.idleSessionTimeoutMs;
-    if (state.open > 0) {
-      state.timer?.refresh();
-      return;
+    const now = performance.now();
+    const { idleSessionTimeoutMs: idle, prefaceTimeoutMs: preface } = this.limits;
+    let next = Number.POSITIVE_INFINITY;
+    if (state.phase === "awaiting-preface") {
+      const left = state.openedAt + preface - now;
+      if (left <= 0) {
+        // No valid preface in time: bare TCP, or a client that stalled.
+        this.closedNoPreface++;
+        session.destroy();
+        return;
+      }
+      next = left;
     }
-    const left = state.idleSince + timeout - performance.now();
-    if (left > 0) {
-      state.timer = setTimeout(() => this.checkIdle(session, state), left);
-      state.timer.unref();
-      return;
+    if (idle > 0) {
+      const left = state.open > 0 ? idle : state.idleSince + idle - now;
+      if (left <= 0) {
+        this.closedIdleSessions++;
+        // GOAWAY; with no stream open the session ends at once.
+        session.close();
+        return;
+      }
+      next = Math.min(next, left);
     }
-    this.closedIdleSessions++;
-    // GOAWAY; with no stream open the session ends at once.
-    session.close();
+    if (next === Number.POSITIVE_INFINITY) return;
+    state.timer = setTimeout(() => this.checkIdle(session, state), next);
+    state.timer.unref();
   }
 }
 
@@ -387,6 +471,9 @@ export const answerUnknownRoute: NonNullable<ConnectNodeAdapterOptions["fallback
     `unknown method ${path}`,
   );
 };
+
+/** A stream "error" listener that does nothing: "close" follows. */
+function ignore(): void {}
 
 function clamp(value: number, min: number, max: number): number {
   return Math.min(max, Math.max(min, value));

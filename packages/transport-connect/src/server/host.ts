@@ -58,6 +58,13 @@ export interface ServiceLimits {
   readonly allowClientSet: boolean;
 }
 
+/** Counts work inside an admitted request (FetchMany keys) against the in-flight budget (guard.ts). */
+export interface KeyAdmission {
+  /** Counts `keys` in flight, or returns the RESOURCE_EXHAUSTED message when they do not fit. */
+  chargeKeys(keys: number): string | undefined;
+  releaseKeys(keys: number): void;
+}
+
 /** What every service and fast path of one server reads: its host, its limits, its counters, its members. */
 export interface ServiceContext {
   readonly host: ServiceHost;
@@ -65,4 +72,6 @@ export interface ServiceContext {
   readonly received: PeerRequestCounts;
   /** Who may make peer requests (peer-identity.ts). */
   readonly identity: PeerIdentity;
+  /** Where FetchMany keys are counted; absent: not counted. */
+  readonly admission?: KeyAdmission;
 }

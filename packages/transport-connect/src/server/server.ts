@@ -70,7 +70,7 @@ export class NodeServer {
     private readonly security: ServerSecurity = NO_SECURITY,
     private readonly moreRoutes?: (router: ConnectRouter) => void,
   ) {
-    this.guard = new ServerGuard(options);
+    this.guard = new ServerGuard(options, options.maxValueBytes + options.maxKeyBytes + 1_024);
     const mtls = security.tls?.ca !== undefined;
     this.identity = new PeerIdentity(security.secrets, mtls, this.authCounts);
     const clients =
@@ -78,7 +78,13 @@ export class NodeServer {
         ? undefined
         : new ClientTokens(options.clientTokens, this.authCounts);
     this.gate = new AuthGate(this.identity, clients);
-    this.services = { host, limits: options, received: this.received, identity: this.identity };
+    this.services = {
+      host,
+      limits: options,
+      received: this.received,
+      identity: this.identity,
+      admission: this.guard,
+    };
   }
 
   /** The members (this node included) whose peer requests are served. */

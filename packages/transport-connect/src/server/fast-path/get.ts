@@ -4,7 +4,7 @@
 import type * as http2 from "node:http2";
 import { fromBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { ByteView, type Group } from "@distcache/core";
+import { ByteView, type Group, LoadsOverloadedError } from "@distcache/core";
 import { errorMessage } from "../../error-message.js";
 import { GetRequestSchema } from "../../gen/distcache/cache_pb.js";
 import { EnvelopeReader, FLAG_COMPRESSED } from "../../grpc/envelope.js";
@@ -188,7 +188,10 @@ class GetCall {
       (view) => this.found(view),
       (error: unknown) => {
         // Aborted: the caller left (nobody to answer) or the deadline was answered already.
-        if (!controller.signal.aborted) this.answer(encodeNotFound(errorMessage(error)));
+        if (controller.signal.aborted) return;
+        // The origin's load queue is full: a shed, as cache-service.ts answers it.
+        if (error instanceof LoadsOverloadedError) this.fail(Code.ResourceExhausted, error.message);
+        else this.answer(encodeNotFound(errorMessage(error)));
       },
     );
   }
