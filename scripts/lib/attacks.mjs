@@ -413,7 +413,14 @@ export const ATTACKS = {
   "partial bodies": (url, group, o) => partialBodies(url, { group, ...o }),
   "idle connections": (url, _group, o) => idleConnections(url, { connections: 5_000, ...o }),
   "FetchMany fan-in": (url, group, o) =>
-    fetchManyFanIn(url, { group, sender: "127.0.0.1:1", streams: 40, keys: 1_024, ...o }),
+    fetchManyFanIn(url, {
+      group,
+      // A member's name (the node's own address): an open loopback node serves members only.
+      sender: new URL(url).host,
+      streams: 40,
+      keys: 1_024,
+      ...o,
+    }),
 };
 
 // `node scripts/lib/attacks.mjs NAME URL GROUP [JSON]`: runs one attack in

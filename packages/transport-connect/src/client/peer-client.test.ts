@@ -355,6 +355,8 @@ describe("batched fetches over HTTP/2", () => {
       viaFastPath,
     );
     expect(node!.pool.stats().received).toMatchObject({ fetchMany: 3, fetchManyKeys: 12 });
+    // Each distinct key held one in-flight slot until it settled, the repeated one too.
+    await expect.poll(() => node!.pool.stats().guard.inFlight, { timeout: 5_000 }).toBe(0);
   });
 
   it("ends a FetchMany past its deadline after the results that were ready, and releases its loads", async () => {

@@ -242,7 +242,7 @@ describe("attacks of issue 11: the good client is served and the node recovers",
       const keys = Array.from({ length: 150 }, (_, i) => `slow:${i}`);
       const answer = await rawCall(session, {
         path: "/distcache.peer.v1.PeerService/FetchMany",
-        body: envelope(fetchManyRequest("127.0.0.1:1", GROUP, keys)),
+        body: envelope(fetchManyRequest(`127.0.0.1:${node.port}`, GROUP, keys)),
       });
       expect(answer.grpcStatus).toBe(Code.ResourceExhausted);
       expect(answer.grpcMessage).toBe(

@@ -74,19 +74,20 @@ export class FetchManyRun {
     }
     // All keys are checked before any is served: a bad batch serves nothing.
     for (const key of keys) checkPeerKey(key, limits);
-    // Each key is a lookup that may load: it counts against the in-flight budget.
-    const refused = services.admission?.chargeKeys(keys.length);
+    // A repeated key is served once and answered once, at its first index:
+    // one 5 KB request naming a 1 MB key 1,024 times must not queue 1 GB of answers.
+    const first = new Map<string, number>();
+    for (let index = 0; index < keys.length; index++) {
+      if (!first.has(keys[index]!)) first.set(keys[index]!, index);
+    }
+    // Each distinct key is a lookup that may load: it counts against the
+    // in-flight budget until it settles (settle releases one each).
+    const refused = services.admission?.chargeKeys(first.size);
     if (refused !== undefined) throw new ConnectError(refused, Code.ResourceExhausted);
     this.admission = services.admission;
     received.fetchManyKeys += keys.length;
-    // A repeated key is served once and answered once, at its first index:
-    // one 5 KB request naming a 1 MB key 1,024 times must not queue 1 GB of answers.
-    const seen = new Set<string>();
     const lookup: PeerGetRequest = { cacheOnly: request.cacheOnly, signal };
-    for (let index = 0; index < keys.length; index++) {
-      const key = keys[index]!;
-      if (seen.has(key)) continue;
-      seen.add(key);
+    for (const [key, index] of first) {
       group.peerHandler.get(key, lookup).then(
         (found) => this.found(index, found),
         (error: unknown) =>
@@ -98,7 +99,7 @@ export class FetchManyRun {
           }),
       );
     }
-    this.unsettled = seen.size;
+    this.unsettled = first.size;
   }
 
   /** Results wait to be taken. */
