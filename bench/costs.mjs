@@ -26,7 +26,6 @@
 
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
-import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -37,6 +36,7 @@ import {
   track,
 } from "../scripts/lib/node-process.mjs";
 import { freePort, freePorts } from "../scripts/lib/ports.mjs";
+import { sourceValue, startSource } from "./fanin.mjs";
 import { runGrpcLoad } from "./grpc-load.mjs";
 import { formatRate, markdownTable, percentile } from "./harness.mjs";
 
@@ -50,9 +50,6 @@ const REDIS_INSTALL = "apt-get update && apt-get install -y redis-server";
 /** `warmup`: one round before the measured ones, discarded (the JIT, the sessions). */
 const FULL = { rounds: 5, warmup: 1, requests: 10_000, serial: 1_000, cold: 2_000, warmKeys: 600 };
 const QUICK = { rounds: 1, warmup: 0, requests: 1_000, serial: 100, cold: 200, warmKeys: 120 };
-
-/** What the source answers for `key` (the same bytes Redis is given). */
-const sourceValue = (key) => `value of ${key}`;
 
 /** Every scenario, in the order the rows are printed. */
 const SCENARIOS = [
@@ -98,34 +95,6 @@ function cpuMs(pid) {
 const totalCpuMs = (pids) => pids.reduce((sum, pid) => sum + cpuMs(pid), 0);
 
 // --- the data source and the nodes ---------------------------------------------
-
-/** `GET /<group>/<key>` answers the key's value after a millisecond; counts requests per key. */
-async function startSource() {
-  const requests = new Map();
-  const server = http.createServer((req, res) => {
-    const [, group, key] = (req.url ?? "").split("/").map(decodeURIComponent);
-    requests.set(key, (requests.get(key) ?? 0) + 1);
-    setTimeout(() => {
-      if (group !== GROUP) {
-        res.writeHead(404).end();
-        return;
-      }
-      const body = Buffer.from(sourceValue(key), "utf8");
-      res.writeHead(200, { "content-length": body.length }).end(body);
-    }, 1);
-  });
-  server.keepAliveTimeout = 10_000;
-  await new Promise((resolve) => server.listen(0, HOST, resolve));
-  return {
-    url: `http://${HOST}:${server.address().port}`,
-    requests,
-    close: () =>
-      new Promise((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
-}
 
 /** Three nodes with `--replicas replicas`; `loaded` per node collects the keys it loaded. */
 async function startCluster(name, replicas, sourceUrl, nodeFlags, extraArgs = []) {

@@ -48,13 +48,14 @@ const QUICK = { keys: 1_000 };
  */
 const CONNECTIONS = 3;
 /** What the source answers for `key`. */
-const sourceValue = (key) => `value of ${key}`;
+export const sourceValue = (key) => `value of ${key}`;
 
 /**
  * The data source: `GET /<group>/<key>` answers the key's value after a
- * millisecond (a fast database), and counts the requests per key.
+ * millisecond (a fast database), and counts the requests per key. Shared
+ * with bench/costs.mjs.
  */
-async function startSource() {
+export async function startSource() {
   const requests = new Map();
   const server = http.createServer((req, res) => {
     const [, group, key] = (req.url ?? "").split("/").map(decodeURIComponent);

@@ -85,6 +85,28 @@ function hostPort(name: string, text: string): { host: string; port: number } {
   return typeof value === "string" ? problem(name, value) : value;
 }
 
+/**
+ * The flag that sets one `server` limit of ConnectPoolOptions: `--NAME N`
+ * (or `MS` for a duration), parsed by `parse` within `min`..`max`.
+ */
+function serverLimit(
+  name: string,
+  field: keyof ServerOptions,
+  parse: typeof integer,
+  min: number,
+  max: number,
+): Flag {
+  return {
+    name,
+    arg: parse === ms ? "MS" : "N",
+    section: "pool",
+    help: `server.${field}`,
+    set: (s, v) => {
+      (s.server as Record<string, number>)[field] = parse(name, v, min, max);
+    },
+  };
+}
+
 /** Every flag, in usage order. Flags override the config file's values. */
 export const FLAGS: readonly Flag[] = [
   {
@@ -212,141 +234,21 @@ export const FLAGS: readonly Flag[] = [
       s.server.allowClientSet = false;
     },
   },
-  {
-    name: "drain-timeout",
-    arg: "MS",
-    section: "pool",
-    help: "server.drainTimeoutMs (on SIGTERM)",
-    set: (s, v) => {
-      s.server.drainTimeoutMs = ms("drain-timeout", v, 0, 3_600_000);
-    },
-  },
-  {
-    name: "max-in-flight",
-    arg: "N",
-    section: "pool",
-    help: "server.maxRequestsInFlight",
-    set: (s, v) => {
-      s.server.maxRequestsInFlight = integer("max-in-flight", v, 0, 10_000_000);
-    },
-  },
-  {
-    name: "max-loop-delay",
-    arg: "MS",
-    section: "pool",
-    help: "server.maxEventLoopDelayMs",
-    set: (s, v) => {
-      s.server.maxEventLoopDelayMs = ms("max-loop-delay", v, 0, 600_000);
-    },
-  },
-  {
-    name: "max-connections",
-    arg: "N",
-    section: "pool",
-    help: "server.maxConnections",
-    set: (s, v) => {
-      s.server.maxConnections = integer("max-connections", v, 0, 10_000_000);
-    },
-  },
-  {
-    name: "max-key-bytes",
-    arg: "N",
-    section: "pool",
-    help: "server.maxKeyBytes",
-    set: (s, v) => {
-      s.server.maxKeyBytes = bytes("max-key-bytes", v, 1, 1 << 20);
-    },
-  },
-  {
-    name: "max-value-bytes",
-    arg: "N",
-    section: "pool",
-    help: "server.maxValueBytes",
-    set: (s, v) => {
-      s.server.maxValueBytes = bytes("max-value-bytes", v, 1, 1 << 30);
-    },
-  },
-  {
-    name: "max-per-address",
-    arg: "N",
-    section: "pool",
-    help: "server.maxRequestsPerAddress",
-    set: (s, v) => {
-      s.server.maxRequestsPerAddress = integer("max-per-address", v, 0, 10_000_000);
-    },
-  },
-  {
-    name: "peer-reserve",
-    arg: "N",
-    section: "pool",
-    help: "server.peerReservedRequests",
-    set: (s, v) => {
-      s.server.peerReservedRequests = integer("peer-reserve", v, 0, 10_000_000);
-    },
-  },
-  {
-    name: "max-buffered-bytes",
-    arg: "N",
-    section: "pool",
-    help: "server.maxBufferedBytes",
-    set: (s, v) => {
-      s.server.maxBufferedBytes = bytes("max-buffered-bytes", v, 0, 2 ** 40);
-    },
-  },
-  {
-    name: "write-timeout",
-    arg: "MS",
-    section: "pool",
-    help: "server.responseWriteTimeoutMs",
-    set: (s, v) => {
-      s.server.responseWriteTimeoutMs = ms("write-timeout", v, 0, 3_600_000);
-    },
-  },
-  {
-    name: "max-stream-life",
-    arg: "MS",
-    section: "pool",
-    help: "server.maxStreamLifetimeMs",
-    set: (s, v) => {
-      s.server.maxStreamLifetimeMs = ms("max-stream-life", v, 0, 86_400_000);
-    },
-  },
-  {
-    name: "preface-timeout",
-    arg: "MS",
-    section: "pool",
-    help: "server.prefaceTimeoutMs",
-    set: (s, v) => {
-      s.server.prefaceTimeoutMs = ms("preface-timeout", v, 0, 3_600_000);
-    },
-  },
-  {
-    name: "idle-timeout",
-    arg: "MS",
-    section: "pool",
-    help: "server.idleSessionTimeoutMs",
-    set: (s, v) => {
-      s.server.idleSessionTimeoutMs = ms("idle-timeout", v, 0, 86_400_000);
-    },
-  },
-  {
-    name: "max-conns-per-address",
-    arg: "N",
-    section: "pool",
-    help: "server.maxConnectionsPerAddress",
-    set: (s, v) => {
-      s.server.maxConnectionsPerAddress = integer("max-conns-per-address", v, 0, 10_000_000);
-    },
-  },
-  {
-    name: "max-streams",
-    arg: "N",
-    section: "pool",
-    help: "server.maxConcurrentStreams",
-    set: (s, v) => {
-      s.server.maxConcurrentStreams = integer("max-streams", v, 1, 1_000_000);
-    },
-  },
+  serverLimit("drain-timeout", "drainTimeoutMs", ms, 0, 3_600_000),
+  serverLimit("max-in-flight", "maxRequestsInFlight", integer, 0, 10_000_000),
+  serverLimit("max-loop-delay", "maxEventLoopDelayMs", ms, 0, 600_000),
+  serverLimit("max-connections", "maxConnections", integer, 0, 10_000_000),
+  serverLimit("max-key-bytes", "maxKeyBytes", bytes, 1, 1 << 20),
+  serverLimit("max-value-bytes", "maxValueBytes", bytes, 1, 1 << 30),
+  serverLimit("max-per-address", "maxRequestsPerAddress", integer, 0, 10_000_000),
+  serverLimit("peer-reserve", "peerReservedRequests", integer, 0, 10_000_000),
+  serverLimit("max-buffered-bytes", "maxBufferedBytes", bytes, 0, 2 ** 40),
+  serverLimit("write-timeout", "responseWriteTimeoutMs", ms, 0, 3_600_000),
+  serverLimit("max-stream-life", "maxStreamLifetimeMs", ms, 0, 86_400_000),
+  serverLimit("preface-timeout", "prefaceTimeoutMs", ms, 0, 3_600_000),
+  serverLimit("idle-timeout", "idleSessionTimeoutMs", ms, 0, 86_400_000),
+  serverLimit("max-conns-per-address", "maxConnectionsPerAddress", integer, 0, 10_000_000),
+  serverLimit("max-streams", "maxConcurrentStreams", integer, 1, 1_000_000),
   {
     name: "max-loads",
     arg: "N",
