@@ -83,7 +83,10 @@ describe("a key's owner fails and comes back (child processes)", () => {
     const [warm, later] = [keys.slice(0, 20), keys.slice(20)];
     // Warm up through the bystander, which keeps no copy: the owner loads, the replica gets a push.
     for (const key of warm) await timedGet(addresses[roles.bystander]!, key);
-    expect(loadedKeys(nodes[roles.owner]!).sort()).toEqual([...warm].sort());
+    // The owner's load lines come through its stdout pipe: wait for them, not for a turn.
+    await expect
+      .poll(() => loadedKeys(nodes[roles.owner]!).sort(), { timeout: 10_000 })
+      .toEqual([...warm].sort());
 
     nodes[roles.owner]!.child.kill("SIGKILL");
     await nodes[roles.owner]!.exited;

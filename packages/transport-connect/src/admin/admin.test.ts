@@ -370,7 +370,8 @@ describe("ConnectPool events", () => {
       2,
       {
         peer: { timeoutMs: 500, breaker: { failureThreshold: 1, baseBackoffMs: 60_000 } },
-        server: { maxRequestsInFlight: 1 },
+        // No event-loop shedding: on a busy machine it could refuse the held request itself.
+        server: { maxRequestsInFlight: 1, maxEventLoopDelayMs: 0 },
       },
       undefined,
       {
