@@ -65,12 +65,13 @@ describe("peer fields a hostile sender inflates", () => {
     }
     const grown = rss(node) - before;
     console.log(
-      `100 requests with a 1 MiB sender: ${refused} refused, RSS +${(grown / MiB).toFixed(1)} MiB`,
+      `200 requests with a 1 MiB sender: ${refused} refused, RSS +${(grown / MiB).toFixed(1)} MiB`,
     );
-    expect(refused).toBe(100);
-    // Before the bound the guard kept every address: +105 MiB of heap for these
-    // 100 (314 MiB for 300). Transient request buffers are all that remain now.
-    expect(grown).toBeLessThan(64 * MiB);
+    expect(refused).toBe(200);
+    // Before the bound the guard kept every address: over 200 MiB of heap for
+    // these 200 (314 MiB for 300). Only transient request buffers remain now
+    // (28-77 MiB of RSS seen for 100 or 200, Node 22 and 24).
+    expect(grown).toBeLessThan(128 * MiB);
     expect((await client.get({ group: "scores", key: "big" })).found).toBe(true);
   }, 120_000);
 
