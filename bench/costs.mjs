@@ -30,6 +30,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import {
+  loadedKeyOf,
   NODE_MAIN,
   startNode as startNodeProcess,
   stopChild,
@@ -115,8 +116,9 @@ async function startCluster(name, replicas, sourceUrl, nodeFlags, extraArgs = []
         env: { ...process.env, NODE_OPTIONS: "" },
         keepLines: 50,
         onLine: (line) => {
-          const loaded = /loaded from source: (.*)$/.exec(line);
-          if (loaded) node.loaded.push(loaded[1]);
+          // JSON or pretty log lines alike (scripts/lib/node-process.mjs).
+          const loaded = loadedKeyOf(line);
+          if (loaded !== undefined) node.loaded.push(loaded);
         },
       },
     );
