@@ -27,10 +27,10 @@ const secretFile = join(secretDir, "peer-secret");
 writeFileSync(secretFile, `${randomBytes(32).toString("base64")}\n`, { mode: 0o600 });
 process.on("exit", () => rmSync(secretDir, { recursive: true, force: true }));
 
-// Readable node lines (pino-pretty), each prefixed with its node. The admin
-// listener is on the main port + 1000 (9001-9003), or a free port when the
-// ports are chosen (tests: +1000 may be taken).
-const admin = portsFlag === -1 ? [] : ["--admin-port", "0"];
+// Readable node lines (pino-pretty), each prefixed with its node. Each
+// node's admin listener takes a free port (startNode's default; +1000 may be
+// taken), printed in its "serving" line.
+const admin = ["--admin-port", "0"];
 const nodes = ports.map((port) => {
   const args = ["--host", host, "--port", String(port), "--peers", peers, "--log-format", "pretty"];
   const node = startNode([...args, ...admin, "--peer-secret-file", secretFile], {
