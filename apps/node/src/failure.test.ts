@@ -6,7 +6,7 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { CacheService, ConnectPool } from "@distcache/transport-connect";
 import { describe, expect, it } from "vitest";
 import { freePorts } from "../../../scripts/lib/ports.mjs";
-import { loadedKeys, type NodeProcess, startNode } from "./node-process.test-util.js";
+import { adminOf, loadedKeys, type NodeProcess, startNode } from "./node-process.test-util.js";
 
 const PEER_TIMEOUT_MS = 500;
 /** Room for the replica's answer after a peer timeout, on a machine busy with other work. */
@@ -87,6 +87,21 @@ describe("a key's owner fails and comes back (child processes)", () => {
     await expect
       .poll(() => loadedKeys(nodes[roles.owner]!).sort(), { timeout: 10_000 })
       .toEqual([...warm].sort());
+    // The owner answers before its pushes land (GroupOptions.awaitReplicas is
+    // off): wait until the replica holds every warm key before the owner dies.
+    const replicaAdmin = adminOf(nodes[roles.replica]!);
+    expect(replicaAdmin).toBeDefined();
+    await expect
+      .poll(
+        async () => {
+          const status = (await (await fetch(`http://${replicaAdmin}/status.json`)).json()) as {
+            groups: { name: string; items: number }[];
+          };
+          return status.groups.find((g) => g.name === "scores")?.items ?? 0;
+        },
+        { timeout: 10_000 },
+      )
+      .toBeGreaterThanOrEqual(warm.length);
 
     nodes[roles.owner]!.child.kill("SIGKILL");
     await nodes[roles.owner]!.exited;
