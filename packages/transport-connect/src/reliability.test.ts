@@ -103,8 +103,12 @@ describe("membership disagreement under concurrency", () => {
         }),
       ),
     );
-    expect(Math.max(...slowest)).toBeLessThan(1_000);
-    expect(performance.now() - started).toBeLessThan(3_000);
+    // A wait on each other's loads would end only at the group's load
+    // timeout (10 s); one peer timeout (300 ms) per Get is the honest cost,
+    // and a loaded CI machine stretches it (1.07 s seen), so the bounds sit
+    // between the two.
+    expect(Math.max(...slowest)).toBeLessThan(5_000);
+    expect(performance.now() - started).toBeLessThan(8_000);
   });
 });
 
