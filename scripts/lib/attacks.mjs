@@ -180,37 +180,53 @@ export async function slowloris(url, { group, connections = 5, perSession = 1_00
 /**
  * Unread large responses on the Connect and gRPC-Web paths: `connections`
  * sessions (window 0, never read), each with `perSession` Gets of `key` (a
- * large value), alternately Connect (application/proto) and gRPC-Web.
+ * large value), alternately Connect (application/proto) and gRPC-Web; with
+ * `json`, Connect JSON only (an answer that must be a copy: base64).
  */
-export async function unreadLarge(url, { group, key, connections = 60, perSession = 8 }) {
+export async function unreadLarge(
+  url,
+  { group, key, connections = 60, perSession = 8, json = false },
+) {
   const attack = new Attack();
   attack.sessions = await Promise.all(
     Array.from({ length: connections }, () => openSession(url, { initialWindowSize: 0 })),
   );
   const proto = getRequest(group, key);
+  const jsonBody = Buffer.from(JSON.stringify({ group, key }));
   let n = 0;
   keepStreamsOpen(attack, attack.sessions, perSession, (s) =>
-    n++ % 2 === 0
+    json
       ? fire(
           s,
           {
             ":method": "POST",
             ":path": "/distcache.CacheService/Get",
-            "content-type": "application/proto",
+            "content-type": "application/json",
             "connect-protocol-version": "1",
           },
-          proto,
+          jsonBody,
         )
-      : fire(
-          s,
-          {
-            ":method": "POST",
-            ":path": "/distcache.CacheService/Get",
-            "content-type": "application/grpc-web+proto",
-            "x-grpc-web": "1",
-          },
-          envelope(proto),
-        ),
+      : n++ % 2 === 0
+        ? fire(
+            s,
+            {
+              ":method": "POST",
+              ":path": "/distcache.CacheService/Get",
+              "content-type": "application/proto",
+              "connect-protocol-version": "1",
+            },
+            proto,
+          )
+        : fire(
+            s,
+            {
+              ":method": "POST",
+              ":path": "/distcache.CacheService/Get",
+              "content-type": "application/grpc-web+proto",
+              "x-grpc-web": "1",
+            },
+            envelope(proto),
+          ),
   );
   return attack;
 }
@@ -410,6 +426,8 @@ export const ATTACKS = {
   slowloris: (url, group, o) => slowloris(url, { group, connections: 5, ...o }),
   "unread large": (url, group, o) =>
     unreadLarge(url, { group, key: "big:1", connections: 60, perSession: 8, ...o }),
+  "unread large JSON": (url, group, o) =>
+    unreadLarge(url, { group, key: "big:1", connections: 60, perSession: 8, json: true, ...o }),
   "partial bodies": (url, group, o) => partialBodies(url, { group, ...o }),
   "idle connections": (url, _group, o) => idleConnections(url, { connections: 5_000, ...o }),
   "FetchMany fan-in": (url, group, o) =>

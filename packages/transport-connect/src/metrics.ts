@@ -236,7 +236,7 @@ export function createPoolMetrics(source: MetricsSource): Registry {
   });
   new Counter({
     name: "distcache_requests_shed_total",
-    help: "Requests answered at once without being served, by reason: in-flight (RESOURCE_EXHAUSTED, server.maxRequestsInFlight reached), event-loop-delay (UNAVAILABLE, server.maxEventLoopDelayMs passed).",
+    help: "Requests answered at once without being served, by reason: in-flight (RESOURCE_EXHAUSTED, server.maxRequestsInFlight reached), event-loop-delay (UNAVAILABLE, server.maxEventLoopDelayMs passed), per-address (server.maxRequestsPerAddress), peer-reserve (only server.peerReservedRequests left), fetch-many-keys, buffered-bytes (server.maxBufferedBytes), unread (the address's responses were reset unread), response-bytes (a large answer that did not fit server.maxBufferedBytes).",
     labelNames: ["reason"],
     registers,
     collect() {
@@ -244,6 +244,12 @@ export function createPoolMetrics(source: MetricsSource): Registry {
       const guard = source.stats().guard;
       this.inc({ reason: "in-flight" }, guard.shedInFlight);
       this.inc({ reason: "event-loop-delay" }, guard.shedEventLoopDelay);
+      this.inc({ reason: "per-address" }, guard.shedPerAddress);
+      this.inc({ reason: "peer-reserve" }, guard.shedClientShare);
+      this.inc({ reason: "fetch-many-keys" }, guard.shedFetchManyKeys);
+      this.inc({ reason: "buffered-bytes" }, guard.shedBufferedBytes);
+      this.inc({ reason: "unread" }, guard.shedUnread);
+      this.inc({ reason: "response-bytes" }, guard.shedResponses);
     },
   });
   new Gauge({

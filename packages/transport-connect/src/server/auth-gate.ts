@@ -8,7 +8,7 @@ import { CacheService } from "../gen/distcache/cache_pb.js";
 import { methodPath } from "../grpc/methods.js";
 import { stopRequestAfterResponse } from "../grpc/status.js";
 import type { ClientTokens } from "./client-tokens.js";
-import { respondWithError } from "./guard.js";
+import { connectEndStream, respondWithError } from "./guard.js";
 import type { PeerIdentity, Refusal } from "./peer-identity.js";
 
 const PEER_PREFIX = "/distcache.peer.v1.PeerService/";
@@ -43,12 +43,7 @@ export class AuthGate {
   refuse = (stream: http2.ServerHttp2Stream, headers: Headers): boolean => {
     const refusal = this.check(headers, stream.session as http2.ServerHttp2Session | undefined);
     if (refusal === undefined) return false;
-    const contentType = headers["content-type"];
-    if (contentType?.startsWith("application/connect+")) {
-      respondConnectStream(stream, contentType, refusal[0], refusal[1]);
-    } else {
-      respondWithError(stream, contentType, refusal[0], refusal[1]);
-    }
+    respondWithError(stream, headers["content-type"], refusal[0], refusal[1]);
     // The body is never read: tell a client still sending it to stop (a
     // Connect streaming client otherwise keeps the stream, and a close of
     // the server, waiting).
@@ -123,30 +118,4 @@ function respondHttp1(
     "content-length": Buffer.byteLength(body),
   });
   response.end(body);
-}
-
-/**
- * Answers a Connect streaming call (`application/connect+proto|json`) with
- * `code` as that protocol ends a stream: HTTP 200 and one end-of-stream
- * message (flags 0b10) holding the error as JSON.
- */
-function respondConnectStream(
-  stream: http2.ServerHttp2Stream,
-  contentType: string,
-  code: Code,
-  message: string,
-): void {
-  if (stream.headersSent || stream.destroyed) return;
-  stream.respond({ ":status": 200, "content-type": contentType.split(";", 1)[0]! });
-  stream.end(connectEndStream(code, message));
-}
-
-/** A Connect end-of-stream message (flags 0b10) carrying `code` and `message` as JSON. */
-function connectEndStream(code: Code, message: string): Buffer {
-  const json = Buffer.from(JSON.stringify({ error: { code: codeToString(code), message } }));
-  const frame = Buffer.alloc(5 + json.length);
-  frame[0] = 0b10;
-  frame.writeUInt32BE(json.length, 1);
-  json.copy(frame, 5);
-  return frame;
 }

@@ -31,8 +31,10 @@ export interface AddressShare {
   readonly address: string;
   inFlight: number;
   sessions: number;
-  /** Response bytes its streams had queued, unread, at the last sweep. */
+  /** Response bytes its streams had queued, unread, at the last sweep (beyond {@link heldBytes}). */
   queuedBytes: number;
+  /** Bytes of large responses written to it and not yet sent, counted as they are written. */
+  heldBytes: number;
   /**
    * Until when (performance.now() ms) its client requests are refused: a
    * response to it was reset unread. `0`: not refused.
@@ -66,7 +68,13 @@ export interface FairShareStats {
   readonly shedBufferedBytes: number;
   /** Client requests refused because responses to their address were reset unread (for `responseWriteTimeoutMs`). */
   readonly shedUnread: number;
-  /** Bytes held now: request bytes reserved by requests in flight (declared sizes) plus response bytes queued (last sweep). */
+  /** Large responses reset because writing them would have passed the byte budget (node-wide, or an address's quarter of it). */
+  readonly shedResponses: number;
+  /**
+   * Bytes held now: request bytes reserved by requests in flight (declared
+   * sizes), large responses written and not yet sent, and other response
+   * bytes queued (last sweep).
+   */
   readonly bufferedBytes: number;
 }
 
@@ -82,8 +90,11 @@ export class FairShare {
   private shedFetchManyKeys = 0;
   private shedBufferedBytes = 0;
   private shedUnread = 0;
+  private shedResponses = 0;
   private reservedBytes = 0;
-  /** Response bytes queued and not yet sent, as the last sweep found them. */
+  /** Bytes of large responses written and not yet sent, counted as they are written ({@link holdResponse}). */
+  private heldResponseBytes = 0;
+  /** Other response bytes queued and not yet sent, as the last sweep found them. */
   queuedResponseBytes = 0;
 
   /** Zeroes every address's queued bytes before a sweep counts them again; ends refusals that are over. */
@@ -97,10 +108,51 @@ export class FairShare {
     }
   }
 
-  /** What responses may hold: the byte budget less the request bytes reserved (`Infinity`: no budget). */
+  /**
+   * What the responses the sweep counts may hold: the byte budget less the
+   * request bytes reserved and the large responses held (`Infinity`: no budget).
+   */
   responseBudget(): number {
     const max = this.limits.maxBufferedBytes;
-    return max === 0 ? Number.POSITIVE_INFINITY : Math.max(0, max - this.reservedBytes);
+    return max === 0
+      ? Number.POSITIVE_INFINITY
+      : Math.max(0, max - this.reservedBytes - this.heldResponseBytes);
+  }
+
+  /**
+   * Counts a large response of `bytes` about to be written to `share`
+   * against the byte budget, at once: a burst of requests is admitted before
+   * any of their answers exists, so only the write itself can bound what the
+   * answers hold. Returns why not instead (the RESOURCE_EXHAUSTED message)
+   * when it would pass the node-wide budget or the address's quarter of it;
+   * {@link releaseResponse} once it is sent or its stream is gone.
+   */
+  holdResponse(share: AddressShare | undefined, bytes: number): string | undefined {
+    const max = this.limits.maxBufferedBytes;
+    if (max > 0) {
+      const buffered = this.reservedBytes + this.heldResponseBytes + this.queuedResponseBytes;
+      if (buffered + bytes > max) {
+        this.shedResponses++;
+        return `overloaded: ${buffered} bytes buffered, a response of ${bytes} bytes would pass the limit of ${max}`;
+      }
+      const unread = share === undefined ? 0 : share.heldBytes + share.queuedBytes;
+      if (share !== undefined && unread + bytes > max / 4) {
+        this.shedResponses++;
+        return `overloaded: ${unread} response bytes unread by ${share.address}, a response of ${bytes} bytes would pass the limit per address of ${max / 4}`;
+      }
+    }
+    this.heldResponseBytes += bytes;
+    if (share !== undefined) share.heldBytes += bytes;
+    return undefined;
+  }
+
+  /** Frees what {@link holdResponse} counted. */
+  releaseResponse(share: AddressShare | undefined, bytes: number): void {
+    this.heldResponseBytes -= bytes;
+    if (share !== undefined) {
+      share.heldBytes -= bytes;
+      this.forgetIfUnused(share);
+    }
   }
   private readonly addresses = new Map<string, AddressShare>();
 
@@ -121,7 +173,7 @@ export class FairShare {
     if (address === undefined) return undefined;
     let share = this.addresses.get(address);
     if (share === undefined) {
-      share = { address, inFlight: 0, sessions: 0, queuedBytes: 0, refusedUntil: 0 };
+      share = { address, inFlight: 0, sessions: 0, queuedBytes: 0, heldBytes: 0, refusedUntil: 0 };
       this.addresses.set(address, share);
     }
     share.sessions++;
@@ -141,7 +193,12 @@ export class FairShare {
    * not clear its refusal.
    */
   private forgetIfUnused(share: AddressShare): void {
-    if (share.sessions === 0 && share.inFlight === 0 && share.refusedUntil === 0) {
+    if (
+      share.sessions === 0 &&
+      share.inFlight === 0 &&
+      share.heldBytes === 0 &&
+      share.refusedUntil === 0
+    ) {
       this.addresses.delete(share.address);
     }
   }
@@ -174,9 +231,10 @@ export class FairShare {
       // An address that leaves a quarter of the byte budget unread gets no
       // new work until it reads (or its streams are reset).
       const unreadLimit = this.limits.maxBufferedBytes / 4;
-      if (unreadLimit > 0 && share.queuedBytes > unreadLimit) {
+      const unread = share.queuedBytes + share.heldBytes;
+      if (unreadLimit > 0 && unread > unreadLimit) {
         this.shedBufferedBytes++;
-        return `overloaded: ${share.queuedBytes} response bytes unread by ${share.address}, the limit per address is ${unreadLimit}`;
+        return `overloaded: ${unread} response bytes unread by ${share.address}, the limit per address is ${unreadLimit}`;
       }
       // A client that left responses unread until they were reset would
       // have the next ones encoded for nothing: it waits a while first.
@@ -191,7 +249,7 @@ export class FairShare {
     }
     const bytes = path !== undefined ? this.declaredBytes(path, headers["content-length"]) : 0;
     if (bytes > SMALL_REQUEST_BYTES && this.limits.maxBufferedBytes > 0) {
-      const buffered = this.reservedBytes + this.queuedResponseBytes;
+      const buffered = this.reservedBytes + this.heldResponseBytes + this.queuedResponseBytes;
       if (buffered + bytes > this.limits.maxBufferedBytes) {
         this.shedBufferedBytes++;
         return `overloaded: ${buffered} bytes buffered, a request of up to ${bytes} bytes would pass the limit of ${this.limits.maxBufferedBytes}`;
@@ -241,7 +299,8 @@ export class FairShare {
       shedFetchManyKeys: this.shedFetchManyKeys,
       shedBufferedBytes: this.shedBufferedBytes,
       shedUnread: this.shedUnread,
-      bufferedBytes: this.reservedBytes + this.queuedResponseBytes,
+      shedResponses: this.shedResponses,
+      bufferedBytes: this.reservedBytes + this.heldResponseBytes + this.queuedResponseBytes,
     };
   }
 

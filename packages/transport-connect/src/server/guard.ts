@@ -2,6 +2,7 @@
 // before a request's body is read and before any handler (a fast path or
 // Connect): an overloaded node answers at once instead of queueing work.
 import type * as http2 from "node:http2";
+import { constants as h2 } from "node:http2";
 import type { Socket } from "node:net";
 import { performance } from "node:perf_hooks";
 import { Code } from "@connectrpc/connect";
@@ -77,6 +78,17 @@ export interface ServerGuardStats extends FairShareStats, StreamWatchStats {
    */
   readonly eventLoopDelayMs: number;
 }
+
+/** Where an admitted stream's {@link StreamRecord} is kept (one property: no lookup per large write). */
+const RECORD = Symbol("distcache.streamRecord");
+type RecordedStream = http2.ServerHttp2Stream & { [RECORD]?: StreamRecord };
+
+/**
+ * A write of at least this many bytes is counted against `maxBufferedBytes`
+ * as it is made ({@link ServerGuard.holdResponse}); smaller ones only by the
+ * sweep.
+ */
+export const LARGE_WRITE_BYTES = 4_096;
 
 /** Open streams of one session, since when it has had none, and its address's share. */
 interface SessionState {
@@ -260,6 +272,7 @@ export class ServerGuard {
             ? undefined
             : statedTimeoutMs(headers);
         record = this.watch.add(stream, performance.now(), stated, session?.share);
+        (stream as RecordedStream)[RECORD] = record;
       }
     } else {
       if (typeof ticket !== "string") this.fair.release(ticket); // shed for the event loop
@@ -289,6 +302,74 @@ export class ServerGuard {
 
   releaseKeys(keys: number): void {
     this.fair.releaseKeys(keys);
+  }
+
+  /**
+   * Counts a large response of `bytes` about to be written on `stream`
+   * (admitted by this guard) against `maxBufferedBytes` until the returned
+   * function is called — from the write's callback, which Node runs once the
+   * bytes are sent or the stream is gone. Returns the RESOURCE_EXHAUSTED
+   * message instead when it does not fit.
+   */
+  holdResponse(stream: http2.ServerHttp2Stream, bytes: number): (() => void) | string {
+    const record = (stream as RecordedStream)[RECORD];
+    const share =
+      record !== undefined
+        ? record.share
+        : this.sessionStates.get(stream.session as http2.ServerHttp2Session)?.share;
+    const refusal = this.fair.holdResponse(share, bytes);
+    if (refusal !== undefined) return refusal;
+    if (record !== undefined) record.held += bytes;
+    const fair = this.fair;
+    let held = true;
+    return () => {
+      if (!held) return;
+      held = false;
+      fair.releaseResponse(share, bytes);
+      if (record !== undefined) record.held -= bytes;
+    };
+  }
+
+  /**
+   * Counts the large chunks a handler writes on `stream` (one no fast path
+   * took: Connect's) as they are written, as {@link holdResponse} does. A
+   * chunk that does not fit is dropped and the stream reset with
+   * ENHANCE_YOUR_CALM — its headers are out already — which Connect and
+   * grpc-js clients report as RESOURCE_EXHAUSTED. Without a byte budget the
+   * stream is left alone.
+   */
+  countWrites(stream: http2.ServerHttp2Stream): void {
+    if (this.limits.maxBufferedBytes === 0) return;
+    const guard = this;
+    const write = stream.write as (this: http2.ServerHttp2Stream, ...args: unknown[]) => boolean;
+    stream.write = function countedWrite(
+      this: http2.ServerHttp2Stream,
+      chunk: unknown,
+      encoding?: unknown,
+      callback?: unknown,
+    ): boolean {
+      const size =
+        typeof chunk === "string"
+          ? Buffer.byteLength(chunk)
+          : chunk instanceof Uint8Array
+            ? chunk.byteLength
+            : 0;
+      if (size < LARGE_WRITE_BYTES) return write.call(this, chunk, encoding, callback);
+      const release = guard.holdResponse(this, size);
+      if (typeof release === "string") {
+        this.on("error", ignore);
+        if (!this.destroyed) this.close(h2.NGHTTP2_ENHANCE_YOUR_CALM);
+        return false;
+      }
+      const done = typeof encoding === "function" ? encoding : callback;
+      const counted = (error?: Error | null) => {
+        release();
+        if (typeof done === "function") (done as (error?: Error | null) => void)(error);
+      };
+      return typeof encoding === "function"
+        ? write.call(this, chunk, counted)
+        : write.call(this, chunk, encoding, counted);
+    } as typeof stream.write;
   }
 
   /** A snapshot of the counters. */
@@ -481,7 +562,8 @@ function clamp(value: number, min: number, max: number): number {
 
 /**
  * Ends `stream` with `code` in the caller's protocol: a trailers-only gRPC or
- * gRPC-Web response, else a Connect unary error (JSON, mapped HTTP status).
+ * gRPC-Web response, a Connect end-of-stream message for a Connect streaming
+ * call, else a Connect unary error (JSON, mapped HTTP status).
  * The request body is never read; Node resets the stream with NO_ERROR once the
  * response is sent, which tells the client to stop sending (RFC 9113 §8.1).
  */
@@ -497,6 +579,12 @@ export function respondWithError(
     respondWithStatus(stream, code, message, contentType.split(";", 1)[0]!);
     return;
   }
+  if (contentType?.startsWith("application/connect+")) {
+    // A streaming client reads a unary error as a broken stream and keeps
+    // its session waiting; it understands the end of a stream.
+    respondConnectStream(stream, contentType, code, message);
+    return;
+  }
   const body = JSON.stringify({ code: codeToString(code), message });
   stream.respond({
     ":status": codeToHttpStatus(code),
@@ -504,4 +592,30 @@ export function respondWithError(
     "content-length": Buffer.byteLength(body),
   });
   stream.end(body);
+}
+
+/**
+ * Answers a Connect streaming call (`application/connect+proto|json`) with
+ * `code` as that protocol ends a stream: HTTP 200 and one end-of-stream
+ * message (flags 0b10) holding the error as JSON.
+ */
+function respondConnectStream(
+  stream: http2.ServerHttp2Stream,
+  contentType: string,
+  code: Code,
+  message: string,
+): void {
+  if (stream.headersSent || stream.destroyed) return;
+  stream.respond({ ":status": 200, "content-type": contentType.split(";", 1)[0]! });
+  stream.end(connectEndStream(code, message));
+}
+
+/** A Connect end-of-stream message (flags 0b10) carrying `code` and `message` as JSON. */
+export function connectEndStream(code: Code, message: string): Buffer {
+  const json = Buffer.from(JSON.stringify({ error: { code: codeToString(code), message } }));
+  const frame = Buffer.alloc(5 + json.length);
+  frame[0] = 0b10;
+  frame.writeUInt32BE(json.length, 1);
+  json.copy(frame, 5);
+  return frame;
 }

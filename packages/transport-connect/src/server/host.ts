@@ -1,5 +1,6 @@
 // What a node's server works with: what it needs from the node it serves
 // (ServiceHost, given by the pool), its limits, and the peer request counters it keeps.
+import type * as http2 from "node:http2";
 import type { Group } from "@distcache/core";
 import type { PeerIdentity } from "./peer-identity.js";
 
@@ -63,6 +64,13 @@ export interface KeyAdmission {
   /** Counts `keys` in flight, or returns the RESOURCE_EXHAUSTED message when they do not fit. */
   chargeKeys(keys: number): string | undefined;
   releaseKeys(keys: number): void;
+  /**
+   * Counts a large response of `bytes` about to be written on `stream`
+   * against the byte budget until the returned function is called (from the
+   * write's callback: it runs once the bytes are sent or the stream is gone);
+   * returns the RESOURCE_EXHAUSTED message instead when it does not fit.
+   */
+  holdResponse(stream: http2.ServerHttp2Stream, bytes: number): (() => void) | string;
 }
 
 /** What every service and fast path of one server reads: its host, its limits, its counters, its members. */

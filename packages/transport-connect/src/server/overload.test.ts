@@ -158,6 +158,34 @@ describe("maxRequestsInFlight", () => {
     await expectServing(n);
   });
 
+  it("a Connect streaming call shed while full ends as a Connect stream ends, and the node still closes promptly", async () => {
+    const { Health } = await import("../gen/grpc/health/v1/health_pb.js");
+    const { createConnectTransport } = await import("@connectrpc/connect-node");
+    const { getter, release } = blockingGetter();
+    const n = await node({ server: { maxRequestsInFlight: 1 } }, getter);
+    const s = await session(n);
+    const held = get(s, "block:1");
+    await eventually(() => n.pool.stats().guard.inFlight === 1);
+    const health = createClient(
+      Health,
+      createConnectTransport({ baseUrl: n.url, httpVersion: "2" }),
+    );
+    const watched = (async () => {
+      for await (const _ of health.watch({ service: "" })) break;
+    })();
+    const error = await watched.then(() => undefined, ConnectError.from);
+    expect(error).toMatchObject({
+      code: Code.ResourceExhausted,
+      rawMessage: "overloaded: 1 requests in flight, the limit is 1",
+    });
+    release();
+    expect((await held).grpcStatus).toBe(0);
+    // The refused stream leaves nothing open: close finishes within the drain time, not at a client's timeout.
+    const closing = performance.now();
+    await n.close();
+    expect(performance.now() - closing).toBeLessThan(5_000);
+  });
+
   it("a burst of 2 000 requests against a full node leaves no memory behind", async () => {
     const { getter, release } = blockingGetter();
     const n = await node({ server: { maxRequestsInFlight: 16 } }, getter);

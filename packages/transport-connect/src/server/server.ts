@@ -246,7 +246,14 @@ export class NodeServer {
           fetchMany(stream, headers);
       }
     }
-    interceptStreams(server, intercept);
+    // What no fast path took goes to Connect, its large writes counted
+    // against the byte budget as they are made.
+    const served = intercept;
+    interceptStreams(server, (stream, headers) => {
+      if (served(stream, headers)) return true;
+      guard.countWrites(stream);
+      return false;
+    });
     server.on("session", (session) => {
       this.sessions.add(session);
       session.once("close", () => this.sessions.delete(session));

@@ -24,6 +24,8 @@ export interface StreamRecord {
   readonly share: AddressShare | undefined;
   /** Response bytes queued at the last sweep, and since when that amount has not shrunk. */
   queued: number;
+  /** Bytes of large writes counted as they were written (fair-share.ts `holdResponse`), not yet sent. */
+  held: number;
   stalledSince: number;
   /** Moved to `old` (a close there only clears `stream`; the next sweep drops it). */
   promoted: boolean;
@@ -101,6 +103,7 @@ export class StreamWatch {
       at: now,
       deadline: now + life,
       queued: 0,
+      held: 0,
       stalledSince: now,
       promoted: false,
     };
@@ -177,8 +180,12 @@ export class StreamWatch {
         this.reset(record, stream);
         continue;
       }
-      queuedBytes += queued;
-      if (record.share !== undefined) record.share.queuedBytes += queued;
+      // Large writes are counted already, as they were written.
+      const unheld = queued - record.held;
+      if (unheld > 0) {
+        queuedBytes += unheld;
+        if (record.share !== undefined) record.share.queuedBytes += unheld;
+      }
       old[kept++] = record;
     }
     old.length = kept;
@@ -193,7 +200,7 @@ export class StreamWatch {
       const stream = record.stream;
       // Stalled since an earlier sweep: a response being sent is left alone.
       if (stream === undefined || record.queued === 0 || record.stalledSince >= now) continue;
-      queued -= record.queued;
+      queued -= Math.max(0, record.queued - record.held);
       this.resetOverBudget++;
       this.penalize(record, now);
       this.reset(record, stream);

@@ -554,6 +554,198 @@ describe("grpc-timeout and cancellation", () => {
   });
 });
 
+// ---------------------------------------------------------------- gRPC-Web and Connect
+
+const GRPC_WEB = "application/grpc-web";
+const CONNECT_PROTO = "application/proto";
+
+/** A gRPC-Web body: its message frames and the status of its trailer frame (flag 0x80). */
+function splitGrpcWeb(body: Buffer): { messages: Buffer[]; trailer: string } {
+  const messages: Buffer[] = [];
+  let trailer = "";
+  for (let at = 0; at < body.byteLength; ) {
+    const length = body.readUInt32BE(at + 1);
+    const frameBytes = body.subarray(at, at + 5 + length);
+    if ((body[at]! & 0x80) !== 0) trailer = frameBytes.subarray(5).toString();
+    else messages.push(frameBytes);
+    at += 5 + length;
+  }
+  return { messages, trailer };
+}
+
+const rawGet = (g: string, key: string) =>
+  Buffer.from(toBinary(GetRequestSchema, create(GetRequestSchema, { group: g, key })));
+
+describe("gRPC-Web and Connect (binary) on the fast path: Connect's answers", () => {
+  it.each([
+    ["a hit", GROUP, "Tom"],
+    ["an unknown key", GROUP, "Nobody"],
+    ["an unknown group", "nope", "Tom"],
+    ["a 100 kB value (written without a copy)", GROUP, BIG],
+    ["a 4096-byte value (written without a copy)", GROUP, EDGE],
+    ["a 4095-byte value (copied)", GROUP, `${EDGE}-1`],
+    ["an empty value", GROUP, EMPTY],
+  ])("gRPC-Web, %s: the same message frame, status 0 in the trailer frame", async (_, g, key) => {
+    const { fast, connect } = await both({
+      headers: { "content-type": "application/grpc-web+proto", "x-grpc-web": "1" },
+      body: getFrame(g, key),
+    });
+    expect(fast.headers[":status"]).toBe(200);
+    expect(fast.headers["content-type"]).toBe(GRPC_WEB);
+    expect(connect.headers["content-type"]).toBe("application/grpc-web+proto");
+    const [f, c] = [splitGrpcWeb(fast.body), splitGrpcWeb(connect.body)];
+    expect(f.messages).toHaveLength(1);
+    expect(f.messages[0]!.equals(c.messages[0]!)).toBe(true);
+    expect(f.trailer).toBe("grpc-status: 0\r\n");
+    expect(c.trailer).toContain("grpc-status: 0");
+  });
+
+  it.each([
+    ["a hit", GROUP, "Tom"],
+    ["an unknown key", GROUP, "Nobody"],
+    ["a getter failure", GROUP, BOOM],
+    ["a 100 kB value (written without a copy)", GROUP, BIG],
+    ["a 4095-byte value (copied)", GROUP, `${EDGE}-1`],
+    ["an empty key", GROUP, ""],
+  ])("Connect, %s: the same body, byte for byte, and its content-length", async (_, g, key) => {
+    const { fast, connect } = await both({
+      headers: { "content-type": CONNECT_PROTO, "connect-protocol-version": "1" },
+      body: rawGet(g, key),
+    });
+    expect(fast.headers[":status"]).toBe(200);
+    expect(fast.headers["content-type"]).toBe(CONNECT_PROTO);
+    expect(fast.headers["content-length"]).toBe(String(fast.body.byteLength));
+    expect(fast.body.equals(connect.body)).toBe(true);
+  });
+
+  it("Connect: the fast path answers a large value uncompressed where Connect gzips it", async () => {
+    const { fast, connect } = await both({
+      headers: { "content-type": CONNECT_PROTO, "accept-encoding": "gzip" },
+      body: rawGet(GROUP, BIG),
+    });
+    // Which path answered shows here: Connect compresses what the client accepts.
+    expect(connect.headers["content-encoding"]).toBe("gzip");
+    expect(fast.headers["content-encoding"]).toBeUndefined();
+    expect(Buffer.from(fromBinary(GetResponseSchema, fast.body).data).equals(BIG_VALUE)).toBe(true);
+  });
+
+  it("Connect: a body split over several DATA frames, and an empty body (a request with no field set)", async () => {
+    const whole = rawGet(GROUP, "Sam");
+    const split = await call(fastPort, {
+      headers: { "content-type": CONNECT_PROTO },
+      body: [whole.subarray(0, 3), whole.subarray(3)],
+    });
+    expect(fromBinary(GetResponseSchema, split.body)).toMatchObject({ found: true });
+    const { fast, connect } = await both({
+      headers: { "content-type": CONNECT_PROTO },
+      body: Buffer.alloc(0),
+    });
+    expect(fast.body.equals(connect.body)).toBe(true);
+    expect(fromBinary(GetResponseSchema, fast.body).err).toBe("no such group: ");
+  });
+
+  it.each([
+    ["a hit", { group: GROUP, key: "Tom" }],
+    ["a 100 kB value", { group: GROUP, key: BIG }],
+    ["an empty value", { group: GROUP, key: EMPTY }],
+    ["an unknown key", { group: GROUP, key: "Nobody" }],
+    ["an unknown group", { group: "nope", key: "Tom" }],
+    ["no fields", {}],
+    [
+      "an unknown field (ignored, as Connect's JSON options say)",
+      { group: GROUP, key: "Sam", nope: 1 },
+    ],
+  ])("Connect JSON, %s: the same body, byte for byte", async (_, request) => {
+    const { fast, connect } = await both({
+      headers: { "content-type": "application/json" },
+      body: Buffer.from(JSON.stringify(request)),
+    });
+    expect(fast.headers[":status"]).toBe(200);
+    expect(fast.headers["content-type"]).toBe("application/json");
+    expect(fast.headers["content-length"]).toBe(String(fast.body.byteLength));
+    expect(fast.body.toString()).toBe(connect.body.toString());
+  });
+
+  it.each([
+    ["not JSON", Buffer.from("{group")],
+    ["a key of the wrong type", Buffer.from(JSON.stringify({ group: GROUP, key: 7 }))],
+    ["invalid UTF-8", Buffer.from([0x7b, 0x22, 0xc3, 0x28, 0x22, 0x7d])],
+    ["a key over maxKeyBytes", Buffer.from(JSON.stringify({ group: GROUP, key: "x".repeat(65) }))],
+  ])("Connect JSON, %s: the same HTTP status and JSON error", async (_, body) => {
+    const { fast, connect } = await both({ headers: { "content-type": "application/json" }, body });
+    expect(fast.headers[":status"]).toBeGreaterThanOrEqual(400);
+    expect(fast.headers[":status"]).toBe(connect.headers[":status"]);
+    expect(JSON.parse(fast.body.toString())).toEqual(JSON.parse(connect.body.toString()));
+  });
+
+  const connectErrors: [string, CallOptions][] = [
+    ["a key over maxKeyBytes", { body: rawGet(GROUP, "x".repeat(MAX_KEY_BYTES + 1)) }],
+    ["a message that is not protobuf", { body: Buffer.from([0x0f, 0x01]) }],
+    ["a string field that is not UTF-8", { body: Buffer.from([0x12, 0x02, 0xc3, 0x28]) }],
+    ["a body over the read limit", { body: rawGet(GROUP, "z".repeat(READ_MAX_BYTES)) }],
+    [
+      "a content-length over the read limit",
+      { headers: { "content-length": String(READ_MAX_BYTES + 1) }, open: true },
+    ],
+    [
+      "a malformed connect-timeout-ms",
+      { headers: { "connect-timeout-ms": "soon" }, body: rawGet(GROUP, "Tom") },
+    ],
+  ];
+  it.each(connectErrors)("Connect, %s: the same HTTP status and JSON error", async (_, options) => {
+    const { fast, connect } = await both({
+      ...options,
+      headers: { "content-type": CONNECT_PROTO, ...options.headers },
+    });
+    expect(fast.headers[":status"]).toBeGreaterThanOrEqual(400);
+    expect(fast.headers[":status"]).toBe(connect.headers[":status"]);
+    expect(fast.headers["content-type"]).toBe("application/json");
+    expect(JSON.parse(fast.body.toString())).toEqual(JSON.parse(connect.body.toString()));
+  });
+
+  it("gRPC-Web, a key over maxKeyBytes: the same status and message as Connect", async () => {
+    const { fast, connect } = await both({
+      headers: { "content-type": "application/grpc-web+proto" },
+      body: getFrame(GROUP, "x".repeat(MAX_KEY_BYTES + 1)),
+    });
+    expect(fast.headers["content-type"]).toBe(GRPC_WEB);
+    expect(fast.status).toBe(String(grpc.status.INVALID_ARGUMENT));
+    const connectStatus =
+      connect.status ?? /grpc-status: (\d+)/.exec(splitGrpcWeb(connect.body).trailer)?.[1];
+    expect(connectStatus).toBe(fast.status);
+  });
+
+  it("Connect-ES clients of both protocols read a large value, and a Connect deadline ends a waiting Get", async () => {
+    const { createClient } = await import("@connectrpc/connect");
+    const { createConnectTransport, createGrpcWebTransport } = await import(
+      "@connectrpc/connect-node"
+    );
+    const { CacheService } = await import("../../gen/distcache/cache_pb.js");
+    const baseUrl = `http://127.0.0.1:${fastPort}`;
+    for (const transport of [
+      createConnectTransport({ baseUrl, httpVersion: "2" }),
+      createConnectTransport({ baseUrl, httpVersion: "2", useBinaryFormat: false }),
+      createGrpcWebTransport({ baseUrl, httpVersion: "2" }),
+    ]) {
+      const client = createClient(CacheService, transport);
+      const big = await client.get({ group: GROUP, key: BIG });
+      expect(big.found).toBe(true);
+      expect(Buffer.from(big.data).equals(BIG_VALUE)).toBe(true);
+      const small = await client.get({ group: GROUP, key: "Sam" });
+      expect(Buffer.from(small.data).toString()).toBe("567");
+    }
+    const connect = createClient(
+      CacheService,
+      createConnectTransport({ baseUrl, httpVersion: "2" }),
+    );
+    const abortsBefore = slowAborts;
+    await expect(
+      connect.get({ group: GROUP, key: SLOW }, { timeoutMs: 100 }),
+    ).rejects.toMatchObject({ code: 4 /* DeadlineExceeded */ });
+    await eventually(() => slowAborts > abortsBefore);
+  });
+});
+
 // ---------------------------------------------------------------- what goes to Connect
 
 describe("what the fast path leaves to Connect", () => {
@@ -610,26 +802,38 @@ describe("what the fast path leaves to Connect", () => {
     expect(Buffer.from(decode(answer).data).toString()).toBe("630");
   });
 
-  it.each([
-    ["gRPC-Web", { "content-type": "application/grpc-web+proto" }, "application/grpc-web+proto"],
-    ["gRPC JSON", { "content-type": "application/grpc+json" }, "application/grpc+json"],
-  ])("%s goes to Connect", async (_, headers, contentType) => {
-    const body =
-      headers["content-type"] === "application/grpc+json"
-        ? frame(Buffer.from(JSON.stringify({ group: GROUP, key: "Tom" })))
-        : getFrame(GROUP, "Tom");
-    const answer = await call(fastPort, { headers, body });
-    expect(answer.headers["content-type"]).toBe(contentType);
+  it.each([["gRPC JSON", { "content-type": "application/grpc+json" }, "application/grpc+json"]])(
+    "%s goes to Connect",
+    async (_, headers, contentType) => {
+      const body =
+        headers["content-type"] === "application/grpc+json"
+          ? frame(Buffer.from(JSON.stringify({ group: GROUP, key: "Tom" })))
+          : getFrame(GROUP, "Tom");
+      const answer = await call(fastPort, { headers, body });
+      expect(answer.headers["content-type"]).toBe(contentType);
+    },
+  );
+
+  it("gRPC-Web text goes to Connect (which does not speak it: HTTP 415)", async () => {
+    const answer = await call(fastPort, {
+      headers: { "content-type": "application/grpc-web-text" },
+      body: Buffer.from(getFrame(GROUP, "Tom").toString("base64")),
+    });
+    expect(answer.headers[":status"]).toBe(415);
   });
 
-  it("the Connect protocol goes to Connect", async () => {
-    const answer = await call(fastPort, {
-      headers: { "content-type": "application/json" },
+  it("Connect JSON with a charset parameter, or compressed, goes to Connect", async () => {
+    const charset = await call(fastPort, {
+      headers: { "content-type": "application/json; charset=utf-8" },
       body: Buffer.from(JSON.stringify({ group: GROUP, key: "Tom" })),
     });
-    expect(answer.headers[":status"]).toBe(200);
-    expect(answer.headers["content-type"]).toBe("application/json");
-    expect(JSON.parse(answer.body.toString())).toEqual({ data: "NjMw", found: true });
+    expect(charset.headers[":status"]).toBe(200);
+    expect(JSON.parse(charset.body.toString())).toEqual({ data: "NjMw", found: true });
+    const zipped = await call(fastPort, {
+      headers: { "content-type": CONNECT_PROTO, "content-encoding": "gzip" },
+      body: (await import("node:zlib")).gzipSync(rawGet(GROUP, "Tom")),
+    });
+    expect(fromBinary(GetResponseSchema, zipped.body).found).toBe(true);
   });
 
   it("Set and Delete go to Connect", async () => {

@@ -1,42 +1,23 @@
-// The Get fast path: plain gRPC `distcache.CacheService/Get` answered from the
-// HTTP/2 stream itself, a hit synchronously, with the same answers (bytes,
-// status, messages) as the Connect handler in cache-service.ts.
+// The Get fast path: `distcache.CacheService/Get` over plain gRPC, binary
+// gRPC-Web and Connect unary (binary and JSON) answered from the HTTP/2
+// stream itself, a hit synchronously, with the same answers (bytes, status,
+// messages) as the Connect handler in cache-service.ts.
 import type * as http2 from "node:http2";
 import { fromBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { ByteView, type Group, LoadsOverloadedError } from "@distcache/core";
+import type { ByteView, Group } from "@distcache/core";
+import { LoadsOverloadedError } from "@distcache/core";
 import { errorMessage } from "../../error-message.js";
 import { GetRequestSchema } from "../../gen/distcache/cache_pb.js";
 import { EnvelopeReader, FLAG_COMPRESSED } from "../../grpc/envelope.js";
 import { CACHE_GET_PATH } from "../../grpc/methods.js";
-import {
-  OK_HEADERS,
-  respondWithStatus,
-  sendOkTrailers,
-  stopRequestAfterResponse,
-} from "../../grpc/status.js";
-import { requestTimeout } from "../../grpc/timeout.js";
+import { stopRequestAfterResponse } from "../../grpc/status.js";
+import { LARGE_WRITE_BYTES } from "../guard.js";
 import type { ServiceContext } from "../host.js";
 import { checkKey } from "../validation.js";
-import {
-  checkReadMaxBytes,
-  type FastPath,
-  fastPathFor,
-  ignore,
-  isPlainGrpcCall,
-} from "./fast-path.js";
-import {
-  decodeSimpleGetRequest,
-  encodeFound,
-  encodeFoundHead,
-  encodeNotFound,
-  FOUND_TAIL,
-  type GetFields,
-} from "./get-codec.js";
-
-const WITH_TRAILERS = { waitForTrailers: true };
-/** Values from this size on are written without copying them into the response frame. */
-const ZERO_COPY_BYTES = 4_096;
+import { checkReadMaxBytes, type FastPath, ignore } from "./fast-path.js";
+import { decodeSimpleGetRequest, type GetFields } from "./get-codec.js";
+import { type GetProtocol, getProtocolOf, readMaxBytesError } from "./get-protocols.js";
 
 /**
  * The Get fast path for the groups of `services.host`. `readMaxBytes` must be
@@ -46,19 +27,25 @@ const ZERO_COPY_BYTES = 4_096;
  * the hit (async-iterator pipelines, AbortControllers and DOMExceptions per
  * call, web `Headers`, and the `Http2ServerRequest`/`Response` pair; see
  * docs/benchmarks.md). A hit is answered synchronously once the request body is in, with no
- * promise, no AbortController and no compatibility objects. Only a POST to the
- * Get path with `application/grpc` or `application/grpc+proto` and no request
- * compression is taken ({@link isPlainGrpcCall}); everything else reaches
- * Connect untouched.
+ * promise, no AbortController and no compatibility objects; a large value is
+ * written from the cache's own bytes on every binary protocol, so a client
+ * that does not read holds no copy of it, and counted against the byte
+ * budget before it is written (JSON: before it is encoded). Only a POST to
+ * the Get path in binary gRPC, binary gRPC-Web or Connect unary (binary or
+ * JSON), uncompressed, is taken ({@link getProtocolOf}); everything else
+ * (gRPC JSON, gRPC-Web text, compressed requests) reaches Connect untouched.
  */
 export function createGetFastPath(
   services: ServiceContext,
   options: { readonly readMaxBytes: number },
 ): FastPath {
   const readMaxBytes = checkReadMaxBytes(options.readMaxBytes);
-  return fastPathFor(CACHE_GET_PATH, (stream, timeout) => {
-    new GetCall(services, readMaxBytes, stream, timeout);
-  });
+  return (stream, headers) => {
+    const protocol = getProtocolOf(headers, CACHE_GET_PATH);
+    if (protocol === undefined) return false;
+    new GetCall(services, readMaxBytes, protocol, stream, headers);
+    return true;
+  };
 }
 
 /**
@@ -75,7 +62,11 @@ class GetCall {
   private done = false;
   /** The request side ended (END_STREAM received). */
   private ended = false;
-  private readonly reader: EnvelopeReader;
+  /** Splits an enveloped body (gRPC, gRPC-Web); `undefined` for Connect's bare one. */
+  private readonly reader: EnvelopeReader | undefined;
+  /** A bare (Connect) body's chunks so far, and their bytes. */
+  private chunks: Buffer[] | undefined;
+  private received = 0;
   private request: GetFields | undefined;
   private timer: NodeJS.Timeout | undefined;
   /** Only for a miss: aborts the wait in `group.get` when the caller leaves or its deadline passes. */
@@ -83,21 +74,29 @@ class GetCall {
 
   constructor(
     private readonly services: ServiceContext,
-    readMaxBytes: number,
+    private readonly readMaxBytes: number,
+    private readonly protocol: GetProtocol,
     private readonly stream: http2.ServerHttp2Stream,
-    timeout: string | string[] | undefined,
+    headers: http2.IncomingHttpHeaders,
   ) {
-    this.reader = new EnvelopeReader(readMaxBytes);
+    this.reader = protocol.parseBody === undefined ? new EnvelopeReader(readMaxBytes) : undefined;
     stream.on("error", ignore);
-    if (timeout !== undefined) {
-      const ms = requestTimeout(timeout);
-      if (ms instanceof ConnectError) {
-        this.fail(ms.code, ms.rawMessage);
+    const ms = protocol.timeout(headers);
+    if (ms instanceof ConnectError) {
+      this.fail(ms.code, ms.rawMessage);
+      return;
+    }
+    if (ms !== undefined) {
+      this.timer = setTimeout(() => this.deadline(), ms);
+      this.watchClose();
+    }
+    if (this.reader === undefined) {
+      // Connect refuses a declared length past the limit before reading.
+      const declared = Number(headers["content-length"]);
+      if (declared > readMaxBytes) {
+        const refused = readMaxBytesError(readMaxBytes, declared);
+        this.fail(refused.code, refused.rawMessage);
         return;
-      }
-      if (ms !== undefined) {
-        this.timer = setTimeout(() => this.deadline(), ms);
-        this.watchClose();
       }
     }
     stream.on("data", (chunk: Buffer) => this.data(chunk));
@@ -106,8 +105,20 @@ class GetCall {
 
   private data(chunk: Buffer): void {
     if (this.done) return;
+    const reader = this.reader;
+    if (reader === undefined) {
+      this.received += chunk.byteLength;
+      if (this.received > this.readMaxBytes) {
+        const refused = readMaxBytesError(this.readMaxBytes);
+        this.fail(refused.code, refused.rawMessage);
+        return;
+      }
+      if (this.chunks === undefined) this.chunks = [chunk];
+      else this.chunks.push(chunk);
+      return;
+    }
     try {
-      this.reader.pushRange(chunk, this.message, this);
+      reader.pushRange(chunk, this.message, this);
     } catch (error) {
       // A message over readMaxBytes, refused from its header.
       const refused = ConnectError.from(error);
@@ -118,7 +129,7 @@ class GetCall {
   /** A complete message: the request, or one too many (a unary call carries exactly one). */
   private message(this: GetCall, flags: number, bytes: Buffer, start: number, end: number): void {
     if (this.done) return;
-    if (this.reader.count > 1) {
+    if (this.reader!.count > 1) {
       this.fail(
         Code.Unimplemented,
         "protocol error: received extra input message for unary method",
@@ -143,6 +154,10 @@ class GetCall {
     this.ended = true;
     if (this.done) return;
     const reader = this.reader;
+    if (reader === undefined) {
+      this.bareMessage();
+      return;
+    }
     if (reader.count === 0 && reader.pendingBytes === 0) {
       this.fail(Code.Unimplemented, "protocol error: missing input message for unary method");
     } else if (this.request === undefined || reader.pendingBytes > 0) {
@@ -152,17 +167,38 @@ class GetCall {
     }
   }
 
+  /** A Connect body, complete: the message itself (empty binary is a message with no fields set). */
+  private bareMessage(): void {
+    const chunks = this.chunks;
+    this.chunks = undefined;
+    const body =
+      chunks === undefined
+        ? Buffer.alloc(0)
+        : chunks.length === 1
+          ? chunks[0]!
+          : Buffer.concat(chunks, this.received);
+    let request: GetFields;
+    try {
+      request = this.protocol.parseBody!(body);
+    } catch (error) {
+      const refused = ConnectError.from(error);
+      this.fail(refused.code, refused.rawMessage);
+      return;
+    }
+    this.serve(request);
+  }
+
   /** As cache-service.ts's `get`, with the hit answered synchronously. */
   private serve(request: GetFields): void {
     const services = this.services;
     const group = services.host.group(request.group);
     if (group === undefined) {
-      this.answer(encodeNotFound(`no such group: ${request.group}`));
+      this.notFound(`no such group: ${request.group}`);
       return;
     }
     const key = request.key;
     if (key === "") {
-      this.answer(encodeNotFound("key is required"));
+      this.notFound("key is required");
       return;
     }
     try {
@@ -191,7 +227,7 @@ class GetCall {
         if (controller.signal.aborted) return;
         // The origin's load queue is full: a shed, as cache-service.ts answers it.
         if (error instanceof LoadsOverloadedError) this.fail(Code.ResourceExhausted, error.message);
-        else this.answer(encodeNotFound(errorMessage(error)));
+        else this.notFound(errorMessage(error));
       },
     );
   }
@@ -217,7 +253,8 @@ class GetCall {
   private settle(reason: ConnectError | undefined): boolean {
     if (this.done) return false;
     this.done = true;
-    this.reader.clear();
+    this.reader?.clear();
+    this.chunks = undefined;
     if (this.timer !== undefined) clearTimeout(this.timer);
     const controller = this.controller;
     if (controller !== undefined && reason !== undefined) controller.abort(reason);
@@ -225,43 +262,42 @@ class GetCall {
   }
 
   /**
-   * Answers `found: true` with `view`. A small value is copied into one
-   * frame; a large one is written from the cache's own (immutable) bytes
-   * between a small head and tail, in one corked write: no copy, no large
-   * allocation per hit.
+   * Answers `found: true` with `view` (see {@link GetProtocol.found}). A
+   * large value's answer counts against the server's byte budget from before
+   * it is made until it is sent; one that does not fit is RESOURCE_EXHAUSTED.
    */
   private found(view: ByteView): void {
-    if (view.length < ZERO_COPY_BYTES) {
-      this.answer(encodeFound(view));
+    let sent = ignore;
+    const admission = this.services.admission;
+    if (view.length >= LARGE_WRITE_BYTES && admission !== undefined && !this.done) {
+      const held = admission.holdResponse(this.stream, this.protocol.answerBytes(view.length));
+      if (typeof held === "string") {
+        this.fail(Code.ResourceExhausted, held);
+        return;
+      }
+      sent = held;
+    }
+    if (!this.settle(undefined)) {
+      sent();
       return;
     }
-    if (!this.settle(undefined)) return;
-    const stream = this.stream;
-    stream.on("wantTrailers", sendOkTrailers);
-    stream.respond(OK_HEADERS, WITH_TRAILERS);
-    stream.cork();
-    stream.write(encodeFoundHead(view.length));
-    stream.write(ByteView.unwrap(view));
-    stream.end(FOUND_TAIL); // end() uncorks: one write of the three pieces
+    this.protocol.found(this.stream, view, sent);
   }
 
-  /** A response message, then `grpc-status: 0` in the trailers. */
-  private answer(frame: Buffer): void {
+  /** Answers `found: false` with `err` (in-band, status OK). */
+  private notFound(err: string): void {
     if (!this.settle(undefined)) return;
-    const stream = this.stream;
-    stream.on("wantTrailers", sendOkTrailers);
-    stream.respond(OK_HEADERS, WITH_TRAILERS);
-    stream.end(frame);
+    this.protocol.notFound(this.stream, err);
   }
 
   /**
-   * A trailers-only response with an error status. If the request is still
+   * An error answer with no response message. If the request is still
    * arriving, the stream is then reset with NO_ERROR: HTTP/2's way to tell
    * the client to stop sending a request whose response is complete.
    */
   private fail(code: Code, text: string): void {
     if (!this.settle(new ConnectError(text, code))) return;
-    respondWithStatus(this.stream, code, text);
+    this.protocol.fail(this.stream, code, text);
     if (!this.ended) stopRequestAfterResponse(this.stream);
   }
 }
