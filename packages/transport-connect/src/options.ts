@@ -119,12 +119,14 @@ export interface ServerOptions {
   /**
    * Bytes this node holds for requests and responses not yet consumed, in
    * bytes, node-wide: the declared size of requests in flight (their
-   * `content-length`, or the largest message for a Set/Store without one)
-   * plus response bytes queued behind a client's flow control (measured by
-   * the stream sweep). Past it a request that may bring more than 64 KiB is
-   * answered RESOURCE_EXHAUSTED "... bytes buffered ..."; small requests
-   * (Gets) are still served. Default `67_108_864` (64 MiB: 64 largest
-   * values). `0`: no limit.
+   * `content-length`, or the largest message for a Set/Store without one),
+   * answers of 4 KiB or more from when they are made until they are sent,
+   * and smaller response bytes queued behind a client's flow control
+   * (measured by the stream sweep). Past it a request that may bring more
+   * than 64 KiB is answered RESOURCE_EXHAUSTED "... bytes buffered ...", and
+   * so is a Get whose large answer would not fit (node-wide, or a quarter of
+   * it for one client address); small Gets are still served. Default
+   * `67_108_864` (64 MiB: 64 largest values). `0`: no limit.
    */
   maxBufferedBytes?: number;
   /**
