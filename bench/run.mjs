@@ -3,7 +3,7 @@
 //
 //   node bench/run.mjs            full run (about three minutes: local ~30 s, memory ~10 s, cluster ~60 s, metrics ~60 s)
 //   node bench/run.mjs --quick    a few-second smoke run for CI (also BENCH_QUICK=1)
-//   node bench/run.mjs --only local,memory   only the named parts (local, memory, cluster, fanin, metrics, costs, fairness)
+//   node bench/run.mjs --only local,memory   only the named parts (local, memory, cluster, fanin, metrics, costs, fairness, gc)
 //   node bench/run.mjs --help     the parts and flags (USAGE below); runs nothing
 //
 // Prints the machine and markdown tables on stdout, progress on stderr. Exits 1
@@ -18,6 +18,7 @@ import { runCluster } from "./cluster.mjs";
 import { runCosts } from "./costs.mjs";
 import { runFairnessPart } from "./fairness.mjs";
 import { runFanIn } from "./fanin.mjs";
+import { runGcTail } from "./gc-tail.mjs";
 import { checksum, gcExposed, machine } from "./harness.mjs";
 import { runLocal } from "./local.mjs";
 import { runMemory } from "./memory.mjs";
@@ -33,6 +34,7 @@ const allParts = [
   { name: "metrics", run: runMetrics },
   { name: "costs", run: runCosts },
   { name: "fairness", run: runFairnessPart },
+  { name: "gc", run: runGcTail },
 ];
 const PART_NAMES = allParts.map((part) => part.name);
 const USAGE = `Usage: node bench/run.mjs [--quick] [--only PART,...] [--help]
@@ -55,6 +57,9 @@ Parts, run in this order (all by default):
             skipped); BENCH_NODE_FLAGS passes V8 flags to the nodes
   fairness  a good client's Gets/s and p99 alone and beside one slow-read
             attacker (window 0, never reads), as a ratio (target >= 0.8x)
+  gc        a Get hit's latency tail at 1x64 with --trace-gc: distcache-node
+            and the bare responder, V8 defaults and a 32 MiB young generation
+            (target p99 <= 10 ms, max <= 25 ms); needs h2load
 
 Flags:
   --quick             a few-second smoke run (CI); numbers not meaningful

@@ -1,0 +1,202 @@
+// The gc part of `pnpm bench` (issue 14, "GC out of the tail"): what garbage
+// collection does to a Get hit's latency tail at 1 connection x 64 streams.
+//
+// Contenders, each a fresh child process run with --trace-gc, alternating
+// within every round: a `distcache-node` (one node, demo rows, a hit of
+// "Tom") and the bare `node:http2` responder of the cluster part (the
+// ceiling, which allocates only what Node's HTTP/2 does), each with the V8
+// defaults and with a fixed 32 MiB young generation
+// (`--min-semi-space-size=32 --max-semi-space-size=32`). Per run: a 5,000-Get
+// warm-up, then h2load's measured Gets; reported (medians over the rounds):
+// req/s, p50/p99/max latency (h2load --log-file), scavenges and mark-compacts
+// during the measured Gets, the longest mark-compact pause, and the process's
+// peak RSS (VmHWM). Target (issue 14): p99 <= 10 ms and max <= 25 ms for the
+// distcache node with the defaults, on an otherwise idle machine.
+//
+// Needs h2load (Debian: nghttp2-client); prints a SKIP line without it.
+
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { NODE_MAIN, startChild, stopChild } from "../scripts/lib/node-process.mjs";
+import { freePort } from "../scripts/lib/ports.mjs";
+import { BARE_RESPONDER, BENCH_ENV, h2load, h2loadVersion, median } from "./cluster.mjs";
+import { markdownTable } from "./harness.mjs";
+
+const HOST = "127.0.0.1";
+const YOUNG_32 = ["--min-semi-space-size=32", "--max-semi-space-size=32"];
+const FULL = { requests: 60_000, warmup: 5_000, rounds: 3 };
+const QUICK = { requests: 5_000, warmup: 1_000, rounds: 1 };
+const TARGET = { p99: 10, max: 25 };
+
+/** A GetRequest for group "scores", key "Tom" in a gRPC frame. */
+function requestFrame() {
+  const message = Buffer.concat([
+    Buffer.from([0x0a, 6]),
+    Buffer.from("scores"),
+    Buffer.from([0x12, 3]),
+    Buffer.from("Tom"),
+  ]);
+  const frame = Buffer.alloc(5 + message.length);
+  frame.writeUInt32BE(message.length, 1);
+  message.copy(frame, 5);
+  return frame;
+}
+
+/** Counts --trace-gc lines while `counting`; keeps the longest mark-compact pause (ms). */
+function gcCounter() {
+  const counter = { counting: false, scavenges: 0, markCompacts: 0, longestMarkCompactMs: 0 };
+  counter.onLine = (line) => {
+    if (!counter.counting) return;
+    if (line.includes(": Scavenge")) counter.scavenges++;
+    else if (line.includes(": Mark-Compact") || line.includes(": Mark-Sweep")) {
+      counter.markCompacts++;
+      // "... MB, 17.75 / 0.01 ms": the pause on the main thread, then the rest.
+      const pause = /MB, (?:pooled: [\d.]+ MB, )?([\d.]+) \/ [\d.]+ ms/.exec(line);
+      if (pause)
+        counter.longestMarkCompactMs = Math.max(counter.longestMarkCompactMs, Number(pause[1]));
+    }
+  };
+  return counter;
+}
+
+function peakRssMiB(pid) {
+  try {
+    const kb = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    return kb ? Number(kb[1]) / 1024 : Number.NaN;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/** One contender's run in a fresh process: warm-up, then the measured Gets. */
+async function runOnce(contender, flags, cfg, reqFile, logFile) {
+  const port = await freePort();
+  const counter = gcCounter();
+  const args =
+    contender === "bare"
+      ? [...flags, "--trace-gc", "-e", BARE_RESPONDER, String(port)]
+      : [...flags, "--trace-gc", NODE_MAIN, "--no-admin", "--host", HOST, "--port", String(port)];
+  const child = startChild(contender, args, contender === "bare" ? "serving" : "serving group", {
+    onLine: counter.onLine,
+    env: BENCH_ENV,
+    keepLines: 20,
+  });
+  try {
+    await child.ready;
+    const load = { port, reqFile, clients: 1, streams: 64, logFile };
+    await h2load({ ...load, requests: cfg.warmup });
+    counter.counting = true;
+    const run = await h2load({ ...load, requests: cfg.requests });
+    counter.counting = false;
+    if (run.failed > 0 || run.status2xx !== run.total) {
+      throw new Error(`${contender}: ${run.failed} failed, ${run.status2xx}/${run.total} HTTP 200`);
+    }
+    return { ...run, ...counter, rssMiB: peakRssMiB(child.child.pid) };
+  } finally {
+    await stopChild(child);
+  }
+}
+
+const fmt = (v, digits = 1) => (Number.isFinite(v) ? v.toFixed(digits) : "n/a");
+
+/**
+ * Runs the gc part; returns `{ ok, markdown, results }` like the other
+ * parts (`ok` false only when a run failed).
+ */
+export async function runGcTail({
+  quick = false,
+  log = (line) => process.stderr.write(`${line}\n`),
+} = {}) {
+  const version = h2loadVersion();
+  if (version === undefined) {
+    const line =
+      "SKIP gc: `h2load` is not on PATH. Install it (Debian/Ubuntu, as root): `apt-get install -y nghttp2-client`, then re-run.";
+    log(line);
+    return { ok: true, skipped: true, markdown: `### GC in the tail\n\n${line}`, results: [] };
+  }
+  const cfg = quick ? QUICK : FULL;
+  const tmp = mkdtempSync(path.join(os.tmpdir(), "distcache-gc-"));
+  const reqFile = path.join(tmp, "get.bin");
+  writeFileSync(reqFile, requestFrame());
+  const logFile = path.join(tmp, "h2load.log");
+  const contenders = [
+    { id: "distcache", flags: [], name: "distcache-node, V8 defaults" },
+    { id: "distcache", flags: YOUNG_32, name: "distcache-node, 32 MiB young generation" },
+    { id: "bare", flags: [], name: "bare node:http2, V8 defaults" },
+    { id: "bare", flags: YOUNG_32, name: "bare node:http2, 32 MiB young generation" },
+  ];
+  const samples = contenders.map(() => []);
+  try {
+    for (let round = 0; round < cfg.rounds; round++) {
+      // Rotate the order so no contender always runs first.
+      for (let k = 0; k < contenders.length; k++) {
+        const i = (k + round) % contenders.length;
+        const c = contenders[i];
+        log(`gc: round ${round + 1}/${cfg.rounds}: ${c.name}`);
+        samples[i].push(await runOnce(c.id, c.flags, cfg, reqFile, logFile));
+      }
+    }
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+  const rows = contenders.map((c, i) => {
+    const s = samples[i];
+    const m = (key) => median(s.map((r) => r[key]));
+    return {
+      name: c.name,
+      rate: m("rate"),
+      p50: m("p50"),
+      p99: m("p99"),
+      max: m("max"),
+      scavenges: m("scavenges"),
+      markCompacts: m("markCompacts"),
+      longest: m("longestMarkCompactMs"),
+      rss: m("rssMiB"),
+      maxes: s.map((r) => fmt(r.max)).join(", "),
+    };
+  });
+  const ours = rows[0];
+  const verdict = ours.p99 <= TARGET.p99 && ours.max <= TARGET.max ? "PASS" : "FAIL";
+  const markdown = [
+    "### GC in the tail: Get hit at 1 connection × 64 streams",
+    "",
+    `Node ${process.version}, ${version}; ${cfg.requests.toLocaleString("en-US")} Gets per run after a ${cfg.warmup.toLocaleString("en-US")}-Get warm-up, each run a fresh process with --trace-gc; medians of ${cfg.rounds} rounds (contenders alternating). GC counts are for the measured Gets only.`,
+    `Target for distcache-node with V8 defaults: p99 ≤ ${TARGET.p99} ms and max ≤ ${TARGET.max} ms: ${verdict} (p99 ${fmt(ours.p99, 2)} ms, max ${fmt(ours.max)} ms).`,
+    "",
+    markdownTable(
+      [
+        "contender",
+        "req/s",
+        "p50",
+        "p99",
+        "max (median)",
+        "max per round",
+        "scavenges",
+        "mark-compacts",
+        "longest mark-compact",
+        "peak RSS",
+      ],
+      rows.map((r) => [
+        r.name,
+        fmt(r.rate, 0),
+        `${fmt(r.p50, 2)} ms`,
+        `${fmt(r.p99, 2)} ms`,
+        `${fmt(r.max)} ms`,
+        r.maxes,
+        fmt(r.scavenges, 0),
+        fmt(r.markCompacts, 0),
+        `${fmt(r.longest)} ms`,
+        `${fmt(r.rss, 0)} MiB`,
+      ]),
+      ["l", "r", "r", "r", "r", "r", "r", "r", "r", "r"],
+    ),
+  ].join("\n");
+  return { ok: true, markdown, results: rows };
+}
+
+// Run directly: `node bench/gc-tail.mjs [--quick]`.
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const { markdown } = await runGcTail({ quick: process.argv.includes("--quick") });
+  process.stdout.write(`${markdown}\n`);
+}
