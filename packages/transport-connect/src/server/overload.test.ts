@@ -392,6 +392,58 @@ describe("streams nobody reads", () => {
     await expectServing(n);
   });
 
+  it("large answers count against maxBufferedBytes: fast-path ones before they are made, Connect's as written (reset ENHANCE_YOUR_CALM past the budget)", async () => {
+    // A quarter of 4 MiB per address: two 400 KiB answers fit, not many more.
+    const n = await node({ server: { maxBufferedBytes: 4 << 20 } }, (key, context) =>
+      key.startsWith("large") ? `${key}:`.padEnd(400 << 10, "x") : demo(key, context),
+    );
+    const s = http2.connect(n.url, { settings: { initialWindowSize: 0 } });
+    s.on("error", () => {});
+    sessions.push(s);
+    const answers = (contentType: string, body: Buffer, from: number) =>
+      Array.from({ length: 6 }, (_, i) =>
+        rawCall(s, {
+          contentType,
+          body:
+            contentType === "application/grpc+json"
+              ? envelope(Buffer.from(JSON.stringify({ group: GROUP, key: `large${from + i}` })))
+              : body,
+          timeoutMs: 20_000,
+        }),
+      );
+    // gRPC JSON goes to Connect: each answer is a copy, counted as Connect writes it.
+    const json = answers("application/grpc+json", Buffer.alloc(0), 0);
+    await eventually(() => n.pool.stats().guard.shedResponses > 0, 10_000);
+    const resets = (await Promise.race([
+      Promise.all(json),
+      new Promise<undefined>((r) => setTimeout(r, 2_000)),
+    ])) as RawAnswer[] | undefined;
+    // The refused ones are reset at once; the ones that fit wait for a window that never opens.
+    expect(resets).toBeUndefined();
+    expect(n.pool.stats().guard.bufferedBytes).toBeLessThanOrEqual(1 << 20);
+    // The fast path counts a large answer before making it: on the same
+    // unread session, what would pass the address's quarter is refused in-band.
+    const fast = Array.from({ length: 3 }, (_, i) =>
+      rawCall(s, { body: envelope(getRequestBytes(GROUP, `large-fast${i}`)), timeoutMs: 20_000 }),
+    );
+    const refusedFast = await Promise.race([
+      Promise.all(fast.slice(1)),
+      new Promise<undefined>((r) => setTimeout(r, 10_000)),
+    ]);
+    expect(refusedFast?.map((a) => a.grpcStatus)).toEqual([
+      Code.ResourceExhausted,
+      Code.ResourceExhausted,
+    ]);
+    expect(refusedFast![0]!.grpcMessage).toMatch(/^overloaded: \d+ response bytes unread by /);
+    await expectServing(n);
+    s.destroy();
+    const settled = await Promise.all(json);
+    expect(settled.some((a) => a.rstCode === http2.constants.NGHTTP2_ENHANCE_YOUR_CALM)).toBe(true);
+    await eventually(
+      () => n.pool.stats().guard.bufferedBytes === 0 && n.pool.stats().guard.inFlight === 0,
+    );
+  });
+
   it("a default node advertises 1 000 concurrent streams", async () => {
     const n = await node({});
     const s = await session(n);
