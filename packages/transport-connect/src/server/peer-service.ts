@@ -7,7 +7,7 @@ import { PEER_HEADER } from "../auth/peer-token.js";
 import { errorMessage } from "../error-message.js";
 import { FetchOutcome, PeerService } from "../gen/distcache/peer/v1/peer_pb.js";
 import { failuresToWire, fromWire, toWire } from "../peer-wire.js";
-import { FetchManyRun } from "./fetch-many-run.js";
+import { FetchManyRun, toResultInit } from "./fetch-many-run.js";
 import type { ServiceContext } from "./host.js";
 import {
   checkPeerKey,
@@ -63,7 +63,13 @@ export function registerPeerService(router: ConnectRouter, services: ServiceCont
     async *fetchMany(request, context) {
       let wake: (() => void) | undefined;
       const peer = context.requestHeader.get(PEER_HEADER);
-      const run = new FetchManyRun(services, request, peer, context.signal, () => wake?.());
+      const run = new FetchManyRun(
+        services,
+        request,
+        peer,
+        () => context.signal,
+        () => wake?.(),
+      );
       while (!run.finished) {
         if (!run.pending) {
           await new Promise<void>((resolve) => {
@@ -74,7 +80,7 @@ export function registerPeerService(router: ConnectRouter, services: ServiceCont
         // The caller left (or its deadline passed): loads it asked for were
         // released with it, and nobody reads what is left.
         if (context.signal.aborted) throw new ConnectError("the caller left", Code.Canceled);
-        yield { results: run.take() };
+        yield { results: run.take().map(toResultInit) };
       }
     },
 
