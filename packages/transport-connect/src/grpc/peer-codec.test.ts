@@ -21,6 +21,8 @@ import {
   encodeStoreManyRequest,
   encodeStoreManyResponse,
   type FetchResultFields,
+  readFetchManyRequest,
+  readStoreManyRequest,
   SenderField,
   type StoreItemFields,
 } from "./peer-codec.js";
@@ -244,5 +246,149 @@ describe("peer codec: the FetchManyResponse decoder reads what fromBinary reads"
     const badText = w.finish();
     expect(() => fromBinary(FetchManyResponseSchema, badText)).toThrow();
     expect(() => decoded(badText)).toThrow();
+  });
+});
+
+/** What a reader and fromBinary give for `bytes`: both values, or both errors. */
+function outcome<T>(read: () => T): { value: T } | { error: true } {
+  try {
+    return { value: read() };
+  } catch {
+    return { error: true };
+  }
+}
+
+/** The fields the server reads of a request from fromBinary, in the readers' shape. */
+function fetchFields(bytes: Uint8Array) {
+  const r = fromBinary(FetchManyRequestSchema, bytes);
+  const sender = r.sender && {
+    address: r.sender.address,
+    membershipVersion: r.sender.membershipVersion,
+  };
+  return { sender, group: r.group, keys: r.keys, cacheOnly: r.cacheOnly };
+}
+
+function storeFields(bytes: Uint8Array) {
+  const r = fromBinary(StoreManyRequestSchema, bytes);
+  const sender = r.sender && {
+    address: r.sender.address,
+    membershipVersion: r.sender.membershipVersion,
+  };
+  const items = r.items.map((i) => ({
+    key: i.key,
+    data: i.data,
+    stamp: i.stamp && { epoch: i.stamp.epoch, seq: i.stamp.seq },
+  }));
+  return { sender, group: r.group, items };
+}
+
+function plainFetch(bytes: Uint8Array) {
+  const r = readFetchManyRequest(bytes);
+  const sender = r.sender && {
+    address: r.sender.address,
+    membershipVersion: r.sender.membershipVersion,
+  };
+  return { sender, group: r.group, keys: [...r.keys], cacheOnly: r.cacheOnly };
+}
+
+function plainStore(bytes: Uint8Array) {
+  const r = readStoreManyRequest(bytes);
+  const sender = r.sender && {
+    address: r.sender.address,
+    membershipVersion: r.sender.membershipVersion,
+  };
+  const items = r.items.map((i) => ({
+    key: i.key,
+    data: i.data,
+    stamp: i.stamp && { epoch: i.stamp.epoch, seq: i.stamp.seq },
+  }));
+  return { sender, group: r.group, items };
+}
+
+describe("peer codec: the request readers read what fromBinary reads", () => {
+  it("FetchManyRequest and StoreManyRequest as toBinary writes them", () => {
+    const next = random(6);
+    for (let round = 0; round < 300; round++) {
+      const sender =
+        next() < 0.1
+          ? undefined
+          : makeSender(text(next, 20), BigInt(Math.floor(next() * 2 ** 53)) * 3n);
+      const fetch = toBinary(
+        FetchManyRequestSchema,
+        create(FetchManyRequestSchema, {
+          sender,
+          group: text(next, 10),
+          keys: Array.from({ length: Math.floor(next() * 5) }, () => text(next, 30)),
+          cacheOnly: next() < 0.5,
+        }),
+      );
+      expect(plainFetch(fetch)).toEqual(fetchFields(fetch));
+      const store = toBinary(
+        StoreManyRequestSchema,
+        create(StoreManyRequestSchema, {
+          sender,
+          group: text(next, 10),
+          items: Array.from({ length: Math.floor(next() * 5) }, () => ({
+            key: text(next, 30),
+            data: bytes(next, 100),
+            stamp: toWire(stamp(next)),
+          })),
+        }),
+      );
+      expect(plainStore(store)).toEqual(storeFields(store));
+    }
+  });
+
+  it("odd encodings: unknown fields, a sender sent twice, other wire types, groups, truncation, bad UTF-8", () => {
+    const odd: Uint8Array[] = [];
+    // Unknown fields and a sender in two parts (merged).
+    let w = new BinaryWriter();
+    w.tag(1, WireType.LengthDelimited).fork().tag(1, WireType.LengthDelimited).string("a:1").join();
+    w.tag(9, WireType.Varint).uint64(5n);
+    w.tag(3, WireType.LengthDelimited).string("k1");
+    w.tag(1, WireType.LengthDelimited).fork().tag(2, WireType.Varint).uint64(77n).join();
+    w.tag(4, WireType.Varint).uint64(2n); // any non-zero varint is true
+    w.tag(2, WireType.LengthDelimited).string("g1");
+    w.tag(2, WireType.LengthDelimited).string("g2"); // the last wins
+    w.tag(3, WireType.LengthDelimited).string("k2");
+    odd.push(w.finish());
+    // A known field with another wire type (fromBinary reads it by its declared type).
+    w = new BinaryWriter();
+    w.tag(4, WireType.Bit32).fixed32(1);
+    odd.push(w.finish());
+    // The sender as a group.
+    w = new BinaryWriter();
+    w.tag(1, WireType.StartGroup)
+      .tag(1, WireType.LengthDelimited)
+      .string("a:1")
+      .tag(1, WireType.EndGroup);
+    odd.push(w.finish());
+    // Bad UTF-8 in a key.
+    w = new BinaryWriter();
+    w.tag(3, WireType.LengthDelimited).bytes(new Uint8Array([0xc3, 0x28]));
+    odd.push(w.finish());
+    // A store item with its stamp in two parts and an unknown field.
+    w = new BinaryWriter();
+    w.tag(3, WireType.LengthDelimited).fork();
+    w.tag(3, WireType.LengthDelimited).fork().tag(1, WireType.Varint).uint64(9n).join();
+    w.tag(7, WireType.Bit64).fixed64(1n);
+    w.tag(1, WireType.LengthDelimited).string("key");
+    w.tag(3, WireType.LengthDelimited).fork().tag(2, WireType.Varint).uint64(4n).join();
+    w.join();
+    odd.push(w.finish());
+    // Every cut of a canonical request.
+    const whole = toBinary(
+      StoreManyRequestSchema,
+      create(StoreManyRequestSchema, {
+        sender: makeSender("127.0.0.1:9", 5n),
+        group: "g",
+        items: [{ key: "k", data: new Uint8Array([1, 2, 3]), stamp: { epoch: 1n, seq: 2n } }],
+      }),
+    );
+    for (let cut = 1; cut < whole.byteLength; cut++) odd.push(whole.subarray(0, cut));
+    for (const bytes of odd) {
+      expect(outcome(() => plainFetch(bytes))).toEqual(outcome(() => fetchFields(bytes)));
+      expect(outcome(() => plainStore(bytes))).toEqual(outcome(() => storeFields(bytes)));
+    }
   });
 });

@@ -1,12 +1,21 @@
 // The PeerService messages of the peer hot paths, written and read without
 // protobuf-es reflection: FetchMany's request and response, StoreMany's
 // request and response. Encoders write, straight into a gRPC envelope, byte
-// for byte what `toBinary` writes (peer-codec.test.ts checks it); the decoder
-// reads with protobuf-es's own BinaryReader, as `fromBinary` reads.
-import { toBinary } from "@bufbuild/protobuf";
-import { BinaryReader } from "@bufbuild/protobuf/wire";
+// for byte what `toBinary` writes (peer-codec.test.ts checks it); decoders
+// read with protobuf-es's own BinaryReader, as `fromBinary` reads, and the
+// request decoders hand anything but the canonical shape to `fromBinary`.
+import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
 import type { Stamp } from "@distcache/core";
-import { type FetchOutcome, type Sender, SenderSchema } from "../gen/distcache/peer/v1/peer_pb.js";
+import {
+  type FetchManyRequest,
+  FetchManyRequestSchema,
+  type FetchOutcome,
+  type Sender,
+  SenderSchema,
+  type StoreManyRequest,
+  StoreManyRequestSchema,
+} from "../gen/distcache/peer/v1/peer_pb.js";
 import { ENVELOPE_HEADER_BYTES, envelope } from "./envelope.js";
 
 /**
@@ -277,6 +286,175 @@ function readStamp(
   }
   if (reader.pos !== end) throw new Error("premature EOF");
   return stamp;
+}
+
+/** A request's `sender`, as the server reads it. */
+export interface SenderFields {
+  readonly address: string;
+  readonly membershipVersion: bigint;
+}
+
+/** A `FetchManyRequest`, as the server reads it. */
+export interface FetchManyRequestFields {
+  readonly sender?: SenderFields | undefined;
+  readonly group: string;
+  readonly keys: readonly string[];
+  readonly cacheOnly: boolean;
+}
+
+/** One item of a `StoreManyRequest`, as the server reads it; `data` is a view of the message. */
+export interface StoreItemRead {
+  readonly key: string;
+  readonly data: Uint8Array;
+  readonly stamp?: { readonly epoch: bigint; readonly seq: bigint } | undefined;
+}
+
+/** A `StoreManyRequest`, as the server reads it. */
+export interface StoreManyRequestFields {
+  readonly sender?: SenderFields | undefined;
+  readonly group: string;
+  readonly items: readonly StoreItemRead[];
+}
+
+/** Thrown by the canonical readers for a shape they leave to `fromBinary`. */
+class NotCanonical extends Error {}
+
+/**
+ * A `FetchManyRequest`: its canonical encoding read by hand, anything else
+ * (other wire types for known fields, groups, bad UTF-8, truncation) by
+ * `fromBinary`, whose values or error are then the answer.
+ *
+ * @throws what `fromBinary` throws for bytes that are not a FetchManyRequest.
+ */
+export function readFetchManyRequest(message: Uint8Array): FetchManyRequestFields {
+  try {
+    return readFetchManyCanonical(message);
+  } catch {
+    return fromBinary(FetchManyRequestSchema, message) satisfies FetchManyRequest;
+  }
+}
+
+/** As {@link readFetchManyRequest}, for a `StoreManyRequest`. */
+export function readStoreManyRequest(message: Uint8Array): StoreManyRequestFields {
+  try {
+    return readStoreManyCanonical(message);
+  } catch {
+    return fromBinary(StoreManyRequestSchema, message) satisfies StoreManyRequest;
+  }
+}
+
+function readFetchManyCanonical(message: Uint8Array): FetchManyRequestFields {
+  const reader = new BinaryReader(message);
+  let sender: { address: string; membershipVersion: bigint } | undefined;
+  let group = "";
+  const keys: string[] = [];
+  let cacheOnly = false;
+  while (reader.pos < reader.len) {
+    const [field, wire] = reader.tag();
+    switch (field) {
+      case 1:
+        expectWire(wire, WireType.LengthDelimited);
+        sender = readSender(reader, sender);
+        break;
+      case 2:
+        expectWire(wire, WireType.LengthDelimited);
+        group = reader.string(true);
+        break;
+      case 3:
+        expectWire(wire, WireType.LengthDelimited);
+        keys.push(reader.string(true));
+        break;
+      case 4:
+        expectWire(wire, WireType.Varint);
+        cacheOnly = reader.bool();
+        break;
+      default:
+        reader.skip(wire, field);
+    }
+  }
+  return { sender, group, keys, cacheOnly };
+}
+
+function readStoreManyCanonical(message: Uint8Array): StoreManyRequestFields {
+  const reader = new BinaryReader(message);
+  let sender: { address: string; membershipVersion: bigint } | undefined;
+  let group = "";
+  const items: StoreItemRead[] = [];
+  while (reader.pos < reader.len) {
+    const [field, wire] = reader.tag();
+    switch (field) {
+      case 1:
+        expectWire(wire, WireType.LengthDelimited);
+        sender = readSender(reader, sender);
+        break;
+      case 2:
+        expectWire(wire, WireType.LengthDelimited);
+        group = reader.string(true);
+        break;
+      case 3:
+        expectWire(wire, WireType.LengthDelimited);
+        items.push(readStoreItem(reader));
+        break;
+      default:
+        reader.skip(wire, field);
+    }
+  }
+  return { sender, group, items };
+}
+
+function readSender(
+  reader: BinaryReader,
+  into: { address: string; membershipVersion: bigint } | undefined,
+): { address: string; membershipVersion: bigint } {
+  // A repeated message field merges into the one read before (protobuf's rule).
+  const sender = into ?? { address: "", membershipVersion: 0n };
+  const end = messageEnd(reader);
+  while (reader.pos < end) {
+    const [f, w] = reader.tag();
+    if (f === 1) {
+      expectWire(w, WireType.LengthDelimited);
+      sender.address = reader.string(true);
+    } else if (f === 2) {
+      expectWire(w, WireType.Varint);
+      sender.membershipVersion = BigInt(reader.uint64());
+    } else reader.skip(w, f);
+  }
+  if (reader.pos !== end) throw new NotCanonical();
+  return sender;
+}
+
+function readStoreItem(reader: BinaryReader): StoreItemRead {
+  let key = "";
+  let data: Uint8Array = NO_BYTES;
+  let stamp: { epoch: bigint; seq: bigint } | undefined;
+  const end = messageEnd(reader);
+  while (reader.pos < end) {
+    const [f, w] = reader.tag();
+    if (f === 1) {
+      expectWire(w, WireType.LengthDelimited);
+      key = reader.string(true);
+    } else if (f === 2) {
+      expectWire(w, WireType.LengthDelimited);
+      data = reader.bytes();
+    } else if (f === 3) {
+      expectWire(w, WireType.LengthDelimited);
+      stamp = readStamp(reader, stamp);
+    } else reader.skip(w, f);
+  }
+  if (reader.pos !== end) throw new NotCanonical();
+  return { key, data, stamp };
+}
+
+/** The end of the length-delimited message whose length the reader is at. */
+function messageEnd(reader: BinaryReader): number {
+  const length = reader.uint32();
+  const end = reader.pos + length;
+  if (end > reader.len) throw new NotCanonical();
+  return end;
+}
+
+function expectWire(wire: WireType, expected: WireType): void {
+  if (wire !== expected) throw new NotCanonical();
 }
 
 // --- sizes and writers -----------------------------------------------------------

@@ -5,12 +5,8 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { NotFoundError, type PeerGetRequest, type PeerValue } from "@distcache/core";
 import { errorMessage } from "../error-message.js";
-import {
-  type FetchManyRequest,
-  FetchOutcome,
-  type FetchResultSchema,
-} from "../gen/distcache/peer/v1/peer_pb.js";
-import type { FetchResultFields } from "../grpc/peer-codec.js";
+import { FetchOutcome, type FetchResultSchema } from "../gen/distcache/peer/v1/peer_pb.js";
+import type { FetchManyRequestFields, FetchResultFields } from "../grpc/peer-codec.js";
 import { toWire } from "../peer-wire.js";
 import type { ServiceContext } from "./host.js";
 import { checkPeerKey, FETCH_MANY_MAX_KEYS, noteSender, peerGroup } from "./validation.js";
@@ -59,7 +55,7 @@ export class FetchManyRun {
    */
   constructor(
     services: ServiceContext,
-    request: FetchManyRequest,
+    request: FetchManyRequestFields,
     peerHeader: string | null | undefined,
     signal: () => AbortSignal,
     private readonly onReady: () => void,

@@ -4,7 +4,7 @@
 // answer alike.
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Stamp } from "@distcache/core";
-import type { StoreManyRequest } from "../gen/distcache/peer/v1/peer_pb.js";
+import type { StoreManyRequestFields } from "../grpc/peer-codec.js";
 import { fromWire } from "../peer-wire.js";
 import type { ServiceContext } from "./host.js";
 import {
@@ -29,7 +29,7 @@ import {
  */
 export async function storeMany(
   services: ServiceContext,
-  request: StoreManyRequest,
+  request: StoreManyRequestFields,
   peerHeader: string | null | undefined,
 ): Promise<Stamp | undefined> {
   const { host, limits, received } = services;

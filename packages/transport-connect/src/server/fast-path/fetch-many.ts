@@ -2,17 +2,16 @@
 // (the call that carries forwarded Gets) read from the HTTP/2 stream, each
 // message of results written straight to it, through the same FetchManyRun as Connect.
 import type * as http2 from "node:http2";
-import { fromBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { PEER_HEADER } from "../../auth/peer-token.js";
 import { errorMessage } from "../../error-message.js";
-import {
-  type FetchManyRequest,
-  FetchManyRequestSchema,
-} from "../../gen/distcache/peer/v1/peer_pb.js";
 import { EnvelopeReader } from "../../grpc/envelope.js";
 import { PEER_FETCH_MANY_PATH } from "../../grpc/methods.js";
-import { encodeFetchManyResponse } from "../../grpc/peer-codec.js";
+import {
+  encodeFetchManyResponse,
+  type FetchManyRequestFields,
+  readFetchManyRequest,
+} from "../../grpc/peer-codec.js";
 import {
   OK_HEADERS,
   OK_TRAILERS,
@@ -173,9 +172,9 @@ class FetchManyCall {
       this.end(new ConnectError(`unexpected message flags ${this.flags}`, Code.Internal));
       return;
     }
-    let request: FetchManyRequest;
+    let request: FetchManyRequestFields;
     try {
-      request = fromBinary(FetchManyRequestSchema, body);
+      request = readFetchManyRequest(body);
     } catch (error) {
       this.end(new ConnectError(`parse binary: ${errorMessage(error)}`, Code.Internal));
       return;

@@ -2,17 +2,16 @@
 // (the call that carries replication pushes) read from the HTTP/2 stream and
 // answered on it, through the same storeMany as Connect.
 import type * as http2 from "node:http2";
-import { fromBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { PEER_HEADER } from "../../auth/peer-token.js";
 import { errorMessage } from "../../error-message.js";
-import {
-  type StoreManyRequest,
-  StoreManyRequestSchema,
-} from "../../gen/distcache/peer/v1/peer_pb.js";
 import { EnvelopeReader, FLAG_COMPRESSED } from "../../grpc/envelope.js";
 import { PEER_STORE_MANY_PATH } from "../../grpc/methods.js";
-import { encodeStoreManyResponse } from "../../grpc/peer-codec.js";
+import {
+  encodeStoreManyResponse,
+  readStoreManyRequest,
+  type StoreManyRequestFields,
+} from "../../grpc/peer-codec.js";
 import {
   OK_HEADERS,
   respondWithStatus,
@@ -159,9 +158,9 @@ class StoreManyCall {
       );
       return;
     }
-    let request: StoreManyRequest;
+    let request: StoreManyRequestFields;
     try {
-      request = fromBinary(StoreManyRequestSchema, body);
+      request = readStoreManyRequest(body);
     } catch (error) {
       this.fail(new ConnectError(`parse binary: ${errorMessage(error)}`, Code.Internal));
       return;
