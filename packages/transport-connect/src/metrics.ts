@@ -267,7 +267,12 @@ export function createPoolMetrics(source: MetricsSource): Registry {
     registers,
   }).set({ version: PACKAGE_VERSION }, 1);
 
-  collectDefaultMetrics({ register: registry });
+  // prom-client samples event-loop lag with a libuv timer every
+  // `eventLoopMonitoringPrecision` ms (default 10): 100 wake-ups a second
+  // kept an idle node busy for about half its idle CPU (docs/benchmarks.md,
+  // "Costs (issue 14)"). 50 ms, the guard probe's own tick, still sees every
+  // stall longer than that.
+  collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 50 });
   return registry;
 }
 

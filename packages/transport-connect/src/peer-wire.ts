@@ -26,7 +26,7 @@ const MAX_WIRE_PART = BigInt(MAX_STAMP_PART);
  * @throws ConnectError INVALID_ARGUMENT for a part over 2^53 - 1 (stamps are
  *   exact JavaScript numbers; a larger one would compare wrongly).
  */
-export function fromWire(stamp: WireStamp | undefined): Stamp | undefined {
+export function fromWire(stamp: Pick<WireStamp, "epoch" | "seq"> | undefined): Stamp | undefined {
   if (stamp === undefined) return undefined;
   if (stamp.epoch > MAX_WIRE_PART || stamp.seq > MAX_WIRE_PART) {
     throw new ConnectError(

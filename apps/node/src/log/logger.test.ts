@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { loadedKeyOf } from "../../../../scripts/lib/node-process.mjs";
-import { createLogger, RateLimiter } from "./logger.js";
+import { createLogger, RateLimiter, TurnBuffer } from "./logger.js";
 
 const dir = mkdtempSync(path.join(tmpdir(), "distcache-log-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -60,6 +60,27 @@ describe("createLogger", () => {
       /DEBUG: peer breaker open \{"peer":"127\.0\.0\.1:8002","state":"open"\}$/,
     );
     expect(lines().map(loadedKeyOf)).toEqual(["a b/c", undefined]);
+  });
+});
+
+describe("TurnBuffer", () => {
+  it("writes the lines of one turn as one write, in order, and flushes what waits on demand", async () => {
+    const writes: string[] = [];
+    const buffer = new TurnBuffer({ write: (text) => writes.push(text) });
+    buffer.write("a\n");
+    buffer.write("b\n");
+    expect(writes).toEqual([]);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(writes).toEqual(["a\nb\n"]);
+    buffer.write("c\n");
+    let flushed = false;
+    buffer.flush(() => {
+      flushed = true;
+    }); // as on exit, or pino's logger.flush(cb)
+    expect(writes).toEqual(["a\nb\n", "c\n"]);
+    expect(flushed).toBe(true);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(writes).toHaveLength(2);
   });
 });
 

@@ -1,8 +1,9 @@
 // The node's logger (pino): one JSON object a line (time, level, node, msg,
 // fields) by default, one readable line each (pino-pretty) when stdout is a
-// terminal or the format is "pretty". Lines to stdout go through
-// process.stdout (synchronous for files and pipes on Linux, so the last lines
-// before an exit are kept; and never a busy retry when a reader is slow).
+// terminal or the format is "pretty". JSON lines to stdout are gathered per
+// event-loop turn and go through process.stdout (synchronous for files and
+// pipes on Linux, so the last lines before an exit are kept; and never a busy
+// retry when a reader is slow).
 import { type Logger, pino } from "pino";
 import pretty from "pino-pretty";
 import type { LogFormat, LogLevel } from "../config/schema.js";
@@ -50,8 +51,58 @@ export function createLogger(options: LoggerOptions): Logger {
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
     },
-    out ?? pino.destination({ dest: fd, sync: true }),
+    out === undefined ? pino.destination({ dest: fd, sync: true }) : stdoutByTurn(out),
   );
+}
+
+/** Where a {@link TurnBuffer} writes: process.stdout, or a test's recorder. */
+export interface LineSink {
+  write(text: string): unknown;
+}
+
+/**
+ * Lines gathered during one event-loop turn and written together when the
+ * turn's I/O is done (`setImmediate`): one write per turn instead of one per
+ * line. Why: a burst of cold keys logs a "loaded from source" line per key,
+ * and each write to a pipe is a system call (a cold key's log line cost more
+ * than its cache work; docs/benchmarks.md, "Costs (issue 14)"). Lines keep
+ * their order and content; {@link TurnBuffer.flush} writes what waits at once
+ * (on exit).
+ */
+export class TurnBuffer implements LineSink {
+  private lines: string[] = [];
+  private scheduled = false;
+
+  constructor(private readonly out: LineSink) {}
+
+  write(line: string): boolean {
+    this.lines.push(line);
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(this.flushNow);
+    }
+    return true;
+  }
+
+  /** Writes every line that waits, as one write, then calls `done` (pino's `logger.flush(cb)`). */
+  flush(done?: () => void): void {
+    this.scheduled = false;
+    const lines = this.lines;
+    if (lines.length > 0) {
+      this.lines = [];
+      this.out.write(lines.length === 1 ? lines[0]! : lines.join(""));
+    }
+    done?.();
+  }
+
+  private readonly flushNow = (): void => this.flush();
+}
+
+/** `out` (process.stdout) behind a {@link TurnBuffer}, flushed on exit: process.stdout writes files and pipes synchronously then. */
+function stdoutByTurn(out: NodeJS.WriteStream): TurnBuffer {
+  const buffer = new TurnBuffer(out);
+  process.once("exit", () => buffer.flush());
+  return buffer;
 }
 
 /**

@@ -2,7 +2,7 @@
 // method each call becomes, the circuit breaker around every call, and the
 // batching of fetches and replication pushes.
 import { setMaxListeners } from "node:events";
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { fromBinary } from "@bufbuild/protobuf";
 import { type Client, Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import {
@@ -19,18 +19,21 @@ import {
 } from "@distcache/core";
 import { baseUrl } from "../address.js";
 import {
-  FetchManyRequestSchema,
-  FetchManyResponseSchema,
   FetchOutcome,
   type FetchResponse,
-  type FetchResult,
   PeerService,
   type Sender,
-  StoreManyRequestSchema,
   StoreManyResponseSchema,
   type Stamp as WireStamp,
 } from "../gen/distcache/peer/v1/peer_pb.js";
 import { PEER_FETCH_MANY_PATH, PEER_STORE_MANY_PATH } from "../grpc/methods.js";
+import {
+  type DecodedFetchResult,
+  decodeFetchManyResponse,
+  encodeFetchManyRequest,
+  encodeStoreManyRequest,
+  SenderField,
+} from "../grpc/peer-codec.js";
 import { failuresFromWire, fromWire, toWire } from "../peer-wire.js";
 import {
   type BreakerTicket,
@@ -41,7 +44,7 @@ import { MethodFallback } from "./fallback.js";
 import { type FetchBatch, FetchBatcher, type FetchBatcherOptions } from "./fetch-batcher.js";
 import { PeerCalls, type PeerMethod } from "./peer-calls.js";
 import { type PushBatch, PushBatcher } from "./push-batcher.js";
-import { ServerStreamCall } from "./server-stream.js";
+import { ServerStreamCall, StreamHeaders } from "./server-stream.js";
 
 /** What a peer client needs from its pool, read per call so membership changes apply at once. */
 export interface PeerClientContext {
@@ -133,6 +136,11 @@ export class ConnectPeerClient implements PeerClient {
   private readonly headers: Readonly<Record<string, string>>;
   /** Every `FetchMany`'s deadline reads progress through this one function, not one made per batch. */
   private readonly progress = (): number => this.lastProgress;
+  /** The request headers of every `FetchMany` and every `StoreMany` (their deadlines differ). */
+  private readonly fetchHeaders: StreamHeaders;
+  private readonly pushHeaders: StreamHeaders;
+  /** This node's `sender` field, encoded once per membership. */
+  private readonly senderField = new SenderField();
 
   constructor(
     readonly id: string,
@@ -151,6 +159,8 @@ export class ConnectPeerClient implements PeerClient {
     );
     this.headers = context.headers ?? {};
     const headers = this.headers;
+    this.fetchHeaders = new StreamHeaders(context.timeoutMs * FETCH_MANY_MAX_TIMEOUTS, headers);
+    this.pushHeaders = new StreamHeaders(context.timeoutMs, headers);
     this.client = createClient(
       PeerService,
       createGrpcTransport({
@@ -306,16 +316,20 @@ export class ConnectPeerClient implements PeerClient {
     let answered = 0;
     const started = performance.now();
     try {
-      const request = {
-        sender: this.context.sender(),
-        group: batch.group,
-        keys: asked.keys,
-        cacheOnly: batch.cacheOnly,
+      const frame = encodeFetchManyRequest(
+        this.senderField.of(this.context.sender()),
+        batch.group,
+        asked.keys,
+        batch.cacheOnly,
+      );
+      const onResult = (result: DecodedFetchResult): void => {
+        this.deliver(batch, asked, result);
+        answered++;
       };
       await ServerStreamCall.run(
         this.session,
         PEER_FETCH_MANY_PATH,
-        toBinary(FetchManyRequestSchema, create(FetchManyRequestSchema, request)),
+        frame,
         {
           timeoutMs: this.context.timeoutMs,
           progress: this.progress,
@@ -324,12 +338,9 @@ export class ConnectPeerClient implements PeerClient {
         batch.signal,
         (message) => {
           this.lastProgress = performance.now();
-          for (const result of fromBinary(FetchManyResponseSchema, message).results) {
-            this.deliver(batch, asked, result);
-            answered++;
-          }
+          decodeFetchManyResponse(message, onResult);
         },
-        this.headers,
+        this.fetchHeaders.current(),
       );
     } catch (error) {
       this.calls.record("FetchMany", (performance.now() - started) / 1_000, error);
@@ -349,7 +360,7 @@ export class ConnectPeerClient implements PeerClient {
   }
 
   /** Reports one `FetchMany` result to the batch: to every position of its key. */
-  private deliver(batch: FetchBatch, asked: AskedKeys, result: FetchResult): void {
+  private deliver(batch: FetchBatch, asked: AskedKeys, result: DecodedFetchResult): void {
     const key = asked.keys[result.index];
     if (key === undefined) {
       throw new ConnectError(
@@ -365,7 +376,12 @@ export class ConnectPeerClient implements PeerClient {
     for (const position of positions) this.settleKey(batch, position, key, result);
   }
 
-  private settleKey(batch: FetchBatch, index: number, key: string, result: FetchResult): void {
+  private settleKey(
+    batch: FetchBatch,
+    index: number,
+    key: string,
+    result: DecodedFetchResult,
+  ): void {
     try {
       // A copy: the value must not keep the network buffer it arrived in alive.
       const value = this.outcome(key, result, new Uint8Array(result.data));
@@ -400,7 +416,7 @@ export class ConnectPeerClient implements PeerClient {
   /** A fetch outcome as `PeerClient.get` returns it: the value, `undefined`, or a thrown error. */
   private outcome(
     key: string,
-    answer: FetchResponse | FetchResult,
+    answer: FetchResponse | DecodedFetchResult,
     data: Uint8Array,
   ): PeerValue | undefined {
     switch (answer.outcome) {
@@ -427,24 +443,18 @@ export class ConnectPeerClient implements PeerClient {
       await this.pushEach(batch);
       return;
     }
-    const request = toBinary(
-      StoreManyRequestSchema,
-      create(StoreManyRequestSchema, {
-        sender: this.context.sender(),
-        group: batch.queue,
-        items: batch.items.map((push) => ({
-          key: push.key,
-          data: push.value,
-          stamp: toWire(push.stamp),
-        })),
-      }),
+    // Each value is copied once, from the cache's page into the request frame.
+    const frame = encodeStoreManyRequest(
+      this.senderField.of(this.context.sender()),
+      batch.queue,
+      batch.items,
     );
     try {
       await this.call("StoreMany", undefined, ({ timeoutMs }) =>
         ServerStreamCall.run(
           this.session,
           PEER_STORE_MANY_PATH,
-          request,
+          frame,
           { timeoutMs },
           // No caller can cancel a push: only the peer timeout bounds it.
           undefined,
@@ -454,7 +464,7 @@ export class ConnectPeerClient implements PeerClient {
               this.noteAhead(fromBinary(StoreManyResponseSchema, message).ahead);
             }
           },
-          this.headers,
+          this.pushHeaders.current(),
         ),
       );
     } catch (error) {

@@ -6,7 +6,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { codeFromHttpStatus } from "@connectrpc/connect/protocol-grpc";
 import type { Http2SessionManager } from "@connectrpc/connect-node";
 import { errorMessage } from "../error-message.js";
-import { EnvelopeReader, encodeEnvelope } from "../grpc/envelope.js";
+import { EnvelopeReader } from "../grpc/envelope.js";
 
 /** When a {@link ServerStreamCall} gives up. */
 export interface StreamDeadline {
@@ -37,6 +37,47 @@ const STREAM_HEADERS: http2.OutgoingHttpHeaders = {
 };
 
 /**
+ * The request headers of a peer's calls with one deadline `maxMs` (sent as
+ * `grpc-timeout`) and this node's peer `credentials`: made once, and again
+ * only when the credentials change (a secret rotation rewrites that object in
+ * place), not per call.
+ */
+export class StreamHeaders {
+  private made: Readonly<http2.OutgoingHttpHeaders> | undefined;
+  /** The credentials `made` was made from: a copy, to compare against. */
+  private seen: Record<string, string> = {};
+  private seenCount = 0;
+
+  constructor(
+    private readonly maxMs: number,
+    private readonly credentials: Readonly<Record<string, string>> = {},
+  ) {}
+
+  /** The headers for a call now. */
+  current(): Readonly<http2.OutgoingHttpHeaders> {
+    if (this.made === undefined || this.changed()) {
+      this.seen = { ...this.credentials };
+      this.seenCount = Object.keys(this.seen).length;
+      this.made = Object.freeze({
+        ...STREAM_HEADERS,
+        ...this.seen,
+        "grpc-timeout": `${Math.max(1, Math.ceil(this.maxMs))}m`,
+      });
+    }
+    return this.made;
+  }
+
+  private changed(): boolean {
+    let count = 0;
+    for (const name in this.credentials) {
+      if (this.seen[name] !== this.credentials[name]) return true;
+      count++;
+    }
+    return count !== this.seenCount;
+  }
+}
+
+/**
  * One server-streaming gRPC call over a peer's session (a unary one too: on
  * the wire it is one response message, then the status). It skips the
  * Connect client's per-call machinery (async-iterator pipelines, web
@@ -55,21 +96,21 @@ const STREAM_HEADERS: http2.OutgoingHttpHeaders = {
  */
 export class ServerStreamCall {
   /**
-   * Makes one call of `path` with `request` (an encoded message) on `session`,
-   * handing each response message to `onMessage`; `headers` go with the
-   * request (this node's peer credentials).
+   * Makes one call of `path` with `frame` (the request message in its
+   * envelope) on `session`, handing each response message to `onMessage`;
+   * `headers` are the request's, from a {@link StreamHeaders} with the
+   * deadline's `maxMs`.
    */
   static run(
     session: Http2SessionManager,
     path: string,
-    request: Uint8Array,
+    frame: Buffer,
     deadline: StreamDeadline,
     signal: AbortSignal | undefined,
     onMessage: OnResponseMessage,
-    headers?: Readonly<Record<string, string>>,
+    headers: Readonly<http2.OutgoingHttpHeaders>,
   ): Promise<void> {
     if (signal?.aborted) return Promise.reject(cancelled(signal));
-    const frame = encodeEnvelope(request);
     const call = new ServerStreamCall(session, deadline, signal, onMessage, headers);
     return new Promise<void>((resolve, reject) => call.start(path, frame, resolve, reject));
   }
@@ -98,7 +139,7 @@ export class ServerStreamCall {
     /** Cancels the call; `undefined` for a call only its deadline ends (a replication push). */
     private readonly signal: AbortSignal | undefined,
     private readonly onMessage: OnResponseMessage,
-    private readonly headers: Readonly<Record<string, string>> | undefined,
+    private readonly headers: Readonly<http2.OutgoingHttpHeaders>,
   ) {
     this.timeoutMs = deadline.timeoutMs;
     this.progress = deadline.progress;
@@ -118,12 +159,7 @@ export class ServerStreamCall {
     // with `progress`, it runs from the peer's last sign of progress instead.
     this.timer = setTimeout(this.expire, Math.min(this.timeoutMs, this.maxMs));
     this.signal?.addEventListener("abort", this.onAbort, { once: true });
-    const headers = {
-      ...STREAM_HEADERS,
-      ...this.headers,
-      "grpc-timeout": `${Math.max(1, Math.ceil(this.maxMs))}m`,
-    };
-    this.session.request("POST", path, headers, {}).then(this.onOpened, this.onUnreachable);
+    this.session.request("POST", path, this.headers, {}).then(this.onOpened, this.onUnreachable);
   }
 
   private finish(error?: ConnectError): void {

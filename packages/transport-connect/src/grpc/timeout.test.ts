@@ -1,5 +1,6 @@
 // grpc-timeout as the hand-written gRPC paths read it.
 import { Code, ConnectError } from "@connectrpc/connect";
+import { parseTimeout } from "@connectrpc/connect/protocol-grpc";
 import { describe, expect, it } from "vitest";
 import { MAX_TIMER_MS, requestTimeout } from "./timeout.js";
 
@@ -34,6 +35,31 @@ describe("requestTimeout", () => {
       expect((error as ConnectError).rawMessage).toBe(
         `protocol error: invalid grpc timeout value: ${String(bad)}`,
       );
+    }
+  });
+});
+
+describe("requestTimeout's whole-millisecond shortcut", () => {
+  it("gives what Connect's parser gives, for every length of NNNm and its near misses", () => {
+    const values = [
+      "0m",
+      "00000001m",
+      "99999999m",
+      "007m",
+      "123456789m",
+      "m",
+      "1 m",
+      "1M",
+      "+1m",
+      "１m",
+    ];
+    for (let digits = 1; digits <= 9; digits++)
+      values.push(`${"9".repeat(digits)}m`, `${"1".repeat(digits)}m`);
+    for (const value of values) {
+      const ours = requestTimeout(value);
+      const { timeoutMs, error } = parseTimeout(value, Number.POSITIVE_INFINITY);
+      if (error === undefined) expect(ours, value).toBe(timeoutMs);
+      else expect((ours as ConnectError).rawMessage, value).toBe(error.rawMessage);
     }
   });
 });

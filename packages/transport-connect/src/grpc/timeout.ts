@@ -25,7 +25,31 @@ export function requestTimeout(
       Code.InvalidArgument,
     );
   }
+  // Peers always send whole milliseconds: read those without Connect's
+  // regular expression (its result is the same number).
+  const ms = wholeMilliseconds(header);
+  if (ms !== undefined) return ms;
   const { timeoutMs, error } = parseGrpcTimeout(header, Number.POSITIVE_INFINITY);
   if (error !== undefined) return error;
   return timeoutMs !== undefined && timeoutMs <= MAX_TIMER_MS ? timeoutMs : undefined;
+}
+
+const DIGIT_0 = 48;
+const DIGIT_9 = 57;
+const UNIT_MS = 109; // "m"
+
+/**
+ * `header` as `NNNm` (1 to 8 digits, then "m"): its milliseconds, which are
+ * what Connect's parser gives for it; `undefined` for any other form.
+ */
+function wholeMilliseconds(header: string): number | undefined {
+  const length = header.length;
+  if (length < 2 || length > 9 || header.charCodeAt(length - 1) !== UNIT_MS) return undefined;
+  let ms = 0;
+  for (let i = 0; i < length - 1; i++) {
+    const c = header.charCodeAt(i);
+    if (c < DIGIT_0 || c > DIGIT_9) return undefined;
+    ms = ms * 10 + (c - DIGIT_0);
+  }
+  return ms;
 }

@@ -3,14 +3,10 @@
 // and the gRPC fast path (fast-path/fetch-many.ts), so both answer alike.
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { NotFoundError, type PeerGetRequest, type PeerValue, type Stamp } from "@distcache/core";
+import { NotFoundError, type PeerGetRequest, type PeerValue } from "@distcache/core";
 import { errorMessage } from "../error-message.js";
-import {
-  type FetchManyRequest,
-  FetchOutcome,
-  type FetchResultSchema,
-  type Stamp as WireStamp,
-} from "../gen/distcache/peer/v1/peer_pb.js";
+import { FetchOutcome, type FetchResultSchema } from "../gen/distcache/peer/v1/peer_pb.js";
+import type { FetchManyRequestFields, FetchResultFields } from "../grpc/peer-codec.js";
 import { toWire } from "../peer-wire.js";
 import type { ServiceContext } from "./host.js";
 import { checkPeerKey, FETCH_MANY_MAX_KEYS, noteSender, peerGroup } from "./validation.js";
@@ -22,8 +18,15 @@ import { checkPeerKey, FETCH_MANY_MAX_KEYS, noteSender, peerGroup } from "./vali
  */
 const FETCH_MANY_MESSAGE_BYTES = 1 << 20;
 
-/** One key's result of a `FetchMany`, as {@link FetchManyRun} hands it out. */
+const CACHE_ONLY: PeerGetRequest = Object.freeze({ cacheOnly: true });
+
+/** One key's result of a `FetchMany` as Connect's handler yields it. */
 export type FetchResultInit = MessageInitShape<typeof FetchResultSchema>;
+
+/** `result` as Connect's handler yields it (the fast path encodes {@link FetchResultFields} itself). */
+export function toResultInit(result: FetchResultFields): FetchResultInit {
+  return { ...result, stamp: toWire(result.stamp) };
+}
 
 /**
  * One `FetchMany` being served: the request is checked, then every key is
@@ -32,11 +35,8 @@ export type FetchResultInit = MessageInitShape<typeof FetchResultSchema>;
  * back.
  */
 export class FetchManyRun {
-  private readonly ready: FetchResultInit[] = [];
+  private readonly ready: FetchResultFields[] = [];
   private unsettled = 0;
-  /** The last stamp put on the wire and its wire form: keys read between two writes share one. */
-  private lastStamp: Stamp | undefined;
-  private lastWire: WireStamp | undefined;
   /** Where this run's keys are counted in flight, each until its result settles. */
   private readonly admission: ServiceContext["admission"];
 
@@ -44,7 +44,9 @@ export class FetchManyRun {
    * Counts the call, checks it and starts every key.
    *
    * @param peerHeader the call's `distcache-peer` header (see noteSender).
-   * @param signal aborts the loads this call waits on (the caller left or its deadline passed).
+   * @param signal the signal that aborts the loads this call waits on (the
+   *   caller left or its deadline passed). Asked for only when a key loads,
+   *   so a call whose keys are all hits makes none.
    * @param onReady called each time a key's result is queued.
    * @throws ConnectError INVALID_ARGUMENT (no sender, no keys, too many keys,
    *   an empty or oversized key: nothing is served), FAILED_PRECONDITION
@@ -53,9 +55,9 @@ export class FetchManyRun {
    */
   constructor(
     services: ServiceContext,
-    request: FetchManyRequest,
+    request: FetchManyRequestFields,
     peerHeader: string | null | undefined,
-    signal: AbortSignal,
+    signal: () => AbortSignal,
     private readonly onReady: () => void,
   ) {
     const { limits, received } = services;
@@ -86,9 +88,17 @@ export class FetchManyRun {
     if (refused !== undefined) throw new ConnectError(refused, Code.ResourceExhausted);
     this.admission = services.admission;
     received.fetchManyKeys += keys.length;
-    const lookup: PeerGetRequest = { cacheOnly: request.cacheOnly, signal };
+    // A cache-only lookup never loads, so it needs no signal.
+    const asked: PeerGetRequest = request.cacheOnly
+      ? CACHE_ONLY
+      : {
+          cacheOnly: false,
+          get signal() {
+            return signal();
+          },
+        };
     for (const [key, index] of first) {
-      group.peerHandler.get(key, lookup).then(
+      group.peerHandler.get(key, asked).then(
         (found) => this.found(index, found),
         (error: unknown) =>
           this.settle({
@@ -117,7 +127,7 @@ export class FetchManyRun {
    * settled: all that wait, up to about {@link FETCH_MANY_MESSAGE_BYTES} of
    * values (at least one).
    */
-  take(): FetchResultInit[] {
+  take(): FetchResultFields[] {
     const ready = this.ready;
     let bytes = 0;
     let count = 0;
@@ -133,26 +143,10 @@ export class FetchManyRun {
       this.settle({ index, outcome: FetchOutcome.NOT_CACHED });
       return;
     }
-    this.settle({
-      index,
-      outcome: FetchOutcome.FOUND,
-      data: found.value,
-      stamp: this.wireStamp(found.stamp),
-    });
+    this.settle({ index, outcome: FetchOutcome.FOUND, data: found.value, stamp: found.stamp });
   }
 
-  /** `stamp` for the wire, reusing the last one when no write came between. */
-  private wireStamp(stamp: Stamp | undefined): WireStamp | undefined {
-    const last = this.lastStamp;
-    if (stamp === undefined) return undefined;
-    if (last === undefined || stamp.epoch !== last.epoch || stamp.seq !== last.seq) {
-      this.lastStamp = stamp;
-      this.lastWire = toWire(stamp);
-    }
-    return this.lastWire;
-  }
-
-  private settle(result: FetchResultInit): void {
+  private settle(result: FetchResultFields): void {
     this.ready.push(result);
     this.unsettled--;
     this.admission?.releaseKeys(1);

@@ -2,20 +2,20 @@
 // handed to the named group's peerHandler (answered on this node, never
 // forwarded), with stamps and failure lists converted by peer-wire.ts.
 import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
-import { InvalidKeyError, NotFoundError, type Stamp } from "@distcache/core";
+import { InvalidKeyError, NotFoundError } from "@distcache/core";
 import { PEER_HEADER } from "../auth/peer-token.js";
 import { errorMessage } from "../error-message.js";
 import { FetchOutcome, PeerService } from "../gen/distcache/peer/v1/peer_pb.js";
 import { failuresToWire, fromWire, toWire } from "../peer-wire.js";
-import { FetchManyRun } from "./fetch-many-run.js";
+import { FetchManyRun, toResultInit } from "./fetch-many-run.js";
 import type { ServiceContext } from "./host.js";
+import { storeMany } from "./store-many-run.js";
 import {
   checkPeerKey,
   checkValue,
   noteSender,
   peerGroup,
   rethrowIfCancelled,
-  STORE_MANY_MAX_ITEMS,
 } from "./validation.js";
 
 /**
@@ -63,7 +63,13 @@ export function registerPeerService(router: ConnectRouter, services: ServiceCont
     async *fetchMany(request, context) {
       let wake: (() => void) | undefined;
       const peer = context.requestHeader.get(PEER_HEADER);
-      const run = new FetchManyRun(services, request, peer, context.signal, () => wake?.());
+      const run = new FetchManyRun(
+        services,
+        request,
+        peer,
+        () => context.signal,
+        () => wake?.(),
+      );
       while (!run.finished) {
         if (!run.pending) {
           await new Promise<void>((resolve) => {
@@ -74,7 +80,7 @@ export function registerPeerService(router: ConnectRouter, services: ServiceCont
         // The caller left (or its deadline passed): loads it asked for were
         // released with it, and nobody reads what is left.
         if (context.signal.aborted) throw new ConnectError("the caller left", Code.Canceled);
-        yield { results: run.take() };
+        yield { results: run.take().map(toResultInit) };
       }
     },
 
@@ -94,44 +100,8 @@ export function registerPeerService(router: ConnectRouter, services: ServiceCont
     },
 
     async storeMany(request, context) {
-      received.storeMany++;
-      const from = noteSender(services, request.sender, context.requestHeader.get(PEER_HEADER));
-      const group = peerGroup(host, request.group);
-      const { items } = request;
-      if (items.length === 0) {
-        throw new ConnectError("StoreMany without items", Code.InvalidArgument);
-      }
-      if (items.length > STORE_MANY_MAX_ITEMS) {
-        throw new ConnectError(
-          `StoreMany of ${items.length} items; at most ${STORE_MANY_MAX_ITEMS}`,
-          Code.InvalidArgument,
-        );
-      }
-      // All items are checked before any is kept: a bad batch keeps nothing.
-      const stamps = items.map((item) => {
-        checkPeerKey(item.key, limits);
-        checkValue(item.data, limits);
-        return fromWire(item.stamp);
-      });
-      received.storeManyItems += items.length;
-      // Started in request order (a push is kept before `store` first
-      // awaits), so of two pushes of one key the later one stays.
-      const results = await Promise.all(
-        items.map((item, index) =>
-          group.peerHandler.store(item.key, item.data, {
-            from,
-            replicate: false,
-            stamp: stamps[index],
-          }),
-        ),
-      );
-      // The sender is behind if any item was: one `ahead` for the batch.
-      let ahead: Stamp | undefined;
-      for (const result of results) {
-        if (result.ahead !== undefined && (ahead === undefined || ahead.epoch < result.ahead.epoch))
-          ahead = result.ahead;
-      }
-      return { ahead: toWire(ahead) };
+      const peer = context.requestHeader.get(PEER_HEADER);
+      return { ahead: toWire(await storeMany(services, request, peer)) };
     },
 
     async invalidate(request, context) {

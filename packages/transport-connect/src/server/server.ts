@@ -13,6 +13,7 @@ import { ClientTokens } from "./client-tokens.js";
 import type { FastPath } from "./fast-path/fast-path.js";
 import { createFetchManyFastPath } from "./fast-path/fetch-many.js";
 import { createGetFastPath } from "./fast-path/get.js";
+import { createStoreManyFastPath } from "./fast-path/store-many.js";
 import {
   answerUnknownRoute,
   ServerGuard,
@@ -228,7 +229,11 @@ export class NodeServer {
         : (stream, headers) => admit(stream, headers) || refuse(stream, headers);
     if (fastPaths) {
       const get = createGetFastPath(services, { readMaxBytes });
-      const fetchMany = createFetchManyFastPath(services, { readMaxBytes });
+      const fetchManyOnly = createFetchManyFastPath(services, { readMaxBytes });
+      const storeMany = createStoreManyFastPath(services, { readMaxBytes });
+      // The peer fast paths: FetchMany, then StoreMany (replication pushes).
+      const fetchMany: FastPath = (stream, headers) =>
+        fetchManyOnly(stream, headers) || storeMany(stream, headers);
       if (refuse === undefined) {
         intercept = (stream, headers) =>
           !guard.admit(stream, headers) || get(stream, headers) || fetchMany(stream, headers);

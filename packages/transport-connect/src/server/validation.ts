@@ -3,7 +3,7 @@
 // turn an error into an answer.
 import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
 import type { Group } from "@distcache/core";
-import type { Sender } from "../gen/distcache/peer/v1/peer_pb.js";
+import type { SenderFields } from "../grpc/peer-codec.js";
 import type { ServiceContext, ServiceHost, ServiceLimits } from "./host.js";
 
 /** Most keys one `FetchMany` may ask; more is INVALID_ARGUMENT (see peer.proto). */
@@ -71,7 +71,7 @@ export function peerGroup(host: ServiceHost, name: string): Group {
  */
 export function noteSender(
   services: ServiceContext,
-  sender: Sender | undefined,
+  sender: SenderFields | undefined,
   peerHeader: string | null | undefined,
 ): string {
   if (sender === undefined) {

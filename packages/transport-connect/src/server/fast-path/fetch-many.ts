@@ -2,17 +2,16 @@
 // (the call that carries forwarded Gets) read from the HTTP/2 stream, each
 // message of results written straight to it, through the same FetchManyRun as Connect.
 import type * as http2 from "node:http2";
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { PEER_HEADER } from "../../auth/peer-token.js";
 import { errorMessage } from "../../error-message.js";
-import {
-  type FetchManyRequest,
-  FetchManyRequestSchema,
-  FetchManyResponseSchema,
-} from "../../gen/distcache/peer/v1/peer_pb.js";
-import { EnvelopeReader, encodeEnvelope } from "../../grpc/envelope.js";
+import { EnvelopeReader } from "../../grpc/envelope.js";
 import { PEER_FETCH_MANY_PATH } from "../../grpc/methods.js";
+import {
+  encodeFetchManyResponse,
+  type FetchManyRequestFields,
+  readFetchManyRequest,
+} from "../../grpc/peer-codec.js";
 import {
   OK_HEADERS,
   OK_TRAILERS,
@@ -75,8 +74,16 @@ class FetchManyCall {
   private body: Buffer | undefined;
   private flags = 0;
   private timer: NodeJS.Timeout | undefined;
-  /** Aborts the loads of this call's keys: the caller left or its deadline passed. */
-  private readonly controller = new AbortController();
+  /**
+   * Aborts the loads of this call's keys: the caller left or its deadline
+   * passed. Made when a key first loads: a call of hits needs none.
+   */
+  private controller: AbortController | undefined;
+  /** The loads' signal, made on first use (FetchManyRun asks only for a key that loads). */
+  private readonly signal = (): AbortSignal => {
+    this.controller ??= new AbortController();
+    return this.controller.signal;
+  };
   private run: FetchManyRun | undefined;
   private responded = false;
   private flushing = false;
@@ -165,16 +172,16 @@ class FetchManyCall {
       this.end(new ConnectError(`unexpected message flags ${this.flags}`, Code.Internal));
       return;
     }
-    let request: FetchManyRequest;
+    let request: FetchManyRequestFields;
     try {
-      request = fromBinary(FetchManyRequestSchema, body);
+      request = readFetchManyRequest(body);
     } catch (error) {
       this.end(new ConnectError(`parse binary: ${errorMessage(error)}`, Code.Internal));
       return;
     }
     try {
       const peer = typeof this.peerHeader === "string" ? this.peerHeader : undefined;
-      this.run = new FetchManyRun(this.services, request, peer, this.controller.signal, () => {
+      this.run = new FetchManyRun(this.services, request, peer, this.signal, () => {
         // Results that settle in the same turn (all hits) leave in one message.
         if (this.flushing) return;
         this.flushing = true;
@@ -198,8 +205,13 @@ class FetchManyCall {
       stream.respond(OK_HEADERS, { waitForTrailers: true });
     }
     while (run.pending) {
-      const message = create(FetchManyResponseSchema, { results: run.take() });
-      stream.write(encodeEnvelope(toBinary(FetchManyResponseSchema, message)));
+      const frame = encodeFetchManyResponse(run.take());
+      // The last message ends the stream with it: one write, not two.
+      if (run.finished) {
+        this.end(undefined, frame);
+        return;
+      }
+      stream.write(frame);
     }
     if (run.finished) this.end(undefined);
   }
@@ -209,20 +221,23 @@ class FetchManyCall {
    * trailers after the messages, or as a trailers-only answer when nothing
    * was sent; after a trailers-only answer, a request still arriving is reset
    * with NO_ERROR, HTTP/2's way to say the answer is complete (results are
-   * only sent once the whole request is in).
+   * only sent once the whole request is in). `last` is the call's last
+   * message, written with the end of the stream (only with status OK, once
+   * the headers are sent).
    */
-  private end(error: ConnectError | undefined): void {
+  private end(error: ConnectError | undefined, last?: Buffer): void {
     if (this.ended) return;
     this.ended = true;
     this.reader.clear();
     this.body = undefined;
     if (this.timer !== undefined) clearTimeout(this.timer);
-    if (error !== undefined) this.controller.abort(error);
+    if (error !== undefined) this.controller?.abort(error);
     const stream = this.stream;
     if (stream.destroyed || stream.closed) return;
     if (this.responded) {
       if (error !== undefined) this.trailers = statusTrailers(error.code, error.rawMessage);
-      stream.end();
+      if (last === undefined) stream.end();
+      else stream.end(last);
     } else {
       respondWithStatus(stream, error?.code ?? Code.Unknown, error?.rawMessage ?? "");
       if (!this.received) stopRequestAfterResponse(stream);
