@@ -6,7 +6,6 @@ import {
   getGroup,
   Incarnation,
   LoadLimiter,
-  type LoadLimiterStats,
   type PeerClient,
   type PeerPicker,
   type Placement,

@@ -416,7 +416,7 @@ describe("streams nobody reads", () => {
     await eventually(() => n.pool.stats().guard.shedResponses > 0, 10_000);
     const resets = (await Promise.race([
       Promise.all(json),
-      new Promise<undefined>((r) => setTimeout(r, 2_000)),
+      new Promise<undefined>((r) => setTimeout(() => r(undefined), 2_000)),
     ])) as RawAnswer[] | undefined;
     // The refused ones are reset at once; the ones that fit wait for a window that never opens.
     expect(resets).toBeUndefined();
@@ -428,7 +428,7 @@ describe("streams nobody reads", () => {
     );
     const refusedFast = await Promise.race([
       Promise.all(fast.slice(1)),
-      new Promise<undefined>((r) => setTimeout(r, 10_000)),
+      new Promise<undefined>((r) => setTimeout(() => r(undefined), 10_000)),
     ]);
     expect(refusedFast?.map((a) => a.grpcStatus)).toEqual([
       Code.ResourceExhausted,
