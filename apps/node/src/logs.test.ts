@@ -123,7 +123,12 @@ describe("distcache-node logs", () => {
         held: 0,
       });
       expect(node.lines.join("\n")).not.toContain("secret-value");
-      expect(entries(node).filter((e) => e.msg.startsWith("loaded from source: "))).toHaveLength(5);
+      // Log lines come through the child's stdout pipe: wait for them, not for a turn.
+      await expect
+        .poll(() => entries(node).filter((e) => e.msg.startsWith("loaded from source: ")), {
+          timeout: 10_000,
+        })
+        .toHaveLength(5);
     } finally {
       source.closeAllConnections();
       await new Promise((resolve) => source.close(resolve));

@@ -66,10 +66,10 @@ describe.skipIf(missing !== undefined)("distcache-node --config with a postgres 
       err: "key not found: Alice",
     });
     expect(await client(2).get({ group: "scores", key: "Nobody" })).toMatchObject({ found: false });
-    const loads = nodes.flatMap((node) =>
-      node.lines.map(loadedKeyOf).filter((k) => k !== undefined),
-    );
-    expect(loads.sort()).toEqual(["Alice", "Nobody", "Tom"]);
+    // Log lines come through the children's stdout pipes: wait for them, not for a turn.
+    const loads = () =>
+      nodes.flatMap((node) => node.lines.map(loadedKeyOf).filter((k) => k !== undefined)).sort();
+    await expect.poll(loads, { timeout: 10_000 }).toEqual(["Alice", "Nobody", "Tom"]);
 
     // Every line a node wrote is one JSON object with time, level, node and msg.
     for (const node of nodes) {

@@ -115,8 +115,9 @@ describe("--peer-secret-file", () => {
       createGrpcTransport({ baseUrl: `http://${peers[0]}` }),
     );
     expect((await client.get({ group: "scores", key })).found).toBe(true);
-    // Loaded on its owner: the forwarded call was authenticated.
-    expect(loadedKeys(nodes[1]!)).toEqual([key]);
+    // Loaded on its owner: the forwarded call was authenticated. (Its log
+    // line comes through the child's stdout pipe: wait for it.)
+    await expect.poll(() => loadedKeys(nodes[1]!), { timeout: 10_000 }).toEqual([key]);
     expect(loadedKeys(nodes[0]!)).toEqual([]);
 
     writeFileSync(secret, `${SECRET}\nc2Vjb25kLXNlY3JldC1zZWNvbmQtc2VjcmV0LXNlY29uZA==\n`);
