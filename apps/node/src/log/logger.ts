@@ -64,8 +64,8 @@ export interface LineSink {
  * Lines gathered during one event-loop turn and written together when the
  * turn's I/O is done (`setImmediate`): one write per turn instead of one per
  * line. Why: a burst of cold keys logs a "loaded from source" line per key,
- * and each write to a pipe is a system call (a cold key's log line cost more
- * than its cache work; docs/benchmarks.md, "Costs (issue 14)"). Lines keep
+ * and each write to a pipe is a system call (the line cost 5–6% of a cold
+ * key's CPU; docs/benchmarks.md, "Costs (issue 14)"). Lines keep
  * their order and content; {@link TurnBuffer.flush} writes what waits at once
  * (on exit).
  */
