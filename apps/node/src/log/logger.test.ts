@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { loadedKeyOf } from "../../../../scripts/lib/node-process.mjs";
-import { createLogger, RateLimiter, TurnBuffer } from "./logger.js";
+import { BurstBuffer, createLogger, RateLimiter } from "./logger.js";
 
 const dir = mkdtempSync(path.join(tmpdir(), "distcache-log-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -63,14 +63,14 @@ describe("createLogger", () => {
   });
 });
 
-describe("TurnBuffer", () => {
-  it("writes the lines of one turn as one write, in order, and flushes what waits on demand", async () => {
+describe("BurstBuffer", () => {
+  it("writes the lines of one burst as one write, in order, before any later task; flushes what waits on demand", async () => {
     const writes: string[] = [];
-    const buffer = new TurnBuffer({ write: (text) => writes.push(text) });
+    const buffer = new BurstBuffer({ write: (text) => writes.push(text) });
     buffer.write("a\n");
     buffer.write("b\n");
     expect(writes).toEqual([]);
-    await new Promise((resolve) => setImmediate(resolve));
+    await Promise.resolve(); // the next microtask checkpoint: no event-loop turn needed
     expect(writes).toEqual(["a\nb\n"]);
     buffer.write("c\n");
     let flushed = false;

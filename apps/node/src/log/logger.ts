@@ -1,7 +1,8 @@
 // The node's logger (pino): one JSON object a line (time, level, node, msg,
 // fields) by default, one readable line each (pino-pretty) when stdout is a
-// terminal or the format is "pretty". JSON lines to stdout are gathered per
-// event-loop turn and go through process.stdout (synchronous for files and
+// terminal or the format is "pretty". JSON lines to stdout are gathered while
+// the code that logs them runs, written together before the process goes back
+// to the event loop, and go through process.stdout (synchronous for files and
 // pipes on Linux, so the last lines before an exit are kept; and never a busy
 // retry when a reader is slow).
 import { type Logger, pino } from "pino";
@@ -51,7 +52,7 @@ export function createLogger(options: LoggerOptions): Logger {
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
     },
-    out === undefined ? pino.destination({ dest: fd, sync: true }) : stdoutByTurn(out),
+    out === undefined ? pino.destination({ dest: fd, sync: true }) : stdoutByBurst(out),
   );
 }
 
@@ -61,15 +62,18 @@ export interface LineSink {
 }
 
 /**
- * Lines gathered during one event-loop turn and written together when the
- * turn's I/O is done (`setImmediate`): one write per turn instead of one per
- * line. Why: a burst of cold keys logs a "loaded from source" line per key,
- * and each write to a pipe is a system call (a cold key's log line cost more
- * than its cache work; docs/benchmarks.md, "Costs (issue 14)"). Lines keep
- * their order and content; {@link TurnBuffer.flush} writes what waits at once
- * (on exit).
+ * Lines logged by one burst of synchronous work (up to the next microtask
+ * checkpoint: e.g. every load a FetchMany of cold keys starts) written
+ * together, as one write, instead of one write per line. Why: a burst of cold
+ * keys logs a "loaded from source" line per key, and each write to a pipe is
+ * a system call (the line cost 5–6% of a cold key's CPU; docs/benchmarks.md,
+ * "Costs (issue 14)"). A microtask, not `setImmediate`: the lines still leave
+ * before the work they describe answers anyone (a load's line before its
+ * value), and before the process could be killed between two turns. Lines
+ * keep their order and content; {@link BurstBuffer.flush} writes what waits
+ * at once (on exit).
  */
-export class TurnBuffer implements LineSink {
+export class BurstBuffer implements LineSink {
   private lines: string[] = [];
   private scheduled = false;
 
@@ -79,7 +83,7 @@ export class TurnBuffer implements LineSink {
     this.lines.push(line);
     if (!this.scheduled) {
       this.scheduled = true;
-      setImmediate(this.flushNow);
+      queueMicrotask(this.flushNow);
     }
     return true;
   }
@@ -98,9 +102,9 @@ export class TurnBuffer implements LineSink {
   private readonly flushNow = (): void => this.flush();
 }
 
-/** `out` (process.stdout) behind a {@link TurnBuffer}, flushed on exit: process.stdout writes files and pipes synchronously then. */
-function stdoutByTurn(out: NodeJS.WriteStream): TurnBuffer {
-  const buffer = new TurnBuffer(out);
+/** `out` (process.stdout) behind a {@link BurstBuffer}, flushed on exit: process.stdout writes files and pipes synchronously then. */
+function stdoutByBurst(out: NodeJS.WriteStream): BurstBuffer {
+  const buffer = new BurstBuffer(out);
   process.once("exit", () => buffer.flush());
   return buffer;
 }

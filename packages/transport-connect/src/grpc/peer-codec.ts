@@ -18,12 +18,10 @@ import {
 } from "../gen/distcache/peer/v1/peer_pb.js";
 import { ENVELOPE_HEADER_BYTES, envelope } from "./envelope.js";
 
-/**
- * Why by hand: `create` + `toBinary` walk each message's descriptor per field
- * and copy a value twice (into the writer, then into the envelope); a peer
- * call carries a handful of fields, so that walk cost more than the call's
- * own work on a forwarded hit (docs/benchmarks.md, "Costs (issue 14)").
- */
+// Why by hand: `create`, `toBinary` and `fromBinary` walk each message's
+// descriptor field by field and make message objects, and the encoder copied
+// a pushed value twice (into the writer, then into the envelope); on a cold
+// key that was 4–5% of the cluster's CPU (docs/benchmarks.md, "Costs (issue 14)").
 
 // Tags: (field number << 3) | wire type; every field here is below 16, so one byte.
 const LEN = 2; // wire type: length-delimited

@@ -79,9 +79,14 @@ class FetchManyCall {
    * passed. Made when a key first loads: a call of hits needs none.
    */
   private controller: AbortController | undefined;
+  /** Why the call ended early, once it has: a signal asked for after that is born aborted. */
+  private failure: ConnectError | undefined;
   /** The loads' signal, made on first use (FetchManyRun asks only for a key that loads). */
   private readonly signal = (): AbortSignal => {
-    this.controller ??= new AbortController();
+    if (this.controller === undefined) {
+      this.controller = new AbortController();
+      if (this.failure !== undefined) this.controller.abort(this.failure);
+    }
     return this.controller.signal;
   };
   private run: FetchManyRun | undefined;
@@ -231,7 +236,10 @@ class FetchManyCall {
     this.reader.clear();
     this.body = undefined;
     if (this.timer !== undefined) clearTimeout(this.timer);
-    if (error !== undefined) this.controller?.abort(error);
+    if (error !== undefined) {
+      this.failure = error;
+      this.controller?.abort(error);
+    }
     const stream = this.stream;
     if (stream.destroyed || stream.closed) return;
     if (this.responded) {

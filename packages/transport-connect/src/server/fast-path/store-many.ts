@@ -36,8 +36,8 @@ import {
  * Why: every cold load sends its copies to R replicas as StoreMany batches,
  * and a unary call through Connect costs the replica far more than keeping
  * the copies (universal request and response objects, async iterables, an
- * abort controller and a deadline signal per call; a cold key's replicas
- * spent 7–9% of the cluster's CPU there, docs/benchmarks.md). It serves
+ * abort controller and a deadline signal per call: about a fifth of the
+ * cluster's CPU on cold keys with 2 replicas, docs/benchmarks.md). It serves
  * exactly what the Connect handler serves, through the same
  * {@link storeMany} (same checks, counters, stamps and answer), and takes
  * only the calls {@link isPlainGrpcCall} allows; the rest reach Connect.
