@@ -53,6 +53,27 @@ describe("HttpSource", () => {
     expect(paths).toEqual(["/api/my%20group/a%2Fb%20c%3Fd"]);
   });
 
+  it("requests the path its URL has: the base's query kept, dot segments resolved as a URL resolves them", async () => {
+    const paths: string[] = [];
+    const remote = await serve((request, response) => {
+      paths.push(request.url!);
+      response.end("x");
+    });
+    const source = remote.source("/api/?token=a%20b");
+    const keys = ["k", ".", "..", "a.b", "%2e", "..%2f", " ", "é/?#"];
+    for (const key of keys) await source.load("g", key);
+    await source.load("..", "k");
+    const expected = [...keys.map((key) => source.urlOf("g", key)), source.urlOf("..", "k")].map(
+      (url) => `${url.pathname}${url.search}`,
+    );
+    expect(paths).toEqual(expected);
+    expect(paths.slice(0, 3)).toEqual([
+      "/api/g/k?token=a%20b",
+      "/api/g/?token=a%20b",
+      "/api/?token=a%20b",
+    ]);
+  });
+
   it("reuses one keep-alive connection for sequential loads", async () => {
     const remote = await serve((_request, response) => response.end("x"));
     const source = remote.source();
