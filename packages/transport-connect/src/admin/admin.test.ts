@@ -122,7 +122,18 @@ describe("admin port: /metrics", () => {
     // Four gets of one key at once: one load, three joining it.
     await Promise.all([1, 2, 3, 4].map(() => first!.client.get({ group: "scores", key: "k9" })));
 
-    const scrapes = await Promise.all(nodes.map(scrape));
+    // The owners answer before their replication pushes land (awaitReplicas
+    // off): scrape once every push sent has been received and nothing is in flight.
+    const settled = (all: Map<string, Family>[]) =>
+      sum(all.map((m) => value(m, "distcache_peer_requests_total", { method: "StoreMany" }))) ===
+        sum(nodes.map((n) => n.pool.stats().received.storeMany)) &&
+      all.every((m) => value(m, "distcache_requests_in_flight") === 0) &&
+      nodes.every((n) => n.group.stats().loadsInFlight === 0);
+    let scrapes = await Promise.all(nodes.map(scrape));
+    for (let i = 0; i < 500 && !settled(scrapes); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      scrapes = await Promise.all(nodes.map(scrape));
+    }
     const metrics = scrapes[0]!;
     expect(value(metrics, "distcache_gets_total", { group: "scores", result: "hit" })).toBe(10);
     expect(value(metrics, "distcache_gets_total", { group: "scores", result: "miss" })).toBe(9);

@@ -43,8 +43,9 @@ const NO_SECURITY: ServerSecurity = { secrets: [], tls: undefined };
  * The server of one node: `distcache.CacheService` and
  * `distcache.peer.v1.PeerService` over gRPC, gRPC-Web and Connect on one h2c
  * port. Every stream passes admission control (guard.ts) first; with
- * `fastPaths`, plain gRPC Get and FetchMany are then served by the fast
- * paths, and everything else by Connect.
+ * `fastPaths`, Get (gRPC, gRPC-Web and Connect; fast-path/get-protocols.ts)
+ * and plain gRPC FetchMany and StoreMany are then served by the fast paths,
+ * and everything else by Connect.
  */
 export class NodeServer {
   /** Peer requests this server has served, by method. */
