@@ -17,6 +17,7 @@ import {
   StoreManyRequestSchema,
 } from "../gen/distcache/peer/v1/peer_pb.js";
 import { ENVELOPE_HEADER_BYTES, envelope } from "./envelope.js";
+import { varintSize, writeVarint } from "./varint.js";
 
 // Why by hand: `create`, `toBinary` and `fromBinary` walk each message's
 // descriptor field by field and make message objects, and the encoder copied
@@ -456,25 +457,6 @@ function expectWire(wire: WireType, expected: WireType): void {
 }
 
 // --- sizes and writers -----------------------------------------------------------
-
-/** Bytes of `value` (an integer, 0 ≤ value ≤ 2^53) as a varint. */
-function varintSize(value: number): number {
-  let size = 1;
-  while (value >= 0x80) {
-    value = Math.floor(value / 0x80);
-    size++;
-  }
-  return size;
-}
-
-function writeVarint(target: Uint8Array, offset: number, value: number): number {
-  while (value >= 0x80) {
-    target[offset++] = (value % 0x80) | 0x80;
-    value = Math.floor(value / 0x80);
-  }
-  target[offset++] = value;
-  return offset;
-}
 
 /** A varint field: omitted at 0 (proto3). */
 function varintFieldSize(value: number): number {

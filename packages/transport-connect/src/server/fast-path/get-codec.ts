@@ -3,6 +3,7 @@
 // without `fromBinary` (which stays the fallback for every other shape).
 import type { ByteView } from "@distcache/core";
 import { ENVELOPE_HEADER_BYTES, envelope } from "../../grpc/envelope.js";
+import { varintSize, writeVarint } from "../../grpc/varint.js";
 
 /** The fields of a `GetRequest` the fast path reads. */
 export interface GetFields {
@@ -95,23 +96,4 @@ export function encodeNotFound(err: string): Buffer {
     frame.write(err, offset, "utf8");
   }
   return frame;
-}
-
-/** Bytes of `value` as a protobuf varint. */
-function varintSize(value: number): number {
-  let size = 1;
-  while (value >= 0x80) {
-    value = Math.floor(value / 0x80);
-    size++;
-  }
-  return size;
-}
-
-function writeVarint(target: Buffer, offset: number, value: number): number {
-  while (value >= 0x80) {
-    target[offset++] = (value & 0x7f) | 0x80;
-    value = Math.floor(value / 0x80);
-  }
-  target[offset++] = value;
-  return offset;
 }
