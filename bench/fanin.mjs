@@ -5,6 +5,10 @@
 // of distinct cold keys are fired at once through one node (1,000 with
 // --quick); two thirds of them are owned by the other nodes, so the entry
 // node fetches them from their owners, in batches (`PeerService.FetchMany`).
+// The nodes' load queues and in-flight limits are raised to hold the whole
+// burst (LOAD_QUEUE): with the defaults (1,024 waiting loads per group, 4,096
+// requests in flight, a FetchMany's keys counted one by one on the owner) the
+// keys past them are refused RESOURCE_EXHAUSTED, as overload protection means to.
 //
 // Checked: every Get answers found=true with the source's value; every key
 // was loaded exactly once in the whole cluster (the nodes' "loaded from
@@ -82,12 +86,21 @@ export async function startSource() {
   };
 }
 
-/** Starts one node; resolves once it serves. Collects the keys it loaded. */
+/**
+ * Waiting loads each node may queue, per group and node-wide: the whole
+ * burst, so that every key is loaded (the getter calls at once stay at
+ * their defaults, 64 per group and 256 per node).
+ */
+const LOAD_QUEUE = 10_000;
+
 /** A node whose getter reads `sourceUrl`; `node.loaded` collects the keys it loaded. */
 function startNode(port, members, sourceUrl) {
   const args = [
     ...["--host", HOST, "--port", String(port), "--peers", members.join(",")],
     ...["--group", `${GROUP}:${GROUP_BYTES}`, "--source-url", sourceUrl],
+    ...["--group-max-loads-queued", String(LOAD_QUEUE), "--max-loads-queued", String(LOAD_QUEUE)],
+    // A waiting key counts as a request in flight (a FetchMany's keys one by one on the owner).
+    ...["--max-in-flight", String(3 * LOAD_QUEUE), "--max-per-address", String(3 * LOAD_QUEUE)],
   ];
   const node = startNodeProcess(args, {
     label: `${HOST}:${port}`,
@@ -209,6 +222,7 @@ export async function runFanIn({
       "",
       `${keys.length.toLocaleString("en")} Gets of distinct keys no node holds, issued at once over ${CONNECTIONS} HTTP/2 connections to one node of 3 ` +
         `(${forwarded.toLocaleString("en")} of them owned by the other two: fetched in batches); the getter reads an HTTP source (\`--source-url\`) that answers after 1 ms. ` +
+        `The nodes may queue ${LOAD_QUEUE.toLocaleString("en")} waiting loads (\`--group-max-loads-queued\`, \`--max-loads-queued\`) and hold ${(3 * LOAD_QUEUE).toLocaleString("en")} requests in flight (\`--max-in-flight\`, \`--max-per-address\`): the defaults (1,024 waiting loads per group, 4,096 requests in flight) refuse about two thirds of this burst RESOURCE_EXHAUSTED, by design; getter calls at once stay at 64 per group. ` +
         "keys/s: Gets / time from the first Get issued to the last answer. p50/p99: per Get, from issue to answer (client-side queueing included).",
       "",
       table,

@@ -106,6 +106,10 @@ export async function createGroups(
         ...(config.loadTimeout === undefined ? {} : { loadTimeout: config.loadTimeout }),
         ...(config.ttl === undefined ? {} : { ttl: config.ttl }),
         ...(config.awaitReplicas === undefined ? {} : { awaitReplicas: config.awaitReplicas }),
+        ...(config.maxLoadsInFlight === undefined
+          ? {}
+          : { maxLoadsInFlight: config.maxLoadsInFlight }),
+        ...(config.maxLoadsQueued === undefined ? {} : { maxLoadsQueued: config.maxLoadsQueued }),
       },
     );
     return { config, group, close: async () => void (await source.close()) };

@@ -89,6 +89,8 @@ describe("config files", () => {
           name: "users",
           budget: "1GiB",
           loadTimeout: "500ms",
+          maxLoadsInFlight: 8,
+          maxLoadsQueued: 100,
           source: { type: "http", url: "http://db.internal/api" },
         },
       ],
@@ -96,7 +98,22 @@ describe("config files", () => {
     const config = resolveConfig(parseFlags([]), parseConfigText(text, "c.json"));
     expect(config.listen).toEqual({ host: "0.0.0.0", port: 7001 });
     expect(config.admin).toBeUndefined();
-    expect(config.groups[0]).toMatchObject({ budget: 2 ** 30, loadTimeout: 500 });
+    expect(config.groups[0]).toMatchObject({
+      budget: 2 ** 30,
+      loadTimeout: 500,
+      maxLoadsInFlight: 8,
+      maxLoadsQueued: 100,
+    });
+    // The one group of the flags takes the same origin limits.
+    const flagged = resolveConfig(
+      parseFlags(["--group-max-loads", "4", "--group-max-loads-queued", "0"]),
+      parseConfigText("{}", "c.json"),
+    );
+    expect(flagged.groups[0]).toMatchObject({ maxLoadsInFlight: 4, maxLoadsQueued: 0 });
+    expect(() => parseFlags(["--group-max-loads", "-1"])).toThrow(/--group-max-loads/);
+    expect(() =>
+      resolveConfig(parseFlags(["--group-max-loads", "4"]), parseConfigText(text, "c.json")),
+    ).toThrow(/--group-max-loads: the one-group flags cannot be combined/);
     expect(membersWith(config, selfAddress(config, 7001))).toHaveLength(2);
     // Listening on a wildcard with nothing to advertise is refused.
     expect(() =>

@@ -19,6 +19,8 @@ export interface FlagSettings {
   sourceUrl?: string;
   loadTimeout?: number;
   awaitReplicas?: boolean;
+  groupMaxLoadsInFlight?: number;
+  groupMaxLoadsQueued?: number;
   replicas?: number;
   maxLoadsInFlight?: number;
   maxLoadsQueued?: number;
@@ -198,6 +200,24 @@ export const FLAGS: readonly Flag[] = [
     help: "that group's longest getter call (loadTimeout; 30s-style or ms)",
     set: (s, v) => {
       s.loadTimeout = ms("load-timeout", v, 0, 3_600_000);
+    },
+  },
+  {
+    name: "group-max-loads",
+    arg: "N",
+    section: "group",
+    help: "that group's getter calls at once (the group's maxLoadsInFlight)",
+    set: (s, v) => {
+      s.groupMaxLoadsInFlight = integer("group-max-loads", v, 0, 1_000_000);
+    },
+  },
+  {
+    name: "group-max-loads-queued",
+    arg: "N",
+    section: "group",
+    help: "that group's loads waiting for a getter slot (the group's maxLoadsQueued)",
+    set: (s, v) => {
+      s.groupMaxLoadsQueued = integer("group-max-loads-queued", v, 0, 10_000_000);
     },
   },
   {

@@ -69,15 +69,24 @@ export function resolveConfig(flags: FlagSettings, file?: LoadedConfig): NodeCon
         : "";
 
   let groups: GroupConfig[] = config.groups ?? [];
-  const groupFlags = (["group", "sourceUrl", "loadTimeout", "awaitReplicas"] as const).filter(
-    (k) => flags[k] !== undefined,
-  );
+  const groupFlags = (
+    [
+      "group",
+      "sourceUrl",
+      "loadTimeout",
+      "awaitReplicas",
+      "groupMaxLoadsInFlight",
+      "groupMaxLoadsQueued",
+    ] as const
+  ).filter((k) => flags[k] !== undefined);
   if (groups.length > 0 && groupFlags.length > 0) {
     const names = {
       group: "--group",
       sourceUrl: "--source-url",
       loadTimeout: "--load-timeout",
       awaitReplicas: "--await-replicas",
+      groupMaxLoadsInFlight: "--group-max-loads",
+      groupMaxLoadsQueued: "--group-max-loads-queued",
     };
     problems.push(
       `${groupFlags.map((k) => names[k]).join(", ")}: the one-group flags cannot be combined with the groups of ${file?.where(["groups"])}`,
@@ -99,7 +108,15 @@ export function resolveConfig(flags: FlagSettings, file?: LoadedConfig): NodeCon
       source = { type: "http", url: flags.sourceUrl };
     }
     groups = [
-      { name, budget, loadTimeout: flags.loadTimeout, awaitReplicas: flags.awaitReplicas, source },
+      {
+        name,
+        budget,
+        loadTimeout: flags.loadTimeout,
+        awaitReplicas: flags.awaitReplicas,
+        maxLoadsInFlight: flags.groupMaxLoadsInFlight,
+        maxLoadsQueued: flags.groupMaxLoadsQueued,
+        source,
+      },
     ];
   }
 

@@ -74,6 +74,10 @@ export const groupSchema = z.strictObject({
   loadTimeout: duration.optional(),
   /** The owner answers a load once its replicas hold the value (core's GroupOptions.awaitReplicas). */
   awaitReplicas: z.boolean().optional(),
+  /** Getter calls of this group at once (core's GroupOptions.maxLoadsInFlight). */
+  maxLoadsInFlight: count(0, 1_000_000).optional(),
+  /** Loads of this group waiting for a getter slot (core's GroupOptions.maxLoadsQueued). */
+  maxLoadsQueued: count(0, 10_000_000).optional(),
   source: sourceSchema,
 });
 
