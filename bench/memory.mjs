@@ -51,6 +51,13 @@ function makeKey(scratch, i) {
   return scratch.toString("latin1", 0, KEY_BYTES);
 }
 
+/**
+ * A young generation of one fixed size for every contender: V8 12 (Node 24)
+ * grows it from 32 to 128 MiB while a million entries are stored, and the
+ * RSS difference would count those 96 MiB as if they were per entry.
+ */
+const YOUNG_GENERATION = ["--min-semi-space-size=16", "--max-semi-space-size=16"];
+
 /** Bytes V8's young generation spans now (its semi-spaces). */
 function youngGeneration() {
   return v8.getHeapSpaceStatistics().find((space) => space.space_name === "new_space").space_size;
@@ -187,7 +194,7 @@ export async function runMemory({
     log(`memory: ${name}, ${entries.toLocaleString("en")} entries, fresh process`);
     const run = spawnSync(
       process.execPath,
-      ["--expose-gc", SELF, "--child", name, String(entries)],
+      ["--expose-gc", ...YOUNG_GENERATION, SELF, "--child", name, String(entries)],
       { encoding: "utf8", maxBuffer: 1 << 20 },
     );
     const line = run.stdout.trim().split("\n").at(-1) ?? "";
@@ -245,7 +252,7 @@ export async function runMemory({
   const markdown = [
     `### Memory (${entries.toLocaleString("en")} entries${quick ? ", QUICK smoke run: goal stated for 1M" : ""})`,
     "",
-    `Each row is a fresh \`node --expose-gc\` process: young generation grown to its working size, ` +
+    `Each row is a fresh \`node --expose-gc ${YOUNG_GENERATION.join(" ")}\` process (a young generation of one size: V8 12 grows it during the fill otherwise, and RSS would count that per entry): young generation grown to its working size, ` +
       `full GC, \`process.memoryUsage()\`, store ${entries.toLocaleString("en")} entries ` +
       `(${KEY_BYTES}-byte keys made in the loop, ${VALUE_BYTES}-byte values) in a ${mib(BUDGET)} budget, ` +
       `full GC, read again. Beyond key+value = RSS Δ / entries − ${KEY_BYTES + VALUE_BYTES}. ` +
