@@ -26,6 +26,11 @@ import {
   StoreManyResponseSchema,
   type Stamp as WireStamp,
 } from "../gen/distcache/peer/v1/peer_pb.js";
+import {
+  EXCHANGE_FETCH_MANY,
+  EXCHANGE_STORE_MANY,
+  type ExchangeSlot,
+} from "../grpc/exchange-codec.js";
 import { PEER_FETCH_MANY_PATH, PEER_STORE_MANY_PATH } from "../grpc/methods.js";
 import {
   type DecodedFetchResult,
@@ -35,11 +40,13 @@ import {
   SenderField,
 } from "../grpc/peer-codec.js";
 import { failuresFromWire, fromWire, toWire } from "../peer-wire.js";
+import type { StreamDeadline } from "./call-deadline.js";
 import {
   type BreakerTicket,
   CircuitBreaker,
   type CircuitBreakerOptions,
 } from "./circuit-breaker.js";
+import { PeerExchange } from "./exchange.js";
 import { MethodFallback } from "./fallback.js";
 import { type FetchBatch, FetchBatcher, type FetchBatcherOptions } from "./fetch-batcher.js";
 import { PeerCalls, type PeerMethod } from "./peer-calls.js";
@@ -130,6 +137,9 @@ export class ConnectPeerClient implements PeerClient {
   private readonly client: Client<typeof PeerService>;
   private readonly fetchManyFallback = new MethodFallback();
   private readonly storeManyFallback = new MethodFallback();
+  private readonly exchangeFallback = new MethodFallback();
+  /** The long-lived stream that carries this node's FetchMany and StoreMany calls to the peer. */
+  private readonly exchange: PeerExchange;
   /** `performance.now()` of the peer's last `FetchMany` answer or request to this node: it is alive and working. */
   private lastProgress = 0;
   /** This node's credentials, sent with every call. */
@@ -161,6 +171,7 @@ export class ConnectPeerClient implements PeerClient {
     const headers = this.headers;
     this.fetchHeaders = new StreamHeaders(context.timeoutMs * FETCH_MANY_MAX_TIMEOUTS, headers);
     this.pushHeaders = new StreamHeaders(context.timeoutMs, headers);
+    this.exchange = new PeerExchange(this.session, new StreamHeaders(undefined, headers));
     this.client = createClient(
       PeerService,
       createGrpcTransport({
@@ -300,7 +311,46 @@ export class ConnectPeerClient implements PeerClient {
 
   /** Closes the session; calls in flight fail. */
   close(): void {
+    this.exchange.close();
     this.session.abort();
+  }
+
+  /**
+   * Makes one FetchMany or StoreMany call (`field` says which): on the
+   * Exchange stream, or as a call of its own (`path`) to a peer without
+   * Exchange. `encode` writes the request, into an Exchange slot when given
+   * one; `onMessage` gets each answer message. Rejects as
+   * {@link ServerStreamCall.run} does.
+   */
+  private async exchangeOrCall(
+    field: number,
+    path: string,
+    encode: (slot?: ExchangeSlot) => Buffer,
+    deadline: StreamDeadline,
+    signal: AbortSignal | undefined,
+    onMessage: (message: Uint8Array) => void,
+    headers: StreamHeaders,
+  ): Promise<void> {
+    if (!this.exchangeFallback.active()) {
+      let answered = false;
+      try {
+        await this.exchange.call(
+          (id) => encode({ id, field }),
+          deadline,
+          signal,
+          (_, body) => {
+            answered = true;
+            onMessage(body);
+          },
+        );
+        return;
+      } catch (error) {
+        // A peer of an older version refuses the stream: its own calls, then.
+        if (answered || !this.exchangeFallback.lacks(error)) throw error;
+      }
+    }
+    const call = headers.current();
+    await ServerStreamCall.run(this.session, path, encode(), deadline, signal, onMessage, call);
   }
 
   /** Sends one batch: `FetchMany`, or `Fetch` per key to a peer without `FetchMany`. */
@@ -316,20 +366,15 @@ export class ConnectPeerClient implements PeerClient {
     let answered = 0;
     const started = performance.now();
     try {
-      const frame = encodeFetchManyRequest(
-        this.senderField.of(this.context.sender()),
-        batch.group,
-        asked.keys,
-        batch.cacheOnly,
-      );
+      const sender = this.senderField.of(this.context.sender());
       const onResult = (result: DecodedFetchResult): void => {
         this.deliver(batch, asked, result);
         answered++;
       };
-      await ServerStreamCall.run(
-        this.session,
+      await this.exchangeOrCall(
+        EXCHANGE_FETCH_MANY,
         PEER_FETCH_MANY_PATH,
-        frame,
+        (slot) => encodeFetchManyRequest(sender, batch.group, asked.keys, batch.cacheOnly, slot),
         {
           timeoutMs: this.context.timeoutMs,
           progress: this.progress,
@@ -340,7 +385,7 @@ export class ConnectPeerClient implements PeerClient {
           this.lastProgress = performance.now();
           decodeFetchManyResponse(message, onResult);
         },
-        this.fetchHeaders.current(),
+        this.fetchHeaders,
       );
     } catch (error) {
       this.calls.record("FetchMany", (performance.now() - started) / 1_000, error);
@@ -444,17 +489,13 @@ export class ConnectPeerClient implements PeerClient {
       return;
     }
     // Each value is copied once, from the cache's page into the request frame.
-    const frame = encodeStoreManyRequest(
-      this.senderField.of(this.context.sender()),
-      batch.queue,
-      batch.items,
-    );
+    const sender = this.senderField.of(this.context.sender());
     try {
       await this.call("StoreMany", undefined, ({ timeoutMs }) =>
-        ServerStreamCall.run(
-          this.session,
+        this.exchangeOrCall(
+          EXCHANGE_STORE_MANY,
           PEER_STORE_MANY_PATH,
-          frame,
+          (slot) => encodeStoreManyRequest(sender, batch.queue, batch.items, slot),
           { timeoutMs },
           // No caller can cancel a push: only the peer timeout bounds it.
           undefined,
@@ -464,7 +505,7 @@ export class ConnectPeerClient implements PeerClient {
               this.noteAhead(fromBinary(StoreManyResponseSchema, message).ahead);
             }
           },
-          this.pushHeaders.current(),
+          this.pushHeaders,
         ),
       );
     } catch (error) {

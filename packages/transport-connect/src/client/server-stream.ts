@@ -7,20 +7,9 @@ import { codeFromHttpStatus } from "@connectrpc/connect/protocol-grpc";
 import type { Http2SessionManager } from "@connectrpc/connect-node";
 import { errorMessage } from "../error-message.js";
 import { EnvelopeReader } from "../grpc/envelope.js";
+import { CallDeadline, type StreamDeadline } from "./call-deadline.js";
 
-/** When a {@link ServerStreamCall} gives up. */
-export interface StreamDeadline {
-  /** The call fails with DEADLINE_EXCEEDED when the peer shows no progress for this long (ms). */
-  readonly timeoutMs: number;
-  /**
-   * When the peer last showed progress (`performance.now()`), e.g. answered
-   * any key of any batch: the quiet time counts from the later of this and
-   * the call's start. Without it, the call has `timeoutMs` in all.
-   */
-  readonly progress?: (() => number) | undefined;
-  /** Bound on the whole call (ms), also sent as `grpc-timeout`. Default `timeoutMs`. */
-  readonly maxMs?: number | undefined;
-}
+export type { StreamDeadline } from "./call-deadline.js";
 
 /** Called with each response message; its bytes are only valid during the call. */
 export type OnResponseMessage = (message: Uint8Array) => void;
@@ -38,7 +27,8 @@ const STREAM_HEADERS: http2.OutgoingHttpHeaders = {
 
 /**
  * The request headers of a peer's calls with one deadline `maxMs` (sent as
- * `grpc-timeout`) and this node's peer `credentials`: made once, and again
+ * `grpc-timeout`; `undefined`: none, for a long-lived Exchange stream) and
+ * this node's peer `credentials`: made once, and again
  * only when the credentials change (a secret rotation rewrites that object in
  * place), not per call.
  */
@@ -49,7 +39,7 @@ export class StreamHeaders {
   private seenCount = 0;
 
   constructor(
-    private readonly maxMs: number,
+    private readonly maxMs: number | undefined,
     private readonly credentials: Readonly<Record<string, string>> = {},
   ) {}
 
@@ -58,11 +48,16 @@ export class StreamHeaders {
     if (this.made === undefined || this.changed()) {
       this.seen = { ...this.credentials };
       this.seenCount = Object.keys(this.seen).length;
-      this.made = Object.freeze({
-        ...STREAM_HEADERS,
-        ...this.seen,
-        "grpc-timeout": `${Math.max(1, Math.ceil(this.maxMs))}m`,
-      });
+      const maxMs = this.maxMs;
+      this.made = Object.freeze(
+        maxMs === undefined
+          ? { ...STREAM_HEADERS, ...this.seen }
+          : {
+              ...STREAM_HEADERS,
+              ...this.seen,
+              "grpc-timeout": `${Math.max(1, Math.ceil(maxMs))}m`,
+            },
+      );
     }
     return this.made;
   }
@@ -115,19 +110,13 @@ export class ServerStreamCall {
     return new Promise<void>((resolve, reject) => call.start(path, frame, resolve, reject));
   }
 
-  private readonly timeoutMs: number;
-  private readonly progress: (() => number) | undefined;
-  private readonly maxMs: number;
-  private readonly started = performance.now();
   private readonly reader = new EnvelopeReader(MAX_RESPONSE_MESSAGE_BYTES);
   private resolve: (() => void) | undefined;
   private reject: ((error: ConnectError) => void) | undefined;
   private stream: http2.ClientHttp2Stream | undefined;
   private frame: Buffer | undefined;
-  private timer: NodeJS.Timeout | undefined;
+  private timer: CallDeadline | undefined;
   private done = false;
-  /** The deadline passed once and was given one more turn (see {@link expire}). */
-  private graced = false;
   /** The status: the trailers, or response headers that carry `grpc-status` (trailers-only). */
   private trailers: http2.IncomingHttpHeaders | undefined;
   /** The stream's error (a reset or a broken connection); its "close" reports it. */
@@ -135,16 +124,12 @@ export class ServerStreamCall {
 
   private constructor(
     private readonly session: Http2SessionManager,
-    deadline: StreamDeadline,
+    private readonly deadline: StreamDeadline,
     /** Cancels the call; `undefined` for a call only its deadline ends (a replication push). */
     private readonly signal: AbortSignal | undefined,
     private readonly onMessage: OnResponseMessage,
     private readonly headers: Readonly<http2.OutgoingHttpHeaders>,
-  ) {
-    this.timeoutMs = deadline.timeoutMs;
-    this.progress = deadline.progress;
-    this.maxMs = deadline.maxMs ?? deadline.timeoutMs;
-  }
+  ) {}
 
   private start(
     path: string,
@@ -157,7 +142,7 @@ export class ServerStreamCall {
     this.frame = frame;
     // The deadline runs from the call, connecting included, as Connect's does;
     // with `progress`, it runs from the peer's last sign of progress instead.
-    this.timer = setTimeout(this.expire, Math.min(this.timeoutMs, this.maxMs));
+    this.timer = new CallDeadline(this.deadline, this.onExpired);
     this.signal?.addEventListener("abort", this.onAbort, { once: true });
     this.session.request("POST", path, this.headers, {}).then(this.onOpened, this.onUnreachable);
   }
@@ -165,7 +150,7 @@ export class ServerStreamCall {
   private finish(error?: ConnectError): void {
     if (this.done) return;
     this.done = true;
-    clearTimeout(this.timer);
+    this.timer?.stop();
     this.signal?.removeEventListener("abort", this.onAbort);
     const stream = this.stream;
     if (stream !== undefined && !stream.closed) stream.close(NGHTTP2_CANCEL);
@@ -173,29 +158,7 @@ export class ServerStreamCall {
     else this.reject!(error);
   }
 
-  private readonly expire = (): void => {
-    if (this.done) return;
-    const now = performance.now();
-    const left = this.started + this.maxMs - now;
-    const quiet = now - Math.max(this.started, this.progress?.() ?? this.started);
-    if (left <= 0 || quiet >= this.timeoutMs) {
-      if (!this.graced) {
-        // Timers run before I/O in a loop turn: after a busy turn, answers
-        // that came meanwhile are still unread. Read them, then decide.
-        this.graced = true;
-        setImmediate(this.expire);
-        return;
-      }
-      const text =
-        left <= 0
-          ? `no answer within ${this.maxMs} ms`
-          : `no answer from the peer for ${this.timeoutMs} ms`;
-      this.finish(new ConnectError(text, Code.DeadlineExceeded));
-      return;
-    }
-    this.graced = false;
-    this.timer = setTimeout(this.expire, Math.min(this.timeoutMs - quiet, left));
-  };
+  private readonly onExpired = (error: ConnectError): void => this.finish(error);
 
   private readonly onAbort = (): void => this.finish(cancelled(this.signal!));
 
@@ -218,14 +181,9 @@ export class ServerStreamCall {
   };
 
   private readonly onResponse = (head: http2.IncomingHttpHeaders): void => {
-    const status = Number(head[":status"]);
-    if (status !== 200) {
-      this.finish(new ConnectError(`peer answered HTTP ${status}`, codeFromHttpStatus(status)));
-      return;
-    }
-    const type = head["content-type"];
-    if (typeof type !== "string" || !type.startsWith("application/grpc")) {
-      this.finish(new ConnectError(`peer answered content-type ${type}`, Code.Internal));
+    const refused = refusedResponse(head);
+    if (refused !== undefined) {
+      this.finish(refused);
       return;
     }
     if (head["grpc-status"] !== undefined) this.trailers = head;
@@ -261,10 +219,8 @@ export class ServerStreamCall {
       this.finish(closedWithout(this.stream!.rstCode, this.failure));
       return;
     }
-    // Read here rather than with protocol-grpc's findTrailerError: that one
-    // wants web `Headers` and throws on a malformed `grpc-message`.
-    const code = Number(trailers["grpc-status"]);
-    if (code === 0) {
+    const status = statusOf(trailers);
+    if (status === undefined) {
       this.finish(
         this.reader.pendingBytes === 0
           ? undefined
@@ -272,18 +228,47 @@ export class ServerStreamCall {
       );
       return;
     }
-    const text = trailers["grpc-message"];
-    this.finish(
-      new ConnectError(
-        typeof text === "string" ? decodeMessage(text) : `peer answered status ${code}`,
-        Number.isInteger(code) && code > 0 && code <= 16 ? (code as Code) : Code.Unknown,
-      ),
-    );
+    this.finish(status);
   };
 }
 
+/**
+ * The error a response's headers give before any message: not HTTP 200, or
+ * not gRPC; `undefined` when the call goes on.
+ */
+export function refusedResponse(head: http2.IncomingHttpHeaders): ConnectError | undefined {
+  const status = Number(head[":status"]);
+  if (status !== 200) {
+    return new ConnectError(`peer answered HTTP ${status}`, codeFromHttpStatus(status));
+  }
+  const type = head["content-type"];
+  if (typeof type !== "string" || !type.startsWith("application/grpc")) {
+    return new ConnectError(`peer answered content-type ${type}`, Code.Internal);
+  }
+  return undefined;
+}
+
+/**
+ * The error the status in `trailers` (or a trailers-only response's headers)
+ * says, `undefined` for OK. Read here rather than with protocol-grpc's
+ * findTrailerError: that one wants web `Headers` and throws on a malformed
+ * `grpc-message`.
+ */
+export function statusOf(trailers: http2.IncomingHttpHeaders): ConnectError | undefined {
+  const code = Number(trailers["grpc-status"]);
+  if (code === 0) return undefined;
+  const text = trailers["grpc-message"];
+  return new ConnectError(
+    typeof text === "string" ? decodeMessage(text) : `peer answered status ${code}`,
+    Number.isInteger(code) && code > 0 && code <= 16 ? (code as Code) : Code.Unknown,
+  );
+}
+
 /** The error of a call whose stream closed before its status arrived. */
-function closedWithout(rstCode: number | undefined, failure: Error | undefined): ConnectError {
+export function closedWithout(
+  rstCode: number | undefined,
+  failure: Error | undefined,
+): ConnectError {
   // A reset by the peer is reported by its code; a broken connection by its error.
   const reset = (failure as { code?: string } | undefined)?.code === "ERR_HTTP2_STREAM_ERROR";
   if (failure !== undefined && !reset) return unreachable(failure);
@@ -302,12 +287,12 @@ function closedWithout(rstCode: number | undefined, failure: Error | undefined):
 }
 
 /** A failure to reach the peer (connect, session lost) as UNAVAILABLE; a ConnectError as it is. */
-function unreachable(error: unknown): ConnectError {
+export function unreachable(error: unknown): ConnectError {
   if (error instanceof ConnectError) return error;
   return new ConnectError(errorMessage(error), Code.Unavailable, undefined, undefined, error);
 }
 
-function cancelled(signal: AbortSignal): ConnectError {
+export function cancelled(signal: AbortSignal): ConnectError {
   return ConnectError.from(signal.reason, Code.Canceled);
 }
 

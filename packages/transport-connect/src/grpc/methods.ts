@@ -16,3 +16,5 @@ export const CACHE_GET_PATH = methodPath(CacheService.method.get);
 export const PEER_FETCH_MANY_PATH = methodPath(PeerService.method.fetchMany);
 /** `/distcache.peer.v1.PeerService/StoreMany`. */
 export const PEER_STORE_MANY_PATH = methodPath(PeerService.method.storeMany);
+/** `/distcache.peer.v1.PeerService/Exchange`. */
+export const PEER_EXCHANGE_PATH = methodPath(PeerService.method.exchange);

@@ -6,6 +6,8 @@ import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import type { Stamp } from "@distcache/core";
 import { describe, expect, it } from "vitest";
 import {
+  ExchangeRequestSchema,
+  ExchangeResponseSchema,
   FetchManyRequestSchema,
   FetchManyResponseSchema,
   FetchOutcome,
@@ -13,6 +15,15 @@ import {
   StoreManyResponseSchema,
 } from "../gen/distcache/peer/v1/peer_pb.js";
 import { makeSender, toWire } from "../peer-wire.js";
+import {
+  EXCHANGE_FETCH_MANY,
+  EXCHANGE_STORE_MANY,
+  type ExchangeResponseRead,
+  encodeExchangeCancel,
+  encodeExchangeEnd,
+  readExchangeRequest,
+  readExchangeResponse,
+} from "./exchange-codec.js";
 import {
   type DecodedFetchResult,
   decodeFetchManyResponse,
@@ -168,6 +179,159 @@ describe("peer codec: encoders write toBinary's bytes", () => {
     const a = field.of(makeSender("127.0.0.1:1", 1n));
     expect(field.of(makeSender("127.0.0.1:1", 1n))).toBe(a);
     expect(field.of(makeSender("127.0.0.1:1", 2n))).not.toEqual(a);
+  });
+});
+
+describe("peer codec: Exchange messages are toBinary's bytes", () => {
+  const end = (next: () => number) =>
+    next() < 0.4
+      ? undefined
+      : next() < 0.5
+        ? { code: 0, message: "" }
+        : { code: 1 + Math.floor(next() * 16), message: text(next, 30) };
+  const id = (next: () => number) =>
+    next() < 0.2 ? 0xffff_ffff : 1 + Math.floor(next() * 2 ** (1 + Math.floor(next() * 31)));
+
+  it("requests: a FetchMany or StoreMany in a slot, and a cancel", () => {
+    const next = random(11);
+    const senders = new SenderField();
+    for (let round = 0; round < 300; round++) {
+      const sender = makeSender(`127.0.0.1:${Math.floor(next() * 65_536)}`, 3n);
+      const group = text(next, 12);
+      const call = id(next);
+      const keys = Array.from({ length: Math.floor(next() * 5) }, () => text(next, 40));
+      const cacheOnly = next() < 0.5;
+      const fetch = encodeFetchManyRequest(senders.of(sender), group, keys, cacheOnly, {
+        id: call,
+        field: EXCHANGE_FETCH_MANY,
+      });
+      expect(body(fetch)).toEqual(
+        toBinary(
+          ExchangeRequestSchema,
+          create(ExchangeRequestSchema, {
+            id: call,
+            call: { case: "fetchMany", value: { sender, group, keys, cacheOnly } },
+          }),
+        ),
+      );
+      const read = readExchangeRequest(body(fetch));
+      expect([read.id, read.field]).toEqual([call, EXCHANGE_FETCH_MANY]);
+      // Lone surrogates come back as U+FFFD: compare with what fromBinary reads.
+      const reference = fromBinary(FetchManyRequestSchema, read.body);
+      expect(readFetchManyRequest(read.body)).toMatchObject({
+        group: reference.group,
+        keys: reference.keys,
+        cacheOnly,
+      });
+      const items: StoreItemFields[] = Array.from({ length: Math.floor(next() * 4) }, () => ({
+        key: text(next, 20),
+        value: bytes(next, 200),
+        stamp: stamp(next),
+      }));
+      const store = encodeStoreManyRequest(senders.of(sender), group, items, {
+        id: call,
+        field: EXCHANGE_STORE_MANY,
+      });
+      expect(body(store)).toEqual(
+        toBinary(
+          ExchangeRequestSchema,
+          create(ExchangeRequestSchema, {
+            id: call,
+            call: {
+              case: "storeMany",
+              value: {
+                sender,
+                group,
+                items: items.map((i) => ({ key: i.key, data: i.value, stamp: toWire(i.stamp) })),
+              },
+            },
+          }),
+        ),
+      );
+      expect(body(encodeExchangeCancel(call))).toEqual(
+        toBinary(
+          ExchangeRequestSchema,
+          create(ExchangeRequestSchema, { id: call, call: { case: "cancel", value: {} } }),
+        ),
+      );
+    }
+  });
+
+  it("responses: results or a StoreMany answer in a slot, with or without the end, and a bare end", () => {
+    const next = random(12);
+    const read: ExchangeResponseRead = { id: 0, field: 0, body: undefined, end: undefined };
+    for (let round = 0; round < 300; round++) {
+      const call = id(next);
+      const last = end(next);
+      const list = results(next);
+      const fetch = encodeFetchManyResponse(list, {
+        id: call,
+        field: EXCHANGE_FETCH_MANY,
+        end: last,
+      });
+      const expected = create(ExchangeResponseSchema, {
+        id: call,
+        body: {
+          case: "fetchMany",
+          value: { results: list.map((r) => ({ ...r, stamp: toWire(r.stamp) })) },
+        },
+        end: last,
+      });
+      expect(body(fetch)).toEqual(toBinary(ExchangeResponseSchema, expected));
+      readExchangeResponse(body(fetch), read);
+      const sent = fromBinary(ExchangeResponseSchema, body(fetch)).end;
+      expect([read.id, read.field, read.end]).toEqual([
+        call,
+        EXCHANGE_FETCH_MANY,
+        sent === undefined ? undefined : { code: sent.code, message: sent.message },
+      ]);
+      expect(decoded(read.body!)).toEqual(
+        viaFromBinary(
+          toBinary(
+            FetchManyResponseSchema,
+            create(FetchManyResponseSchema, {
+              results: list.map((r) => ({ ...r, stamp: toWire(r.stamp) })),
+            }),
+          ),
+        ),
+      );
+      const ahead = stamp(next);
+      const store = encodeStoreManyResponse(ahead, {
+        id: call,
+        field: EXCHANGE_STORE_MANY,
+        end: last,
+      });
+      expect(body(store)).toEqual(
+        toBinary(
+          ExchangeResponseSchema,
+          create(ExchangeResponseSchema, {
+            id: call,
+            body: { case: "storeMany", value: { ahead: toWire(ahead) } },
+            end: last,
+          }),
+        ),
+      );
+      const only = end(next) ?? { code: 0, message: "" };
+      expect(body(encodeExchangeEnd(call, only))).toEqual(
+        toBinary(ExchangeResponseSchema, create(ExchangeResponseSchema, { id: call, end: only })),
+      );
+    }
+  });
+
+  it("a request that is not one call is INVALID_ARGUMENT", () => {
+    const bad = [
+      new Uint8Array([]), // no id, no call
+      toBinary(ExchangeRequestSchema, create(ExchangeRequestSchema, { id: 5 })), // no call
+      toBinary(
+        ExchangeRequestSchema,
+        create(ExchangeRequestSchema, { call: { case: "cancel", value: {} } }),
+      ), // id 0
+      new Uint8Array([0x08, 0x01, 0x12, 0x05, 0x0a]), // truncated
+      new Uint8Array([0x08, 0x01, 0x22, 0x00, 0x22, 0x00]), // two calls
+    ];
+    for (const message of bad) {
+      expect(() => readExchangeRequest(message)).toThrow(/bad ExchangeRequest/);
+    }
   });
 });
 

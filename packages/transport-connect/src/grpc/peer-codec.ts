@@ -17,6 +17,7 @@ import {
   StoreManyRequestSchema,
 } from "../gen/distcache/peer/v1/peer_pb.js";
 import { ENVELOPE_HEADER_BYTES, envelope } from "./envelope.js";
+import { type ExchangeSlot, slotFrame, writeSlotEnd } from "./exchange-codec.js";
 import { varintSize, writeVarint } from "./varint.js";
 
 // Why by hand: `create`, `toBinary` and `fromBinary` walk each message's
@@ -73,14 +74,30 @@ export class SenderField {
 }
 
 /**
- * `FetchManyRequest { sender, group, keys, cache_only }` in an envelope.
- * `sender` is the encoded field from {@link SenderField}.
+ * A frame for a message of `length` bytes: alone in its envelope, or in
+ * `slot` of an Exchange message; and the offset its bytes start at.
+ */
+function frameFor(length: number, slot: ExchangeSlot | undefined): [Buffer, number] {
+  return slot === undefined ? [envelope(length), ENVELOPE_HEADER_BYTES] : slotFrame(slot, length);
+}
+
+/** Ends a frame from {@link frameFor}: the slot's `end`, if any, after the message. */
+function endFrame(frame: Buffer, at: number, slot: ExchangeSlot | undefined): Buffer {
+  if (slot !== undefined) writeSlotEnd(frame, at, slot);
+  return frame;
+}
+
+/**
+ * `FetchManyRequest { sender, group, keys, cache_only }` in an envelope, or
+ * in `slot` of an ExchangeRequest. `sender` is the encoded field from
+ * {@link SenderField}.
  */
 export function encodeFetchManyRequest(
   sender: Uint8Array,
   group: string,
   keys: readonly string[],
   cacheOnly: boolean,
+  slot?: ExchangeSlot,
 ): Buffer {
   const groupBytes = Buffer.byteLength(group, "utf8");
   const keyBytes = new Array<number>(keys.length);
@@ -90,9 +107,9 @@ export function encodeFetchManyRequest(
     keyBytes[i] = size;
     length += 1 + varintSize(size) + size; // repeated: every element is written, "" too
   }
-  const frame = envelope(length);
-  frame.set(sender, ENVELOPE_HEADER_BYTES);
-  let at = ENVELOPE_HEADER_BYTES + sender.byteLength;
+  const [frame, start] = frameFor(length, slot);
+  frame.set(sender, start);
+  let at = start + sender.byteLength;
   at = writeStringField(frame, at, 2, group, groupBytes);
   for (let i = 0; i < keys.length; i++) {
     frame[at++] = tag(3, LEN);
@@ -101,13 +118,19 @@ export function encodeFetchManyRequest(
   }
   if (cacheOnly) {
     frame[at++] = tag(4, 0);
-    frame[at] = 1;
+    frame[at++] = 1;
   }
-  return frame;
+  return endFrame(frame, at, slot);
 }
 
-/** `FetchManyResponse { results }` in an envelope; values are copied once, into the frame. */
-export function encodeFetchManyResponse(results: readonly FetchResultFields[]): Buffer {
+/**
+ * `FetchManyResponse { results }` in an envelope, or in `slot` of an
+ * ExchangeResponse; values are copied once, into the frame.
+ */
+export function encodeFetchManyResponse(
+  results: readonly FetchResultFields[],
+  slot?: ExchangeSlot,
+): Buffer {
   const bodies = new Array<number>(results.length);
   const errors = new Array<number>(results.length);
   let length = 0;
@@ -125,8 +148,8 @@ export function encodeFetchManyResponse(results: readonly FetchResultFields[]): 
     bodies[i] = body;
     length += 1 + varintSize(body) + body;
   }
-  const frame = envelope(length);
-  let at = ENVELOPE_HEADER_BYTES;
+  const [frame, start] = frameFor(length, slot);
+  let at = start;
   for (let i = 0; i < results.length; i++) {
     const r = results[i]!;
     frame[at++] = tag(1, LEN);
@@ -143,17 +166,18 @@ export function encodeFetchManyResponse(results: readonly FetchResultFields[]): 
     if (r.error !== undefined) at = writeStringField(frame, at, 4, r.error, errors[i]!);
     at = writeStampField(frame, at, 5, r.stamp);
   }
-  return frame;
+  return endFrame(frame, at, slot);
 }
 
 /**
- * `StoreManyRequest { sender, group, items }` in an envelope; each value is
- * copied once, into the frame.
+ * `StoreManyRequest { sender, group, items }` in an envelope, or in `slot` of
+ * an ExchangeRequest; each value is copied once, into the frame.
  */
 export function encodeStoreManyRequest(
   sender: Uint8Array,
   group: string,
   items: readonly StoreItemFields[],
+  slot?: ExchangeSlot,
 ): Buffer {
   const groupBytes = Buffer.byteLength(group, "utf8");
   const keys = new Array<number>(items.length);
@@ -171,9 +195,9 @@ export function encodeStoreManyRequest(
     bodies[i] = body;
     length += 1 + varintSize(body) + body;
   }
-  const frame = envelope(length);
-  frame.set(sender, ENVELOPE_HEADER_BYTES);
-  let at = ENVELOPE_HEADER_BYTES + sender.byteLength;
+  const [frame, start] = frameFor(length, slot);
+  frame.set(sender, start);
+  let at = start + sender.byteLength;
   at = writeStringField(frame, at, 2, group, groupBytes);
   for (let i = 0; i < items.length; i++) {
     const item = items[i]!;
@@ -189,14 +213,16 @@ export function encodeStoreManyRequest(
     }
     at = writeStampField(frame, at, 3, item.stamp);
   }
-  return frame;
+  return endFrame(frame, at, slot);
 }
 
-/** `StoreManyResponse { ahead }` in an envelope (no bytes at all without `ahead`). */
-export function encodeStoreManyResponse(ahead: Stamp | undefined): Buffer {
-  const frame = envelope(stampFieldSize(ahead));
-  writeStampField(frame, ENVELOPE_HEADER_BYTES, 1, ahead);
-  return frame;
+/**
+ * `StoreManyResponse { ahead }` in an envelope (no bytes at all without
+ * `ahead`), or in `slot` of an ExchangeResponse.
+ */
+export function encodeStoreManyResponse(ahead: Stamp | undefined, slot?: ExchangeSlot): Buffer {
+  const [frame, start] = frameFor(stampFieldSize(ahead), slot);
+  return endFrame(frame, writeStampField(frame, start, 1, ahead), slot);
 }
 
 /** One `FetchResult` as {@link decodeFetchManyResponse} reads it; `data` is a view of the message. */

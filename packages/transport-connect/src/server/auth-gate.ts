@@ -62,6 +62,11 @@ export class AuthGate {
     return true;
   }
 
+  /** Why a call with these headers would be refused now, or `undefined` when it would not. */
+  refusal(headers: Headers, session: http2.ServerHttp2Session | undefined): Refusal | undefined {
+    return this.active ? this.check(headers, session) : undefined;
+  }
+
   private check(
     headers: Headers,
     session: http2.ServerHttp2Session | undefined,

@@ -81,7 +81,12 @@ export interface ServerGuardStats extends FairShareStats, StreamWatchStats {
 
 /** Where an admitted stream's {@link StreamRecord} is kept (one property: no lookup per large write). */
 const RECORD = Symbol("distcache.streamRecord");
-type RecordedStream = http2.ServerHttp2Stream & { [RECORD]?: StreamRecord };
+/** The admission ticket of a stream, until its close (or keepOpen) gives it back. */
+const TICKET = Symbol("distcache.admissionTicket");
+type RecordedStream = http2.ServerHttp2Stream & {
+  [RECORD]?: StreamRecord;
+  [TICKET]?: Ticket | undefined;
+};
 
 /**
  * A write of at least this many bytes is counted against `maxBufferedBytes`
@@ -266,6 +271,7 @@ export class ServerGuard {
     let record: StreamRecord | undefined;
     if (refusal === undefined) {
       admitted = ticket as Ticket;
+      (stream as RecordedStream)[TICKET] = admitted;
       if (this.watch.enabled) {
         const stated =
           headers["grpc-timeout"] === undefined && headers["connect-timeout-ms"] === undefined
@@ -284,11 +290,32 @@ export class ServerGuard {
     }
     stream.once("close", () => {
       if (session !== undefined && --session.open === 0) session.idleSince = performance.now();
-      if (admitted !== undefined) this.fair.release(admitted);
+      const held = (stream as RecordedStream)[TICKET];
+      if (held !== undefined) this.fair.release(held);
       if (record !== undefined) this.watch.closed(record);
     });
     if (refusal !== undefined) respondWithError(stream, headers["content-type"], ...refusal);
     return admitted !== undefined;
+  }
+
+  /**
+   * Lets `stream` (admitted by this guard) stay open past
+   * `maxStreamLifetimeMs` with its request side open past
+   * `requestReceiveTimeoutMs`: an authenticated peer's Exchange stream, which
+   * carries calls for as long as the peer has them. Its unread response bytes
+   * stay limited by `responseWriteTimeoutMs` and `maxBufferedBytes`.
+   */
+  keepOpen(stream: http2.ServerHttp2Stream): void {
+    const recorded = stream as RecordedStream;
+    const record = recorded[RECORD];
+    if (record !== undefined) this.watch.keepOpen(record);
+    // The stream is no request in flight: the calls it carries are counted
+    // one by one (chargeKeys), so its admission slot is given back now.
+    const ticket = recorded[TICKET];
+    if (ticket !== undefined) {
+      recorded[TICKET] = undefined;
+      this.fair.release(ticket);
+    }
   }
 
   /**

@@ -30,6 +30,8 @@ export interface PeerRequestCounts {
   invalidate: number;
   /** `Introduce` calls: peers that started and asked how this node knows them. */
   introduce: number;
+  /** `Exchange` streams opened (their calls count as FetchMany and StoreMany calls). */
+  exchanges: number;
   /** Peer requests whose sender saw another membership than this node. */
   membershipMismatches: number;
 }
@@ -45,6 +47,7 @@ export function noPeerRequests(): PeerRequestCounts {
     storeManyItems: 0,
     invalidate: 0,
     introduce: 0,
+    exchanges: 0,
     membershipMismatches: 0,
   };
 }

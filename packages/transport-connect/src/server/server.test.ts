@@ -117,6 +117,7 @@ describe("NodeServer", () => {
       fetchMany: 0,
       fetchManyKeys: 0,
       introduce: 0,
+      exchanges: 0,
       store: 0,
       storeMany: 0,
       storeManyItems: 0,

@@ -10,6 +10,7 @@ import type { ResolvedServerOptions, TlsOptions } from "../options.js";
 import { AuthGate, type Http1Response } from "./auth-gate.js";
 import { registerCacheService } from "./cache-service.js";
 import { ClientTokens } from "./client-tokens.js";
+import { createExchangeFastPath, type ExchangeStream } from "./fast-path/exchange.js";
 import type { FastPath } from "./fast-path/fast-path.js";
 import { createFetchManyFastPath } from "./fast-path/fetch-many.js";
 import { createGetFastPath } from "./fast-path/get.js";
@@ -59,6 +60,8 @@ export class NodeServer {
   /** The pending listen of `server`, while there is one. */
   private starting: Promise<void> | undefined;
   private readonly sessions = new Set<http2.ServerHttp2Session>();
+  /** Peers' Exchange streams open now (fast-path/exchange.ts). */
+  private readonly exchanges = new Set<ExchangeStream>();
 
   /**
    * Peer requests are only served from the members given to
@@ -97,6 +100,13 @@ export class NodeServer {
   /** Replaces the accepted peer secrets (see PeerIdentity.setSecrets). */
   setSecrets(secrets: readonly string[]): void {
     this.identity.setSecrets(secrets);
+    // A long-lived stream was authenticated once, when it opened: one whose
+    // credentials the new secrets no longer accept ends now (its caller opens
+    // a new one with its current credentials).
+    for (const exchange of [...this.exchanges]) {
+      const refusal = this.gate.refusal(exchange.headers, exchange.session);
+      if (refusal !== undefined) exchange.fail(refusal[0], refusal[1]);
+    }
   }
 
   /** Calls refused for want of credentials or permission. */
@@ -158,6 +168,8 @@ export class NodeServer {
     await this.starting?.catch(() => {});
     if (!server.listening) return;
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    // Peers' Exchange streams take no new calls and end once theirs have answered.
+    for (const exchange of this.exchanges) exchange.drain();
     // GOAWAY: clients open no new streams; streams in flight complete.
     for (const session of this.sessions) session.close();
     const timer = setTimeout(() => {
@@ -232,9 +244,15 @@ export class NodeServer {
       const get = createGetFastPath(services, { readMaxBytes });
       const fetchManyOnly = createFetchManyFastPath(services, { readMaxBytes });
       const storeMany = createStoreManyFastPath(services, { readMaxBytes });
-      // The peer fast paths: FetchMany, then StoreMany (replication pushes).
+      const exchange = createExchangeFastPath(
+        services,
+        { readMaxBytes },
+        { keepOpen: (stream) => guard.keepOpen(stream), open: this.exchanges },
+      );
+      // The peer fast paths: FetchMany, then StoreMany (replication pushes),
+      // then Exchange (a peer's long-lived stream of both).
       const fetchMany: FastPath = (stream, headers) =>
-        fetchManyOnly(stream, headers) || storeMany(stream, headers);
+        fetchManyOnly(stream, headers) || storeMany(stream, headers) || exchange(stream, headers);
       if (refuse === undefined) {
         intercept = (stream, headers) =>
           !guard.admit(stream, headers) || get(stream, headers) || fetchMany(stream, headers);

@@ -18,8 +18,17 @@ export interface StreamWatchLimits {
 export interface StreamRecord {
   stream: http2.ServerHttp2Stream | undefined;
   readonly at: number;
-  /** When the stream must be gone (admission + its deadline, or the server maximum). */
-  readonly deadline: number;
+  /**
+   * When the stream must be gone (admission + its deadline, or the server
+   * maximum); never for a long-lived stream (see {@link StreamWatch.keepOpen}).
+   */
+  deadline: number;
+  /**
+   * A long-lived stream (a peer's Exchange): its request side stays open by
+   * design, so neither its lifetime nor the request's arrival is limited.
+   * Its unread response bytes are, as any stream's.
+   */
+  longLived: boolean;
   /** The client address it came from (its response bytes count against it). */
   readonly share: AddressShare | undefined;
   /** Response bytes queued at the last sweep, and since when that amount has not shrunk. */
@@ -106,9 +115,20 @@ export class StreamWatch {
       held: 0,
       stalledSince: now,
       promoted: false,
+      longLived: false,
     };
     this.young.push(record);
     return record;
+  }
+
+  /**
+   * Exempts the stream of `record` from `maxStreamLifetimeMs` and
+   * `requestReceiveTimeoutMs` (an authenticated peer's long-lived stream);
+   * `responseWriteTimeoutMs` and the byte budget still apply.
+   */
+  keepOpen(record: StreamRecord): void {
+    record.longLived = true;
+    record.deadline = NEVER;
   }
 
   /** The stream of `record` closed. */
@@ -158,6 +178,7 @@ export class StreamWatch {
       // whether or not a handler has read the body yet).
       if (
         requestReceiveTimeoutMs > 0 &&
+        !record.longLived &&
         stream.state.remoteClose !== 1 &&
         now - record.at >= requestReceiveTimeoutMs
       ) {
