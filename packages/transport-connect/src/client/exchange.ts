@@ -271,6 +271,9 @@ class ExchangeLine {
 
   private readonly onTrailers = (tail: http2.IncomingHttpHeaders): void => {
     this.trailers = tail;
+    // The peer ended the stream: end this side too, so it closes.
+    const stream = this.stream;
+    if (stream !== undefined && !stream.closed && stream.writable) stream.end();
   };
 
   private readonly onData = (chunk: Buffer): void => {

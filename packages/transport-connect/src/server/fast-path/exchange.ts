@@ -129,7 +129,13 @@ export class ExchangeStream {
     this.reader = new EnvelopeReader(readMaxBytes);
     stream.on("error", ignore);
     stream.on("close", () => this.closed());
-    stream.on("wantTrailers", () => stream.sendTrailers(this.trailers));
+    stream.on("wantTrailers", () => {
+      stream.sendTrailers(this.trailers);
+      // Ended by this side (an error, a drain) while the caller may still be
+      // sending: tell it to stop, once the trailers are on their way (a reset
+      // before them would drop the status).
+      if (!this.callerDone) stopRequestAfterResponse(stream);
+    });
     stream.respond(OK_HEADERS, { waitForTrailers: true });
     stream.on("data", (chunk: Buffer) => this.data(chunk));
     stream.on("end", () => {
@@ -172,8 +178,6 @@ export class ExchangeStream {
     if (stream.destroyed || stream.closed) return;
     this.trailers = statusTrailers(code, message);
     stream.end();
-    // The caller may still be sending calls: tell it to stop.
-    stopRequestAfterResponse(stream);
   }
 
   private data(chunk: Buffer): void {
@@ -375,8 +379,6 @@ export class ExchangeStream {
     const stream = this.stream;
     if (stream.destroyed || stream.closed) return;
     stream.end();
-    // Drained by the server: the caller may still be sending; tell it to stop.
-    if (!this.callerDone) stopRequestAfterResponse(stream);
   }
 
   private closed(): void {
