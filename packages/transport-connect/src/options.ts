@@ -141,7 +141,9 @@ export interface ServerOptions {
    * it states no shorter deadline (`grpc-timeout`, `connect-timeout-ms`; a
    * stated deadline is enforced at it plus 1 s). The stream is then reset
    * (CANCEL); a client sees CANCELED or a reset. Default `60_000`. `0`: no
-   * limit beyond a stated deadline.
+   * limit beyond a stated deadline. A member's `Exchange` stream is exempt
+   * (it carries calls for as long as the member has them; each call has its
+   * own deadline).
    */
   maxStreamLifetimeMs?: number;
   /**
@@ -187,6 +189,7 @@ export interface ServerOptions {
    * Milliseconds after its headers within which a request's body must have
    * fully arrived; a stalled or truncated upload is then reset (CANCEL).
    * Default `10_000`: a whole max-size message at 100 KiB/s. `0`: never.
+   * A member's `Exchange` stream, whose request side stays open, is exempt.
    */
   requestReceiveTimeoutMs?: number;
   /**
