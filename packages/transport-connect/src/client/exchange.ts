@@ -29,6 +29,13 @@ const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR } = http2.constants;
 export const EXCHANGE_IDLE_MS = 30_000;
 /** Most calls open at once on one stream (the server refuses more: fast-path/exchange.ts). */
 const MAX_OPEN_CALLS = 1_024;
+/**
+ * Request bytes queued on a stream (the peer's flow-control window shut)
+ * past which a new call fails at once with UNAVAILABLE instead of queueing
+ * behind them: a peer that stopped reading must not make this node buffer
+ * without bound (its breaker opens on these failures).
+ */
+const MAX_QUEUED_BYTES = 8 << 20;
 
 /**
  * Called with each answer message of a call: `field` says which method's
@@ -152,6 +159,15 @@ class ExchangeLine {
     signal: AbortSignal | undefined,
     onMessage: OnExchangeMessage,
   ): Promise<void> {
+    const queued = this.stream?.writableLength ?? 0;
+    if (queued > MAX_QUEUED_BYTES) {
+      return Promise.reject(
+        new ConnectError(
+          `the peer is not reading its Exchange stream (${queued} bytes queued)`,
+          Code.Unavailable,
+        ),
+      );
+    }
     const id = this.nextId++;
     const bytes = frame(id);
     this.lastCall = performance.now();
