@@ -174,10 +174,12 @@ server.listen(Number(process.argv[1]), "${HOST}", () => console.log("bare respon
 `;
 
 /**
- * Preloaded (-r) into the cluster nodes, measurement only: counts the HTTP/2
- * requests a node sends to its peers (Connect opens its sessions with
- * http2.connect) and prints the count on SIGUSR2. Tells how many Gets became a
- * peer fetch: concurrent gets of one key share one fetch (singleflight).
+ * Preloaded (-r) into the cluster nodes, measurement only: counts the calls a
+ * node makes to its peers — each HTTP/2 request (Connect opens its sessions
+ * with http2.connect), and each message written on a PeerService/Exchange
+ * stream, where a node's FetchMany and StoreMany calls travel — and prints
+ * the count on SIGUSR2. Tells how many Gets became a peer fetch: concurrent
+ * gets of one key share one fetch (singleflight).
  */
 const PEER_COUNTER = `"use strict";
 const http2 = require("node:http2");
@@ -186,7 +188,14 @@ const connect = http2.connect;
 http2.connect = function (...args) {
   const session = connect.apply(this, args);
   const request = session.request;
-  session.request = function (...a) { requests++; return request.apply(this, a); };
+  session.request = function (headers, ...a) {
+    const stream = request.call(this, headers, ...a);
+    if (headers && String(headers[":path"]).endsWith("/Exchange")) {
+      const write = stream.write;
+      stream.write = function (...w) { requests++; return write.apply(this, w); };
+    } else requests++;
+    return stream;
+  };
   return session;
 };
 require("node:module").syncBuiltinESMExports();
@@ -221,6 +230,27 @@ function peerRequests(state, timeoutMs = 2_000) {
     });
     state.child.kill("SIGUSR2");
   });
+}
+
+/**
+ * The loads the `nodes` have logged, once every line they wrote before now
+ * has been read: a node's load line and a Get's answer travel apart (its
+ * stdout pipe, the socket), so a load can be answered before its line is
+ * read. Each node is asked for its counter, whose line follows the node's
+ * earlier lines in the same pipe; then the count must hold still for 150 ms
+ * (at most 3 s), for lines a logger still had queued.
+ */
+async function settledLoads(nodes) {
+  const total = () => nodes.reduce((n, c) => n + c.loads, 0);
+  await Promise.all(nodes.map((node) => peerRequests(node)));
+  let last = total();
+  for (let stable = 0, i = 0; stable < 3 && i < 60; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const now = total();
+    stable = now === last ? stable + 1 : 0;
+    last = now;
+  }
+  return last;
 }
 
 // --- h2load ------------------------------------------------------------------------
@@ -536,7 +566,7 @@ export async function runCluster({
       });
       if (r.failed > 0) problems.push(`goal 2 warm-up: ${r.failed} failed (${r.failures[0]})`);
     }
-    const loadsAfterWarmup = [...localNodes, ...fwdNodes].reduce((n, c) => n + c.loads, 0);
+    const loadsAfterWarmup = await settledLoads([...localNodes, ...fwdNodes]);
 
     // --- measured runs, scenarios back to back per configuration
     for (const { clients, streams, share } of CONFIGS) {
@@ -634,7 +664,7 @@ export async function runCluster({
       goal2.push({ clients, streams, pairs, median: median(pairs.map((p) => p.ratio)) });
     }
     await verify("after");
-    const loadsAtEnd = [...localNodes, ...fwdNodes].reduce((n, c) => n + c.loads, 0);
+    const loadsAtEnd = await settledLoads([...localNodes, ...fwdNodes]);
     if (loadsAtEnd !== loadsAfterWarmup) {
       problems.push(`the getter ran ${loadsAtEnd - loadsAfterWarmup} times during measured runs`);
     }
@@ -752,7 +782,7 @@ export async function runCluster({
       `${version}; ${cfg.requests.toLocaleString("en")} requests per row (1×1 rows: ${Math.round(cfg.requests * CONFIGS[2].share).toLocaleString("en")}) after a ${cfg.warmup.toLocaleString("en")}-request warm-up per server; ` +
         "every server is its own process; 3 nodes per cluster. p50/p99: per-request latency from h2load --log-file " +
         "(includes queueing behind the other streams in flight). Ratio: req/s / the bare responder's req/s in the same configuration " +
-        "(truncated to two decimals). Peer fetches: HTTP/2 requests the entry node sent to peers during the row " +
+        "(truncated to two decimals). Peer fetches: calls the entry node made to peers during the row (HTTP/2 requests, and calls on its Exchange streams) " +
         "(concurrent Gets of one key share one fetch).",
       "",
       table,
@@ -774,7 +804,7 @@ export async function runCluster({
         `). One Node load generator (bench/grpc-load.mjs, in this process) for both rows, round robin over the keys, so the Gets in flight are distinct ` +
         `and every forwarded Get is a key the entry node must ask its owner for; ${cfg.goalRounds} pair${cfg.goalRounds === 1 ? "" : "s"} of ` +
         `${goal2Requests.toLocaleString("en")} Gets per configuration, alternating which goes first. Every answer was checked (found=true, the demo value). ` +
-        "p50/p99: per Get, medians over the pairs. Peer calls: HTTP/2 requests the entry node sent to peers (batches: `FetchMany`).",
+        "p50/p99: per Get, medians over the pairs. Peer calls: calls the entry node made to peers (batches: `FetchMany` on its Exchange streams).",
       "",
       goal2Table,
       "",
