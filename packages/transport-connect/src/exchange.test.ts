@@ -108,6 +108,28 @@ describe("Exchange between nodes", () => {
   });
 });
 
+describe("Exchange and a secret rotation done in order", () => {
+  it("a rotation rolled through in order refuses nothing: the caller's next call opens a stream with its new credentials", async () => {
+    const NEXT = "next-secret-0123456789abcdefgh";
+    const [entry, owner] = await startCluster(2, { peer: { secrets: [SECRET] } });
+    const [first, second] = keysOwnedBy(entry!, owner!, 2);
+    await entry!.client.get({ group: "scores", key: first! });
+    // [old] -> [new, old] on both, then the owner to [new]; no call in between.
+    owner!.pool.setPeerSecrets(NEXT, SECRET);
+    entry!.pool.setPeerSecrets(NEXT, SECRET);
+    owner!.pool.setPeerSecrets(NEXT);
+    const answer = await entry!.client.get({ group: "scores", key: second! });
+    expect(text(answer.data)).toBe(`v${second!.slice(1)}`);
+    const { received, auth } = owner!.pool.stats();
+    expect(auth.peerUnauthenticated).toBe(0);
+    // Served by the owner, on a second stream (the first, authenticated with
+    // the old secret only, was ended by the owner without counting a refusal).
+    expect(received.fetchManyKeys).toBe(2);
+    expect(received.exchanges).toBe(2);
+    expect(entry!.loads).toEqual([]);
+  });
+});
+
 describe("Exchange with grpc-js (the .proto loaded at run time)", () => {
   let closeClient: (() => void) | undefined;
   afterEach(() => closeClient?.());

@@ -62,9 +62,16 @@ export class AuthGate {
     return true;
   }
 
-  /** Why a call with these headers would be refused now, or `undefined` when it would not. */
-  refusal(headers: Headers, session: http2.ServerHttp2Session | undefined): Refusal | undefined {
-    return this.active ? this.check(headers, session) : undefined;
+  /**
+   * Why a peer stream opened with these headers would be refused now (after
+   * a secret rotation), or `undefined`. Not counted as a refused call: the
+   * stream's calls were admitted when it opened.
+   */
+  peerRefusal(
+    headers: Headers,
+    session: http2.ServerHttp2Session | undefined,
+  ): Refusal | undefined {
+    return this.peers.required ? this.peers.admit(headers, session, false) : undefined;
   }
 
   private check(

@@ -100,8 +100,21 @@ export class PeerIdentity {
    * read): UNAUTHENTICATED without valid ones, PERMISSION_DENIED for a caller
    * that proves an address which is not a member (or a certificate of
    * another host). `undefined`: admitted. Only called when {@link required}.
+   * `recount: false` checks an open stream again (after a secret rotation)
+   * without counting a refusal: no call is refused by it.
    */
   admit(
+    headers: http2.IncomingHttpHeaders,
+    session: http2.ServerHttp2Session | undefined,
+    recount = true,
+  ): Refusal | undefined {
+    const before = recount ? undefined : { ...this.counts };
+    const refusal = this.check(headers, session);
+    if (before !== undefined) Object.assign(this.counts, before);
+    return refusal;
+  }
+
+  private check(
     headers: http2.IncomingHttpHeaders,
     session: http2.ServerHttp2Session | undefined,
   ): Refusal | undefined {

@@ -104,7 +104,7 @@ export class NodeServer {
     // credentials the new secrets no longer accept ends now (its caller opens
     // a new one with its current credentials).
     for (const exchange of [...this.exchanges]) {
-      const refusal = this.gate.refusal(exchange.headers, exchange.session);
+      const refusal = this.gate.peerRefusal(exchange.headers, exchange.session);
       if (refusal !== undefined) exchange.fail(refusal[0], refusal[1]);
     }
   }
