@@ -58,7 +58,7 @@ Parts, run in this order (all by default):
   fairness  a good client's Gets/s and p99 alone and beside one slow-read
             attacker (window 0, never reads), as a ratio (target >= 0.8x)
   gc        a Get hit's latency tail at 1x64 with --trace-gc: distcache-node
-            and the bare responder, V8 defaults and a 32 MiB young generation
+            and the bare responder, V8 defaults and --max-semi-space-size=8
             (target p99 <= 10 ms, max <= 25 ms); needs h2load
 
 Flags:
