@@ -99,8 +99,9 @@ interface OpenCall {
 
 /**
  * One Exchange stream. Phases: `open` (calls arrive), `draining` (the caller
- * ended its side: the stream ends with status OK once every open call has
- * answered), `ended` (trailers sent or the stream is gone).
+ * ended its side, or this node is shutting down and refuses new calls: the
+ * stream ends with status OK once every open call has answered), `ended`
+ * (trailers sent or the stream is gone).
  */
 export class ExchangeStream {
   private phase: "open" | "draining" | "ended" = "open";
