@@ -137,7 +137,7 @@ describe("Exchange with grpc-js (the .proto loaded at run time)", () => {
   it("answers each call by id, as FetchMany and StoreMany answer them", async () => {
     const [node] = await startCluster(1);
     const Peer = grpcServiceFromProto(PEER_PROTO, "distcache.peer.v1.PeerService");
-    const { credentials } = await import("@grpc/grpc-js");
+    const { credentials, Metadata } = await import("@grpc/grpc-js");
     const client = new Peer(node!.address, credentials.createInsecure());
     closeClient = () => client.close();
     const sender = { address: node!.address, membership_version: "0" };
@@ -158,7 +158,10 @@ describe("Exchange with grpc-js (the .proto loaded at run time)", () => {
     });
 
     const answers = new Map<number, { rows: ResultRow[]; end?: EndAnswer; store?: unknown }>();
-    const stream = client.Exchange!() as grpc.ClientDuplexStream<unknown, ExchangeAnswer>;
+    // A member names itself; without peer authentication that is all it takes.
+    const metadata = new Metadata();
+    metadata.set("distcache-peer", node!.address);
+    const stream = client.Exchange!(metadata) as grpc.ClientDuplexStream<unknown, ExchangeAnswer>;
     const ended = new Promise<void>((resolve, reject) => {
       stream.on("data", (answer: ExchangeAnswer) => {
         const entry = answers.get(answer.id) ?? { rows: [] };

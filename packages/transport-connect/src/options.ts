@@ -182,6 +182,8 @@ export interface ServerOptions {
    * Milliseconds a session may have no open stream before it is sent GOAWAY;
    * clients reconnect on their next call. Default `120_000` (2 min): above
    * the peer clients' own 1-minute idle close, so peers close theirs first.
+   * A member's `Exchange` stream with no call open for this long is ended
+   * too (its caller ends it after 30 s; this bounds one that does not).
    * `0`: never.
    */
   idleSessionTimeoutMs?: number;

@@ -247,7 +247,11 @@ export class NodeServer {
       const exchange = createExchangeFastPath(
         services,
         { readMaxBytes },
-        { keepOpen: (stream) => guard.keepOpen(stream), open: this.exchanges },
+        {
+          keepOpen: (stream) => guard.keepOpen(stream),
+          open: this.exchanges,
+          idleMs: this.options.idleSessionTimeoutMs,
+        },
       );
       // The peer fast paths: FetchMany, then StoreMany (replication pushes),
       // then Exchange (a peer's long-lived stream of both).

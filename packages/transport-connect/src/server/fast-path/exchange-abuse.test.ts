@@ -151,14 +151,23 @@ class RawExchange {
   /** For each call id, how many messages had been read when it was last sent. */
   private readonly sentAt = new Map<number, number>();
 
-  /** Opens the stream; with `read: false` its answers are never read (flow control stays shut). */
-  constructor(session: http2.ClientHttp2Session, options: { read?: boolean } = {}) {
+  /**
+   * Opens the stream as member `peer` (its `distcache-peer` header; `null`:
+   * none); with `read: false` its answers are never read (flow control stays
+   * shut).
+   */
+  constructor(
+    session: http2.ClientHttp2Session,
+    options: { read?: boolean; peer?: string | null } = {},
+  ) {
+    const peer = options.peer === undefined ? SENDER : options.peer;
     this.stream = session.request(
       {
         ":method": "POST",
         ":path": EXCHANGE_PATH,
         "content-type": "application/grpc",
         te: "trailers",
+        ...(peer === null ? {} : { "distcache-peer": peer }),
       },
       { endStream: false },
     );
@@ -856,6 +865,48 @@ describe("an Exchange caller that never reads its answers", () => {
 });
 
 // ---------------------------------------------------------------------------
+
+describe("who may hold an Exchange stream, and for how long", () => {
+  it("without peer authentication, only a caller naming a member in distcache-peer", async () => {
+    const node = await startNode("exchange-abuse-who", (key) => plain(key));
+    const session = await connect(node);
+    const before = node.server.received.exchanges;
+    for (const peer of [null, "10.9.9.9:1"]) {
+      const outsider = new RawExchange(session, { peer });
+      await outsider.closes();
+      // Trailers-only, before any call is read.
+      expect(outsider.headers?.["grpc-status"]).toBe(String(Code.PermissionDenied));
+      expect(outsider.grpcMessage).toContain("is not a member of this node's cluster");
+    }
+    expect(node.server.received.exchanges).toBe(before);
+    const member = new RawExchange(session);
+    member.send(fetchCall(1, ["Tom"], { group: node.name }));
+    expect((await member.ended(1)).code).toBe(OK);
+    member.end();
+    await member.closes();
+  });
+
+  it("a stream with no call open for idleSessionTimeoutMs is ended with status OK", async () => {
+    const IDLE_MS = 1_000;
+    const node = await startNode("exchange-abuse-idle", (key) => plain(key), {
+      idleSessionTimeoutMs: IDLE_MS,
+    });
+    const session = await connect(node);
+    const exchange = new RawExchange(session);
+    const opened = performance.now();
+    exchange.send(fetchCall(1, ["Tom"], { group: node.name }));
+    expect((await exchange.ended(1)).code).toBe(OK);
+    await within(exchange.closes(), 15_000, "the idle stream's end");
+    expect(performance.now() - opened).toBeGreaterThanOrEqual(IDLE_MS - 50);
+    expect(exchange.grpcStatus).toBe(OK);
+    // The connection is no worse for it: a new stream serves.
+    const next = new RawExchange(session);
+    next.send(fetchCall(1, ["Jack"], { group: node.name }));
+    expect((await next.ended(1)).code).toBe(OK);
+    next.end();
+    await next.closes();
+  });
+});
 
 describe("a draining node", () => {
   it("answers the calls open when close() began, refuses later ones UNAVAILABLE, then ends the stream and closes", async () => {

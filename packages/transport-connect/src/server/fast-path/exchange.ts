@@ -49,6 +49,8 @@ const EXCHANGE_QUEUED_BYTES = 4 << 20;
 
 /** What the Exchange fast path needs from its server. */
 export interface ExchangeHost {
+  /** A stream with no call open for this long (ms) is ended with status OK; `0`: never. */
+  readonly idleMs: number;
   /** Frees the stream from the stream lifetime and request-arrival limits (guard.ts). */
   keepOpen(stream: http2.ServerHttp2Stream): void;
   /** The streams open now: the server ends those whose credentials a secret rotation voided. */
@@ -81,11 +83,31 @@ export function createExchangeFastPath(
       stopRequestAfterResponse(stream);
       return;
     }
+    // Only a member may hold a stream that outlives the stream limits (with
+    // peer authentication the gate has proved the header already; without,
+    // it must at least name a member, as every call's sender must).
+    const header = headers[PEER_HEADER];
+    const peer = typeof header === "string" ? header : "";
+    try {
+      services.identity.checkSender(peer, peer);
+    } catch (error) {
+      const refused = ConnectError.from(error, Code.PermissionDenied);
+      respondWithStatus(stream, refused.code, refused.rawMessage);
+      stopRequestAfterResponse(stream);
+      return;
+    }
     perSession.set(session, open + 1);
     stream.once("close", () => perSession.set(session, (perSession.get(session) ?? 1) - 1));
     host.keepOpen(stream);
     services.received.exchanges++;
-    const exchange = new ExchangeStream(services, readMaxBytes, stream, headers, host.open);
+    const exchange = new ExchangeStream(
+      services,
+      readMaxBytes,
+      stream,
+      headers,
+      host.open,
+      host.idleMs,
+    );
     host.open.add(exchange);
   });
 }
@@ -115,7 +137,12 @@ export class ExchangeStream {
   /** Reading is paused until queued answers are sent. */
   private paused = false;
   private trailers: http2.OutgoingHttpHeaders = OK_TRAILERS;
+  /** Why a call arriving while this node drains the stream is refused (UNAVAILABLE). */
+  private refusal = "";
   private readonly peer: string | undefined;
+  /** When the last call arrived (`performance.now()`), for the idle end. */
+  private lastCall = performance.now();
+  private idleTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly services: ServiceContext,
@@ -124,6 +151,7 @@ export class ExchangeStream {
     /** The stream's request headers: its credentials, checked again when the secrets change. */
     readonly headers: http2.IncomingHttpHeaders,
     private readonly registry: Set<ExchangeStream>,
+    private readonly idleMs = 0,
   ) {
     const peer = headers[PEER_HEADER];
     this.peer = typeof peer === "string" ? peer : undefined;
@@ -150,7 +178,25 @@ export class ExchangeStream {
       this.endIfDone();
     });
     stream.on("drain", () => this.resume());
+    this.armIdle(idleMs);
   }
+
+  /** Checks for idleness in `ms`: a stream with no call open for `idleMs` is ended with status OK. */
+  private armIdle(ms: number): void {
+    if (this.idleMs <= 0) return;
+    this.idleTimer = setTimeout(this.checkIdle, ms);
+    this.idleTimer.unref();
+  }
+
+  private readonly checkIdle = (): void => {
+    if (this.phase !== "open") return;
+    const quiet = performance.now() - this.lastCall;
+    if (this.calls.size > 0 || quiet < this.idleMs) {
+      this.armIdle(Math.max(this.idleMs - quiet, 1_000));
+      return;
+    }
+    this.drain(`the Exchange stream was idle for ${this.idleMs} ms`);
+  };
 
   /** The HTTP/2 session the stream is on (its TLS identity, for the secrets check). */
   get session(): http2.ServerHttp2Session | undefined {
@@ -158,13 +204,15 @@ export class ExchangeStream {
   }
 
   /**
-   * The server is shutting down: calls that arrive from now on are answered
-   * UNAVAILABLE (their caller asks another node), and the stream ends with
-   * status OK once the open calls have answered.
+   * This node ends the stream (it is shutting down, or the stream was idle):
+   * calls that arrive from now on are answered UNAVAILABLE with `why`
+   * (their caller asks another node, or opens a new stream), and the stream
+   * ends with status OK once the open calls have answered.
    */
-  drain(): void {
+  drain(why = "the node is shutting down"): void {
     if (this.phase !== "open") return;
     this.phase = "draining";
+    this.refusal = why;
     this.endIfDone();
   }
 
@@ -200,6 +248,7 @@ export class ExchangeStream {
     end: number,
   ): void {
     if (this.phase === "ended") return;
+    this.lastCall = performance.now();
     if (flags !== 0) {
       this.fail(Code.Internal, `unexpected message flags ${flags}`);
       return;
@@ -223,7 +272,7 @@ export class ExchangeStream {
       return;
     }
     if (this.phase === "draining") {
-      this.endCall(id, Code.Unavailable, "the node is shutting down");
+      this.endCall(id, Code.Unavailable, this.refusal);
       return;
     }
     if (this.calls.size >= MAX_EXCHANGE_CALLS) {
@@ -383,6 +432,7 @@ export class ExchangeStream {
   }
 
   private closed(): void {
+    clearTimeout(this.idleTimer);
     this.registry.delete(this);
     if (this.phase === "ended") return;
     this.phase = "ended";
