@@ -13,6 +13,7 @@ import {
 import { NotFoundError, type PeerValue, RemoteLoadError } from "@distcache/core";
 import { describe, expect, it } from "vitest";
 import { freePort } from "../../../../scripts/lib/ports.mjs";
+import { peerCallHeaders } from "../auth/peer-token.js";
 import { startCluster, text } from "../cluster.test-util.js";
 import {
   FetchManyRequestSchema,
@@ -37,6 +38,8 @@ function peerClientFor(address: string, timeoutMs = 2_000) {
     sender: () => makeSender(address, 0n),
     advance: () => {},
     timeoutMs,
+    // A node's credentials without secrets: the member it speaks for.
+    headers: peerCallHeaders(address, []),
   });
 }
 

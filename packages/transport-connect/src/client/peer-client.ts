@@ -69,7 +69,11 @@ export interface PeerClientContext {
   readonly breaker?: CircuitBreakerOptions | undefined;
   /** How fetches to this peer are batched (tests); defaults otherwise. */
   readonly batching?: FetchBatcherOptions | undefined;
-  /** Headers every call carries: this node's peer credentials (auth/peer-token.ts). */
+  /**
+   * Headers every call carries: this node's peer credentials
+   * (`peerCallHeaders`, auth/peer-token.ts). A peer refuses an Exchange
+   * stream whose `distcache-peer` header names no member.
+   */
   readonly headers?: Readonly<Record<string, string>> | undefined;
   /**
    * TLS to the peer (`https://`): the CA to trust, and this node's
