@@ -27,8 +27,13 @@ const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR } = http2.constants;
 
 /** How long an Exchange stream with no call open stays open before this node ends it (ms). */
 export const EXCHANGE_IDLE_MS = 30_000;
-/** Most calls open at once on one stream (the server refuses more: fast-path/exchange.ts). */
-const MAX_OPEN_CALLS = 1_024;
+/**
+ * Most calls open at once on one stream, the receiver's limit
+ * (fast-path/exchange.ts): a full stream takes no new call and the next one
+ * opens a new stream. The batchers keep far fewer in flight (128 fetched
+ * keys, 4,096 pushes per peer).
+ */
+const MAX_OPEN_CALLS = 8_192;
 /**
  * Request bytes queued on a stream (the peer's flow-control window shut)
  * past which a new call fails at once with UNAVAILABLE instead of queueing

@@ -32,6 +32,7 @@ import {
 } from "../../raw-h2.test-util.js";
 import type { ServiceHost } from "../host.js";
 import { NodeServer } from "../server.js";
+import { MAX_EXCHANGE_CALLS } from "./exchange.js";
 
 const EXCHANGE_PATH = "/distcache.peer.v1.PeerService/Exchange";
 const FETCH_MANY_PATH = "/distcache.peer.v1.PeerService/FetchMany";
@@ -905,6 +906,45 @@ describe("who may hold an Exchange stream, and for how long", () => {
     expect((await next.ended(1)).code).toBe(OK);
     next.end();
     await next.closes();
+  });
+});
+
+describe("calls open on one stream", () => {
+  it(`at most MAX_EXCHANGE_CALLS: one more is answered RESOURCE_EXHAUSTED, and the stream goes on`, async () => {
+    let release: () => void = () => {};
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    // Every call waits on one shared load of "hold" until released.
+    const node = await startNode(
+      "exchange-abuse-calls",
+      async (key) => {
+        if (key === "hold") await held;
+        return plain(key);
+      },
+      { maxRequestsInFlight: 4 * MAX_EXCHANGE_CALLS },
+    );
+    const session = await connect(node);
+    const exchange = new RawExchange(session);
+    for (let id = 1; id <= MAX_EXCHANGE_CALLS; id++) {
+      exchange.send(fetchCall(id, ["hold"], { group: node.name }));
+    }
+    const over = MAX_EXCHANGE_CALLS + 1;
+    exchange.send(fetchCall(over, ["Tom"], { group: node.name }));
+    const refused = await exchange.ended(over, 30_000);
+    expect(refused.code).toBe(Code.ResourceExhausted);
+    expect(refused.message).toBe(
+      `overloaded: ${MAX_EXCHANGE_CALLS} calls already open on this Exchange stream`,
+    );
+    release();
+    // Every held call is answered, and the stream takes calls again.
+    await exchange.ended(MAX_EXCHANGE_CALLS, 30_000);
+    expect(outcomes(exchange.results(1))).toEqual([[FetchOutcome.FOUND, "v:hold"]]);
+    exchange.send(fetchCall(over + 1, ["Tom"], { group: node.name }));
+    expect((await exchange.ended(over + 1)).code).toBe(OK);
+    exchange.end();
+    await exchange.closes();
+    expect(exchange.grpcStatus).toBe(OK);
   });
 });
 

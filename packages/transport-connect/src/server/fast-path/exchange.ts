@@ -38,8 +38,13 @@ import { checkReadMaxBytes, type FastPath, fastPathFor, ignore } from "./fast-pa
 
 /** Most Exchange streams one HTTP/2 connection may hold open (a caller uses one per peer). */
 export const MAX_EXCHANGES_PER_SESSION = 4;
-/** Most calls of one Exchange stream open at once; one more is answered RESOURCE_EXHAUSTED. */
-export const MAX_EXCHANGE_CALLS = 1_024;
+/**
+ * Most calls of one Exchange stream open at once; one more is answered
+ * RESOURCE_EXHAUSTED. Above what a caller's batchers can have in flight
+ * (128 fetched keys and 4,096 pushes per peer): it bounds the records an
+ * open stream keeps, while the in-flight budget bounds the work.
+ */
+export const MAX_EXCHANGE_CALLS = 8_192;
 /**
  * Response bytes queued on one Exchange stream past which it reads no more
  * calls until they are sent: a caller that does not read its answers stops
