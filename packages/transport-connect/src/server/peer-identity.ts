@@ -108,12 +108,15 @@ export class PeerIdentity {
     session: http2.ServerHttp2Session | undefined,
     recount = true,
   ): Refusal | undefined {
-    const before = recount ? undefined : { ...this.counts };
     const refusal = this.check(headers, session);
-    if (before !== undefined) Object.assign(this.counts, before);
+    if (refusal !== undefined && recount) {
+      if (refusal[0] === Code.Unauthenticated) this.counts.peerUnauthenticated++;
+      else this.counts.peerPermissionDenied++;
+    }
     return refusal;
   }
 
+  /** The refusal of a peer call's credentials, uncounted (see {@link admit}). */
   private check(
     headers: http2.IncomingHttpHeaders,
     session: http2.ServerHttp2Session | undefined,
@@ -195,7 +198,6 @@ export class PeerIdentity {
     }
     const mismatch = checkServerIdentity(host, socket.getPeerCertificate());
     if (mismatch !== undefined) {
-      this.counts.peerPermissionDenied++;
       return [
         Code.PermissionDenied,
         `the client certificate does not name the sender's host "${clip(host)}"`,
@@ -206,12 +208,10 @@ export class PeerIdentity {
   }
 
   private unauthenticated(message: string): Refusal {
-    this.counts.peerUnauthenticated++;
     return [Code.Unauthenticated, message];
   }
 
   private notMember(address: string): Refusal {
-    this.counts.peerPermissionDenied++;
     return [
       Code.PermissionDenied,
       `peer "${clip(address)}" is not a member of this node's cluster`,
