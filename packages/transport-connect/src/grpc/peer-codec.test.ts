@@ -36,6 +36,7 @@ import {
   readStoreManyRequest,
   SenderField,
   type StoreItemFields,
+  type StoreManyRequestFields,
 } from "./peer-codec.js";
 
 /** mulberry32: the same cases on every run. */
@@ -433,17 +434,7 @@ function fetchFields(bytes: Uint8Array) {
 }
 
 function storeFields(bytes: Uint8Array) {
-  const r = fromBinary(StoreManyRequestSchema, bytes);
-  const sender = r.sender && {
-    address: r.sender.address,
-    membershipVersion: r.sender.membershipVersion,
-  };
-  const items = r.items.map((i) => ({
-    key: i.key,
-    data: i.data,
-    stamp: i.stamp && { epoch: i.stamp.epoch, seq: i.stamp.seq },
-  }));
-  return { sender, group: r.group, items };
+  return storeShape(fromBinary(StoreManyRequestSchema, bytes));
 }
 
 function plainFetch(bytes: Uint8Array) {
@@ -456,7 +447,11 @@ function plainFetch(bytes: Uint8Array) {
 }
 
 function plainStore(bytes: Uint8Array) {
-  const r = readStoreManyRequest(bytes);
+  return storeShape(readStoreManyRequest(bytes));
+}
+
+/** A StoreManyRequest as plain data, whichever reader read it. */
+function storeShape(r: StoreManyRequestFields) {
   const sender = r.sender && {
     address: r.sender.address,
     membershipVersion: r.sender.membershipVersion,

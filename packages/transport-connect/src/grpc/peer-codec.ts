@@ -369,62 +369,55 @@ export function readStoreManyRequest(message: Uint8Array): StoreManyRequestField
 }
 
 function readFetchManyCanonical(message: Uint8Array): FetchManyRequestFields {
-  const reader = new BinaryReader(message);
-  let sender: { address: string; membershipVersion: bigint } | undefined;
-  let group = "";
   const keys: string[] = [];
   let cacheOnly = false;
-  while (reader.pos < reader.len) {
-    const [field, wire] = reader.tag();
-    switch (field) {
-      case 1:
-        expectWire(wire, WireType.LengthDelimited);
-        sender = readSender(reader, sender);
-        break;
-      case 2:
-        expectWire(wire, WireType.LengthDelimited);
-        group = reader.string(true);
-        break;
-      case 3:
-        expectWire(wire, WireType.LengthDelimited);
-        keys.push(reader.string(true));
-        break;
-      case 4:
-        expectWire(wire, WireType.Varint);
-        cacheOnly = reader.bool();
-        break;
-      default:
-        reader.skip(wire, field);
-    }
-  }
+  const { sender, group } = readRequestCanonical(message, (reader, field, wire) => {
+    if (field === 3) {
+      expectWire(wire, WireType.LengthDelimited);
+      keys.push(reader.string(true));
+    } else if (field === 4) {
+      expectWire(wire, WireType.Varint);
+      cacheOnly = reader.bool();
+    } else return false;
+    return true;
+  });
   return { sender, group, keys, cacheOnly };
 }
 
 function readStoreManyCanonical(message: Uint8Array): StoreManyRequestFields {
+  const items: StoreItemRead[] = [];
+  const { sender, group } = readRequestCanonical(message, (reader, field, wire) => {
+    if (field !== 3) return false;
+    expectWire(wire, WireType.LengthDelimited);
+    items.push(readStoreItem(reader));
+    return true;
+  });
+  return { sender, group, items };
+}
+
+/**
+ * The fields every batched peer request shares, `sender` (1) and `group`
+ * (2), read in the canonical encoding; any other field goes to `other`,
+ * which reads it and returns `true`, or returns `false` to have it skipped.
+ */
+function readRequestCanonical(
+  message: Uint8Array,
+  other: (reader: BinaryReader, field: number, wire: WireType) => boolean,
+): { sender: SenderFields | undefined; group: string } {
   const reader = new BinaryReader(message);
   let sender: { address: string; membershipVersion: bigint } | undefined;
   let group = "";
-  const items: StoreItemRead[] = [];
   while (reader.pos < reader.len) {
     const [field, wire] = reader.tag();
-    switch (field) {
-      case 1:
-        expectWire(wire, WireType.LengthDelimited);
-        sender = readSender(reader, sender);
-        break;
-      case 2:
-        expectWire(wire, WireType.LengthDelimited);
-        group = reader.string(true);
-        break;
-      case 3:
-        expectWire(wire, WireType.LengthDelimited);
-        items.push(readStoreItem(reader));
-        break;
-      default:
-        reader.skip(wire, field);
-    }
+    if (field === 1) {
+      expectWire(wire, WireType.LengthDelimited);
+      sender = readSender(reader, sender);
+    } else if (field === 2) {
+      expectWire(wire, WireType.LengthDelimited);
+      group = reader.string(true);
+    } else if (!other(reader, field, wire)) reader.skip(wire, field);
   }
-  return { sender, group, items };
+  return { sender, group };
 }
 
 function readSender(
