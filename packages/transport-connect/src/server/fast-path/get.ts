@@ -71,6 +71,10 @@ class GetCall {
   private timer: NodeJS.Timeout | undefined;
   /** Only for a miss: aborts the wait in `group.get` when the caller leaves or its deadline passes. */
   private controller: AbortController | undefined;
+  /** This call's stream listeners, taken off when it settles (see {@link GetCall.settle}). */
+  private readonly onData = (chunk: Buffer) => this.data(chunk);
+  private readonly onEnd = () => this.end();
+  private readonly onClose = () => this.closed();
 
   constructor(
     private readonly services: ServiceContext,
@@ -99,8 +103,8 @@ class GetCall {
         return;
       }
     }
-    stream.on("data", (chunk: Buffer) => this.data(chunk));
-    stream.on("end", () => this.end());
+    stream.on("data", this.onData);
+    stream.on("end", this.onEnd);
   }
 
   private data(chunk: Buffer): void {
@@ -240,7 +244,7 @@ class GetCall {
 
   /** Listens for the stream closing before the answer (at most once per call). */
   private watchClose(): void {
-    this.stream.on("close", () => this.closed());
+    this.stream.once("close", this.onClose);
   }
 
   private closed(): void {
@@ -253,6 +257,13 @@ class GetCall {
   private settle(reason: ConnectError | undefined): boolean {
     if (this.done) return false;
     this.done = true;
+    // Node keeps a stream's object until a mark-compact, long after it closed
+    // (scavenges keep it): what its listeners hold would be promoted with it.
+    // Taken off, this call and its request die young (docs/benchmarks.md, "GC").
+    const stream = this.stream;
+    stream.off("data", this.onData);
+    stream.off("end", this.onEnd);
+    stream.off("close", this.onClose);
     this.reader?.clear();
     this.chunks = undefined;
     if (this.timer !== undefined) clearTimeout(this.timer);
