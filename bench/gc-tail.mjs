@@ -1,15 +1,17 @@
 // The gc part of `pnpm bench` (issue 14, "GC out of the tail"): what garbage
 // collection does to a Get hit's latency tail at 1 connection x 64 streams.
 //
-// Contenders, each a fresh child process run with --trace-gc, alternating
+// Contenders, each a fresh child process run with --trace-gc-nvp, alternating
 // within every round: a `distcache-node` (one node, demo rows, a hit of
 // "Tom") and the bare `node:http2` responder of the cluster part (the
 // ceiling, which allocates only what Node's HTTP/2 does), each with the V8
 // defaults and with the young generation capped at 8 MiB per semi-space
 // (`--max-semi-space-size=8`). Per run: a 5,000-Get
 // warm-up, then h2load's measured Gets; reported (medians over the rounds):
-// req/s, p50/p99/max latency (h2load --log-file), scavenges and mark-compacts
-// during the measured Gets, the longest mark-compact pause, and the process's
+// req/s, p50/p99/max latency (h2load --log-file), scavenges during the
+// measured Gets with the bytes they promoted per Get (what outlives them is
+// what a mark-compact must collect later) and their longest pause,
+// mark-compacts and their longest pause, and the process's
 // peak RSS (VmHWM). Target (issue 14): p99 <= 10 ms and max <= 25 ms for the
 // distcache node with the defaults, on an otherwise idle machine.
 //
@@ -44,18 +46,37 @@ function requestFrame() {
   return frame;
 }
 
-/** Counts --trace-gc lines while `counting`; keeps the longest mark-compact pause (ms). */
+/** `name=value` of a --trace-gc-nvp line, as a number (NaN when absent). */
+function nvp(line, name) {
+  const at = line.indexOf(` ${name}=`);
+  return at < 0 ? Number.NaN : Number.parseFloat(line.slice(at + name.length + 2));
+}
+
+/**
+ * Counts --trace-gc-nvp lines while `counting`: scavenges and the bytes they
+ * promote to the old generation, mark-compacts and the longest pause of each kind (ms).
+ */
 function gcCounter() {
-  const counter = { counting: false, scavenges: 0, markCompacts: 0, longestMarkCompactMs: 0 };
+  const counter = {
+    counting: false,
+    scavenges: 0,
+    promotedBytes: 0,
+    longestScavengeMs: 0,
+    markCompacts: 0,
+    longestMarkCompactMs: 0,
+  };
   counter.onLine = (line) => {
     if (!counter.counting) return;
-    if (line.includes(": Scavenge")) counter.scavenges++;
-    else if (line.includes(": Mark-Compact") || line.includes(": Mark-Sweep")) {
+    if (line.includes(" gc=s ")) {
+      counter.scavenges++;
+      counter.promotedBytes += nvp(line, "promoted") || 0;
+      counter.longestScavengeMs = Math.max(counter.longestScavengeMs, nvp(line, "pause") || 0);
+    } else if (line.includes(" gc=mc ")) {
       counter.markCompacts++;
-      // "... MB, 17.75 / 0.01 ms": the pause on the main thread, then the rest.
-      const pause = /MB, (?:pooled: [\d.]+ MB, )?([\d.]+) \/ [\d.]+ ms/.exec(line);
-      if (pause)
-        counter.longestMarkCompactMs = Math.max(counter.longestMarkCompactMs, Number(pause[1]));
+      counter.longestMarkCompactMs = Math.max(
+        counter.longestMarkCompactMs,
+        nvp(line, "pause") || 0,
+      );
     }
   };
   return counter;
@@ -76,8 +97,17 @@ async function runOnce(contender, flags, cfg, reqFile, logFile) {
   const counter = gcCounter();
   const args =
     contender === "bare"
-      ? [...flags, "--trace-gc", "-e", BARE_RESPONDER, String(port)]
-      : [...flags, "--trace-gc", NODE_MAIN, "--no-admin", "--host", HOST, "--port", String(port)];
+      ? [...flags, "--trace-gc-nvp", "-e", BARE_RESPONDER, String(port)]
+      : [
+          ...flags,
+          "--trace-gc-nvp",
+          NODE_MAIN,
+          "--no-admin",
+          "--host",
+          HOST,
+          "--port",
+          String(port),
+        ];
   const child = startChild(contender, args, contender === "bare" ? "serving" : "serving group", {
     onLine: counter.onLine,
     env: BENCH_ENV,
@@ -151,6 +181,8 @@ export async function runGcTail({
       p99: m("p99"),
       max: m("max"),
       scavenges: m("scavenges"),
+      promoted: median(s.map((r) => r.promotedBytes / cfg.requests)),
+      longestScavenge: m("longestScavengeMs"),
       markCompacts: m("markCompacts"),
       longest: m("longestMarkCompactMs"),
       rss: m("rssMiB"),
@@ -162,7 +194,7 @@ export async function runGcTail({
   const markdown = [
     "### GC in the tail: Get hit at 1 connection × 64 streams",
     "",
-    `Node ${process.version}, ${version}; ${cfg.requests.toLocaleString("en-US")} Gets per run after a ${cfg.warmup.toLocaleString("en-US")}-Get warm-up, each run a fresh process with --trace-gc; medians of ${cfg.rounds} rounds (contenders alternating). GC counts are for the measured Gets only.`,
+    `Node ${process.version}, ${version}; ${cfg.requests.toLocaleString("en-US")} Gets per run after a ${cfg.warmup.toLocaleString("en-US")}-Get warm-up, each run a fresh process with --trace-gc-nvp; medians of ${cfg.rounds} rounds (contenders alternating). GC counts and promoted bytes are for the measured Gets only.`,
     `Target for distcache-node with V8 defaults: p99 ≤ ${TARGET.p99} ms and max ≤ ${TARGET.max} ms: ${verdict} (p99 ${fmt(ours.p99, 2)} ms, max ${fmt(ours.max)} ms).`,
     "",
     markdownTable(
@@ -174,6 +206,8 @@ export async function runGcTail({
         "max (median)",
         "max per round",
         "scavenges",
+        "promoted per Get",
+        "longest scavenge",
         "mark-compacts",
         "longest mark-compact",
         "peak RSS",
@@ -186,11 +220,13 @@ export async function runGcTail({
         `${fmt(r.max)} ms`,
         r.maxes,
         fmt(r.scavenges, 0),
+        `${fmt(r.promoted, 0)} B`,
+        `${fmt(r.longestScavenge)} ms`,
         fmt(r.markCompacts, 0),
         `${fmt(r.longest)} ms`,
         `${fmt(r.rss, 0)} MiB`,
       ]),
-      ["l", "r", "r", "r", "r", "r", "r", "r", "r", "r"],
+      ["l", "r", "r", "r", "r", "r", "r", "r", "r", "r", "r", "r"],
     ),
   ].join("\n");
   return { ok: true, markdown, results: rows };
