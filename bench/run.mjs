@@ -3,7 +3,7 @@
 //
 //   node bench/run.mjs            full run (about three minutes: local ~30 s, memory ~10 s, cluster ~60 s, metrics ~60 s)
 //   node bench/run.mjs --quick    a few-second smoke run for CI (also BENCH_QUICK=1)
-//   node bench/run.mjs --only local,memory   only the named parts (local, memory, cluster, fanin, metrics, costs, fairness, gc)
+//   node bench/run.mjs --only local,memory   only the named parts (local, memory, cluster, fanin, metrics, costs, fairness, gc, floor)
 //   node bench/run.mjs --help     the parts and flags (USAGE below); runs nothing
 //
 // Prints the machine and markdown tables on stdout, progress on stderr. Exits 1
@@ -18,6 +18,7 @@ import { runCluster } from "./cluster.mjs";
 import { runCosts } from "./costs.mjs";
 import { runFairnessPart } from "./fairness.mjs";
 import { runFanIn } from "./fanin.mjs";
+import { runForwardFloor } from "./forward-floor.mjs";
 import { runGcTail } from "./gc-tail.mjs";
 import { checksum, gcExposed, machine } from "./harness.mjs";
 import { runLocal } from "./local.mjs";
@@ -35,6 +36,7 @@ const allParts = [
   { name: "costs", run: runCosts },
   { name: "fairness", run: runFairnessPart },
   { name: "gc", run: runGcTail },
+  { name: "floor", run: runForwardFloor },
 ];
 const PART_NAMES = allParts.map((part) => part.name);
 const USAGE = `Usage: node bench/run.mjs [--quick] [--only PART,...] [--help]
@@ -60,6 +62,10 @@ Parts, run in this order (all by default):
   gc        a Get hit's latency tail at 1x64 with --trace-gc: distcache-node
             and the bare responder, V8 defaults and --max-semi-space-size=8
             (target p99 <= 10 ms, max <= 25 ms); needs h2load
+  floor     the floor under a forwarded hit with bare node:http2 and no
+            DistCache code: CPU per request of a one-process hit and of an
+            entry forwarding over one batched HTTP/2 stream to an owner (1x64
+            and serial), as a ratio against the 1.2x target
 
 Flags:
   --quick             a few-second smoke run (CI); numbers not meaningful
