@@ -13,7 +13,10 @@
 // Clusters (3 nodes each, an HTTP source in this process answering after 1 ms):
 //   warm  --replicas 0: "hit" keys are owned by the entry node, "forwarded"
 //         keys by the others; the entry keeps no copy, so every forwarded Get
-//         is a peer fetch to the owner, which answers from its cache.
+//         is a peer fetch to the owner, which answers from its cache. The
+//         "one owner" row forwards only keys of the second node: the Gets in
+//         flight share one peer's batches (as in bench/forward-floor.mjs)
+//         instead of splitting between two.
 //   cold0 --replicas 0, cold2 --replicas 2 (and cold2await: the owner answers
 //         only once its replicas hold the value): each run Gets fresh keys no node
 //         holds through one node, 64 in flight; checked: every key loaded
@@ -56,6 +59,12 @@ const QUICK = { rounds: 1, warmup: 0, requests: 1_000, serial: 100, cold: 200, w
 const SCENARIOS = [
   { id: "hit64", label: "Get hit, key owned by the entry node", cluster: "warm", streams: 64 },
   { id: "fwd64", label: "Get hit, forwarded to the owner", cluster: "warm", streams: 64 },
+  {
+    id: "fwd64one",
+    label: "Get hit, forwarded, every key owned by one other node",
+    cluster: "warm",
+    streams: 64,
+  },
   { id: "hit1", label: "Get hit, key owned by the entry node", cluster: "warm", streams: 1 },
   { id: "fwd1", label: "Get hit, forwarded to the owner", cluster: "warm", streams: 1 },
   { id: "cold0", label: "cold keys, --replicas 0", cluster: "cold0", streams: 64 },
@@ -307,12 +316,14 @@ export async function runCosts({
     // Warm keys: split by owner, then loaded once through the entry node.
     let hitKeys = [];
     let fwdKeys = [];
+    let oneOwnerKeys = [];
     if (clusters.warm !== undefined) {
       const warm = clusters.warm;
       const keys = Array.from({ length: cfg.warmKeys }, (_, i) => `warm-${i}`);
       const owners = await ownersOf(warm.members, keys);
       hitKeys = keys.filter((key) => owners.get(key) === warm.members[0]);
       fwdKeys = keys.filter((key) => owners.get(key) !== warm.members[0]);
+      oneOwnerKeys = keys.filter((key) => owners.get(key) === warm.members[1]);
       const r = await runGrpcLoad({
         port: warm.nodes[0].port,
         group: GROUP,
@@ -358,7 +369,7 @@ export async function runCosts({
       let keys;
       let requests;
       if (which === "warm") {
-        keys = id.startsWith("hit") ? hitKeys : fwdKeys;
+        keys = id.startsWith("hit") ? hitKeys : id === "fwd64one" ? oneOwnerKeys : fwdKeys;
         requests = streams === 1 ? cfg.serial : cfg.requests;
       } else {
         keys = Array.from({ length: cfg.cold }, (_, i) => `${id}-r${round + 1}-${i}`);
@@ -486,7 +497,7 @@ export async function runCosts({
     "",
     table,
     "",
-    `Ratios of CPU per request: forwarded / local hit at 1×64 ${ratio("fwd64", "hit64")}, serial ${ratio("fwd1", "hit1")}; ` +
+    `Ratios of CPU per request: forwarded / local hit at 1×64 ${ratio("fwd64", "hit64")} (one owner ${ratio("fwd64one", "hit64")}), serial ${ratio("fwd1", "hit1")}; ` +
       `cold --replicas 2 / --replicas 0 ${ratio("cold2", "cold0")}, --await-replicas / not ${ratio("cold2await", "cold2")}; DistCache hit / Redis GET at 1×64 ${ratio("hit64", "redis64")}. ` +
       `Load average at the end: ${load} on ${os.cpus().length} cores (other work on the machine slows req/s more than CPU per request). ` +
       `Checked: every Get answered the source's value; every cold key loaded exactly once, on its owner. Costs part took ${seconds.toFixed(1)} s.` +
