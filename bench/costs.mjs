@@ -453,7 +453,8 @@ export async function runCosts({
   const ratio = (a, b) => {
     const x = byId.get(a);
     const y = byId.get(b);
-    return x && y ? `${(x.cpuUs / y.cpuUs).toFixed(2)}×` : "n/a";
+    // A quick run's few requests can finish inside one clock tick: 0 CPU, no ratio.
+    return x && y && y.cpuUs > 0 ? `${(x.cpuUs / y.cpuUs).toFixed(2)}×` : "n/a";
   };
   const table = markdownTable(
     [
