@@ -99,6 +99,7 @@ export class SingleFlight<T> {
 
   private start(key: string, work: Work<T>): Flight<T> {
     const controller = new AbortController();
+    if (this.timeout === 0) return this.startUntimed(key, work, controller);
     let timer: ReturnType<typeof setTimeout> | undefined;
     const run = new Promise<T>((resolve, reject) => {
       if (this.timeout > 0) {
@@ -121,6 +122,42 @@ export class SingleFlight<T> {
         if (timer !== undefined) clearTimeout(timer);
         if (this.flights.get(key) === flight) this.flights.delete(key);
       }),
+      controller,
+      waiters: 0,
+    };
+    // When every waiter has left nobody observes the result: not an unhandled rejection.
+    flight.promise.catch(() => {});
+    this.flights.set(key, flight);
+    return flight;
+  }
+
+  /**
+   * {@link start} without a timeout: the work's own promise, with the key
+   * forgotten as it settles. One promise where the timed call needs a
+   * wrapper and a `finally` (a group's read of a key from its peers runs
+   * here once per miss).
+   */
+  private startUntimed(key: string, work: Work<T>, controller: AbortController): Flight<T> {
+    let result: Promise<T> | T;
+    try {
+      result = work(controller.signal);
+    } catch (error) {
+      result = Promise.reject(error);
+    }
+    const settled = () => {
+      if (this.flights.get(key) === flight) this.flights.delete(key);
+    };
+    const flight: Flight<T> = {
+      promise: Promise.resolve(result).then(
+        (value) => {
+          settled();
+          return value;
+        },
+        (error: unknown) => {
+          settled();
+          throw error;
+        },
+      ),
       controller,
       waiters: 0,
     };

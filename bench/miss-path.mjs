@@ -1,0 +1,77 @@
+// What a forwarded miss costs in JavaScript, with no network: a Group whose
+// keys all belong to a peer client that answers at once, read 64 keys at a
+// time, each Get with an AbortSignal of its own (as the Get fast path asks).
+// It isolates the miss path's own work (group, singleflight, fill tokens,
+// promises and abort listeners), which the cluster benches see only as a
+// share of a forwarded Get (issue 14; docs/benchmarks.md).
+//
+// Standalone: node bench/miss-path.mjs [--rounds N] [OTHER_TREE]
+// With OTHER_TREE (a checkout with built dist/, e.g. a copy of an older
+// commit), runs alternate between this tree and that one, 3 runs each, and
+// print the CPU per miss of each run. No dependencies beyond the built core.
+
+import { spawnSync } from "node:child_process";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const SELF = fileURLToPath(import.meta.url);
+const ROOT = path.resolve(path.dirname(SELF), "..");
+const KEYS = 64;
+const WARMUP_ROUNDS = 3_000;
+
+/** One measured run in this process against the core built in `root`; CPU ns per miss. */
+async function measure(root, rounds) {
+  const { Group } = await import(path.join(root, "packages/core/dist/index.js"));
+  const value = new Uint8Array(16);
+  const owner = {
+    id: "owner",
+    get: () => Promise.resolve({ value }),
+    store: () => Promise.resolve(undefined),
+    remove: () => Promise.resolve({ failed: [] }),
+  };
+  const placement = { owner, replicas: [], selfIsReplica: false };
+  const group = new Group("miss-path", 1 << 20, () => {
+    throw new Error("miss-path: a key was loaded locally; every key belongs to the peer");
+  });
+  group.registerPeers({ placement: () => placement, others: () => [owner] });
+  const keys = Array.from({ length: KEYS }, (_, i) => `k${i}`);
+  // The entry keeps no copy (not a replica), so every round misses every key.
+  const round = () =>
+    Promise.all(keys.map((key) => group.get(key, { signal: new AbortController().signal })));
+  for (let i = 0; i < WARMUP_ROUNDS; i++) await round();
+  const before = process.cpuUsage();
+  for (let i = 0; i < rounds; i++) await round();
+  const cpu = process.cpuUsage(before);
+  if (group.stats().peerLoads < rounds * KEYS) throw new Error("miss-path: Gets did not miss");
+  return ((cpu.user + cpu.system) * 1_000) / (rounds * KEYS);
+}
+
+const args = process.argv.slice(2);
+/** The value after `flag`, or `undefined`. */
+const flagValue = (flag) => (args.includes(flag) ? args[args.indexOf(flag) + 1] : undefined);
+const rounds = Number(flagValue("--rounds") ?? 20_000);
+const child = flagValue("--child");
+const other = args.find((a, i) => !a.startsWith("--") && !args[i - 1]?.startsWith("--"));
+
+if (child !== undefined) {
+  // A child: one run against the tree it was given, its result on stdout.
+  console.log((await measure(child, rounds)).toFixed(0));
+} else {
+  // Each run in a fresh process, so one tree's JIT state does not carry into the other's.
+  const trees = other === undefined ? [ROOT] : [ROOT, path.resolve(other)];
+  const runs = new Map(trees.map((tree) => [tree, []]));
+  for (let pass = 0; pass < 3; pass++) {
+    for (const tree of pass % 2 === 0 ? trees : [...trees].reverse()) {
+      const run = spawnSync(process.execPath, [SELF, "--rounds", String(rounds), "--child", tree], {
+        encoding: "utf8",
+      });
+      if (run.status !== 0) throw new Error(`miss-path run failed:\n${run.stderr}`);
+      runs.get(tree).push(Number(run.stdout.trim()));
+    }
+  }
+  for (const [tree, values] of runs) {
+    console.log(
+      `${tree}: ${values.join(" / ")} ns CPU per forwarded miss (${rounds} × ${KEYS} Gets per run)`,
+    );
+  }
+}
