@@ -8,28 +8,34 @@ export interface FillToken {
 
 /** The fills in flight per key. */
 export class FillTokens {
-  private readonly byKey = new Map<string, Set<FillToken>>();
+  /** One token per key, as nearly always; a set only while a key has several fills at once. */
+  private readonly byKey = new Map<string, FillToken | Set<FillToken>>();
 
   /** A fill of `key` starts; pass the token to {@link FillTokens.end}. */
   begin(key: string): FillToken {
     const token: FillToken = { stale: false };
-    const tokens = this.byKey.get(key);
-    if (tokens === undefined) this.byKey.set(key, new Set([token]));
-    else tokens.add(token);
+    const held = this.byKey.get(key);
+    if (held === undefined) this.byKey.set(key, token);
+    else if (held instanceof Set) held.add(token);
+    else this.byKey.set(key, new Set([held, token]));
     return token;
   }
 
   /** The fill of `token` is over (cached or not). */
   end(key: string, token: FillToken): void {
-    const tokens = this.byKey.get(key);
-    if (tokens === undefined) return;
-    tokens.delete(token);
-    if (tokens.size === 0) this.byKey.delete(key);
+    const held = this.byKey.get(key);
+    if (held === token) this.byKey.delete(key);
+    else if (held instanceof Set) {
+      held.delete(token);
+      if (held.size === 0) this.byKey.delete(key);
+    }
   }
 
   /** `key` was invalidated: every fill of it in flight must not be cached. */
   invalidate(key: string): void {
-    const tokens = this.byKey.get(key);
-    if (tokens !== undefined) for (const token of tokens) token.stale = true;
+    const held = this.byKey.get(key);
+    if (held === undefined) return;
+    if (held instanceof Set) for (const token of held) token.stale = true;
+    else held.stale = true;
   }
 }

@@ -181,19 +181,20 @@ export class Group {
     const local = this.local;
     const placement = local.peers?.placement(key);
     if (placement?.owner !== undefined) {
-      const token = local.fills.begin(key);
+      // Only a replica keeps what it fetched, so only a replica needs a fill token.
+      const token = placement.selfIsReplica ? local.fills.begin(key) : undefined;
       try {
         const remote = await this.fetchFromPeers(key, placement, signal);
         if (remote !== undefined) {
           local.counters.peerLoads++;
           const view = ByteView.adopt(remote.value);
-          if (placement.selfIsReplica && local.admits(key, remote.from, remote.stamp)) {
+          if (token !== undefined && local.admits(key, remote.from, remote.stamp)) {
             local.fill(key, view, token);
           }
           return view;
         }
       } finally {
-        local.fills.end(key, token);
+        if (token !== undefined) local.fills.end(key, token);
       }
       // Neither the owner nor a replica could answer: the last resort is our getter.
     }
