@@ -1,6 +1,7 @@
 // Many waiters on one AbortSignal: one listener, no leak warning, all woken.
 import { getEventListeners } from "node:events";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { unwatchAbort, watchAbort } from "./abort-watch.js";
 import { SingleFlight } from "./singleflight.js";
 
 describe("many calls sharing one AbortSignal", () => {
@@ -63,5 +64,49 @@ describe("many calls sharing one AbortSignal", () => {
     other.abort();
     await onOther;
     expect(otherSettled).toBe(true);
+  });
+});
+
+describe("watchAbort", () => {
+  it("gives a signal one listener for one callback or many, and calls each once on abort", () => {
+    const controller = new AbortController();
+    const { signal } = controller;
+    const called: number[] = [];
+    const callbacks = [0, 1, 2].map((i) => () => called.push(i));
+    watchAbort(signal, callbacks[0]!);
+    expect(getEventListeners(signal, "abort")).toHaveLength(1);
+    watchAbort(signal, callbacks[1]!);
+    watchAbort(signal, callbacks[2]!);
+    expect(getEventListeners(signal, "abort")).toHaveLength(1);
+    unwatchAbort(signal, callbacks[1]!);
+    controller.abort();
+    expect(called).toEqual([0, 2]);
+    expect(getEventListeners(signal, "abort")).toHaveLength(0);
+  });
+
+  it("removes the listener when the last callback is unwatched, alone or after others", () => {
+    const single = new AbortController().signal;
+    const one = () => {};
+    watchAbort(single, one);
+    unwatchAbort(single, () => {}); // not watched: nothing changes
+    expect(getEventListeners(single, "abort")).toHaveLength(1);
+    unwatchAbort(single, one);
+    expect(getEventListeners(single, "abort")).toHaveLength(0);
+
+    const shared = new AbortController().signal;
+    const a = () => {};
+    const b = () => {};
+    watchAbort(shared, a);
+    watchAbort(shared, b);
+    unwatchAbort(shared, a);
+    expect(getEventListeners(shared, "abort")).toHaveLength(1);
+    unwatchAbort(shared, b);
+    expect(getEventListeners(shared, "abort")).toHaveLength(0);
+    // Watched again after all left: a listener again, and it fires.
+    let fired = 0;
+    const controller = new AbortController();
+    watchAbort(controller.signal, () => fired++);
+    controller.abort();
+    expect(fired).toBe(1);
   });
 });

@@ -2,8 +2,11 @@
 // concurrent calls sharing one request signal (the usual request-handler
 // pattern) add no listener each, so Node never warns of a listener leak.
 
+type Callback = () => void;
+
 interface Watched {
-  readonly callbacks: Set<() => void>;
+  /** The one callback, as nearly always (a request's signal, one waiter); a set while several watch. */
+  callbacks: Callback | Set<Callback>;
   readonly onAbort: () => void;
 }
 
@@ -14,27 +17,37 @@ const watched = new WeakMap<AbortSignal, Watched>();
  * called first. The signal gets one listener for all its callbacks; it is
  * removed when the last callback is unwatched. `signal` must not be aborted yet.
  */
-export function watchAbort(signal: AbortSignal, callback: () => void): void {
-  let entry = watched.get(signal);
+export function watchAbort(signal: AbortSignal, callback: Callback): void {
+  const entry = watched.get(signal);
   if (entry === undefined) {
-    const callbacks = new Set<() => void>();
-    const onAbort = () => {
-      watched.delete(signal);
-      for (const each of callbacks) each();
+    const watch: Watched = {
+      callbacks: callback,
+      onAbort: () => {
+        watched.delete(signal);
+        const callbacks = watch.callbacks;
+        if (typeof callbacks === "function") callbacks();
+        else for (const each of callbacks) each();
+      },
     };
-    entry = { callbacks, onAbort };
-    watched.set(signal, entry);
-    signal.addEventListener("abort", onAbort, { once: true });
+    watched.set(signal, watch);
+    signal.addEventListener("abort", watch.onAbort, { once: true });
+  } else if (typeof entry.callbacks === "function") {
+    entry.callbacks = new Set([entry.callbacks, callback]);
+  } else {
+    entry.callbacks.add(callback);
   }
-  entry.callbacks.add(callback);
 }
 
 /** Stops watching `signal` for `callback` (a no-op once it aborted or was unwatched). */
-export function unwatchAbort(signal: AbortSignal, callback: () => void): void {
+export function unwatchAbort(signal: AbortSignal, callback: Callback): void {
   const entry = watched.get(signal);
-  if (entry === undefined || !entry.callbacks.delete(callback)) return;
-  if (entry.callbacks.size === 0) {
-    watched.delete(signal);
-    signal.removeEventListener("abort", entry.onAbort);
+  if (entry === undefined) return;
+  const callbacks = entry.callbacks;
+  if (typeof callbacks === "function") {
+    if (callbacks !== callback) return;
+  } else if (!callbacks.delete(callback) || callbacks.size > 0) {
+    return;
   }
+  watched.delete(signal);
+  signal.removeEventListener("abort", entry.onAbort);
 }
