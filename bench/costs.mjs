@@ -28,7 +28,7 @@
 // (e.g. --node-flags "--cpu-prof --cpu-prof-dir=/tmp/prof" profiles every node).
 
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -42,7 +42,16 @@ import {
 import { freePort, freePorts } from "../scripts/lib/ports.mjs";
 import { sourceValue, startSource } from "./fanin.mjs";
 import { runGrpcLoad } from "./grpc-load.mjs";
-import { formatRate, markdownTable, percentile } from "./harness.mjs";
+import {
+  formatMs,
+  formatRate,
+  formatUs,
+  loadAverage,
+  markdownTable,
+  medianOf,
+  percentile,
+  totalCpuMs,
+} from "./harness.mjs";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const TRANSPORT = path.join(ROOT, "packages/transport-connect/dist/index.js");
@@ -79,30 +88,6 @@ const SCENARIOS = [
   { id: "redis1", label: "Redis GET (ioredis, one connection)", cluster: "redis", streams: 1 },
 ];
 const SCENARIO_IDS = SCENARIOS.map((s) => s.id);
-
-// --- CPU from /proc -----------------------------------------------------------
-
-let ticksPerSecond;
-/** Clock ticks per second of /proc/PID/stat's utime and stime (`getconf CLK_TCK`, usually 100). */
-function clockTicks() {
-  if (ticksPerSecond === undefined) {
-    const out = spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" });
-    const n = Number.parseInt(out.stdout ?? "", 10);
-    ticksPerSecond = Number.isInteger(n) && n > 0 ? n : 100;
-  }
-  return ticksPerSecond;
-}
-
-/** utime+stime of `pid` in milliseconds. */
-function cpuMs(pid) {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  // The command name (field 2) may hold spaces: fields after its ")" are fixed.
-  const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  const ticks = Number(rest[11]) + Number(rest[12]); // fields 14 and 15
-  return (ticks * 1000) / clockTicks();
-}
-
-const totalCpuMs = (pids) => pids.reduce((sum, pid) => sum + cpuMs(pid), 0);
 
 // --- the data source and the nodes ---------------------------------------------
 
@@ -258,23 +243,6 @@ async function redisLoad(client, keys, requests, streams) {
 
 // --- the run --------------------------------------------------------------------
 
-function median(values) {
-  const sorted = [...values].sort((a, b) => a - b);
-  if (sorted.length === 0) return Number.NaN;
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-}
-
-function ms(v) {
-  if (!Number.isFinite(v)) return "n/a";
-  return v >= 100 ? `${v.toFixed(0)} ms` : `${v.toFixed(2)} ms`;
-}
-
-function us(v) {
-  if (!Number.isFinite(v)) return "n/a";
-  return v >= 100 ? `${v.toFixed(0)} µs` : `${v.toFixed(1)} µs`;
-}
-
 /**
  * Runs the cost tables and returns the report.
  *
@@ -419,7 +387,7 @@ export async function runCosts({
         const last = list.at(-1);
         if (last !== undefined) {
           say(
-            `${round < 0 ? "warm-up" : `round ${round + 1}/${cfg.rounds}`} ${scenario.id}: ${formatRate(last.rate)} req/s, ${us(last.cpuUs)} CPU/req, p99 ${ms(last.p99)}`,
+            `${round < 0 ? "warm-up" : `round ${round + 1}/${cfg.rounds}`} ${scenario.id}: ${formatRate(last.rate)} req/s, ${formatUs(last.cpuUs)} CPU/req, p99 ${formatMs(last.p99)}`,
           );
         }
         if (round < 0) list.length = 0;
@@ -441,11 +409,11 @@ export async function runCosts({
         streams: s.streams,
         rounds: list.length,
         requests: list[0].requests,
-        rate: median(list.map((x) => x.rate)),
-        p50: median(list.map((x) => x.p50)),
-        p99: median(list.map((x) => x.p99)),
-        max: median(list.map((x) => x.max)),
-        cpuUs: median(list.map((x) => x.cpuUs)),
+        rate: medianOf(list.map((x) => x.rate)),
+        p50: medianOf(list.map((x) => x.p50)),
+        p99: medianOf(list.map((x) => x.p99)),
+        max: medianOf(list.map((x) => x.max)),
+        cpuUs: medianOf(list.map((x) => x.cpuUs)),
         cpuSamples: list.map((x) => x.cpuUs),
       };
     });
@@ -475,18 +443,15 @@ export async function runCosts({
       `1×${r.streams}`,
       r.requests.toLocaleString("en"),
       formatRate(r.rate),
-      ms(r.p50),
-      ms(r.p99),
-      ms(r.max),
-      us(r.cpuUs),
+      formatMs(r.p50),
+      formatMs(r.p99),
+      formatMs(r.max),
+      formatUs(r.cpuUs),
       r.cpuSamples.map((v) => v.toFixed(0)).join(" "),
     ]),
     ["l", "l", "l", "r", "r", "r", "r", "r", "r", "l"],
   );
-  const load = os
-    .loadavg()
-    .map((v) => v.toFixed(1))
-    .join(", ");
+  const load = loadAverage();
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   const markdown = [
     "### Costs (CPU per request summed over the serving processes)",

@@ -38,8 +38,6 @@
 //
 // Standalone: node bench/forward-floor.mjs [--quick]
 
-import { spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
 import http2 from "node:http2";
 import os from "node:os";
 import path from "node:path";
@@ -47,7 +45,15 @@ import { fileURLToPath } from "node:url";
 import { startChild, stopChild, tail } from "../scripts/lib/node-process.mjs";
 import { sourceValue } from "./fanin.mjs";
 import { runGrpcLoad } from "./grpc-load.mjs";
-import { formatRate, markdownTable } from "./harness.mjs";
+import {
+  formatMs,
+  formatRate,
+  formatUs,
+  loadAverage,
+  markdownTable,
+  medianOf,
+  totalCpuMs,
+} from "./harness.mjs";
 
 const SELF = fileURLToPath(import.meta.url);
 const HOST = "127.0.0.1";
@@ -366,30 +372,6 @@ async function connectOwner(port, pending, stats) {
   return enqueue;
 }
 
-// --- CPU from /proc (as bench/costs.mjs) -------------------------------------------
-
-let ticksPerSecond;
-/** Clock ticks per second of /proc/PID/stat's utime and stime (`getconf CLK_TCK`, usually 100). */
-function clockTicks() {
-  if (ticksPerSecond === undefined) {
-    const out = spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" });
-    const n = Number.parseInt(out.stdout ?? "", 10);
-    ticksPerSecond = Number.isInteger(n) && n > 0 ? n : 100;
-  }
-  return ticksPerSecond;
-}
-
-/** utime+stime of `pid` in milliseconds. */
-function cpuMs(pid) {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  // The command name (field 2) may hold spaces: fields after its ")" are fixed.
-  const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  const ticks = Number(rest[11]) + Number(rest[12]); // fields 14 and 15
-  return (ticks * 1000) / clockTicks();
-}
-
-const totalCpuMs = (pids) => pids.reduce((sum, pid) => sum + cpuMs(pid), 0);
-
 // --- the load side: this process --------------------------------------------------
 
 /** Starts `--serve role` (pushed to `started` first, so a failed start is stopped too). */
@@ -516,23 +498,6 @@ async function runOnce(contender, streams, requests) {
   return sample;
 }
 
-function median(values) {
-  const sorted = [...values].sort((a, b) => a - b);
-  if (sorted.length === 0) return Number.NaN;
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-}
-
-function ms(v) {
-  if (!Number.isFinite(v)) return "n/a";
-  return v >= 100 ? `${v.toFixed(0)} ms` : `${v.toFixed(2)} ms`;
-}
-
-function us(v) {
-  if (!Number.isFinite(v)) return "n/a";
-  return v >= 100 ? `${v.toFixed(0)} µs` : `${v.toFixed(1)} µs`;
-}
-
 const times = (v) => (Number.isFinite(v) ? `${v.toFixed(2)}×` : "n/a");
 
 /**
@@ -570,7 +535,7 @@ export async function runForwardFloor({
           if (r.failed > 0)
             problems.push(`${scenario.id}: ${r.failed} Gets failed (${r.failures[0]})`);
           say(
-            `${round < 0 ? "warm-up" : `round ${round + 1}/${cfg.rounds}`} ${scenario.id}: ${formatRate(r.rate)} req/s, ${us(r.cpuUs)} CPU/req, p99 ${ms(r.p99)}` +
+            `${round < 0 ? "warm-up" : `round ${round + 1}/${cfg.rounds}`} ${scenario.id}: ${formatRate(r.rate)} req/s, ${formatUs(r.cpuUs)} CPU/req, p99 ${formatMs(r.p99)}` +
               (r.keysPerRequest === undefined
                 ? ""
                 : `, ${r.keysPerRequest.toFixed(1)} keys/message`),
@@ -586,7 +551,7 @@ export async function runForwardFloor({
 
   const results = SCENARIOS.map((s) => {
     const list = samples.get(s.id);
-    const m = (key) => median(list.map((x) => x[key]));
+    const m = (key) => medianOf(list.map((x) => x[key]));
     // Paired by round: a slow phase of the machine hits both sides of a ratio.
     const hit = samples.get(`hit${s.streams}`);
     const ratios = s.contender !== "hit" ? list.map((x, r) => x.cpuUs / hit[r].cpuUs) : [];
@@ -598,7 +563,7 @@ export async function runForwardFloor({
       p99: m("p99"),
       cpuUs: m("cpuUs"),
       cpuSamples: list.map((x) => x.cpuUs),
-      ratio: median(ratios),
+      ratio: medianOf(ratios),
       ratioSamples: ratios,
       keysPerRequest: m("keysPerRequest"),
       valuesPerAnswer: m("valuesPerAnswer"),
@@ -621,9 +586,9 @@ export async function runForwardFloor({
       `1×${r.streams}`,
       (r.requests ?? 0).toLocaleString("en"),
       formatRate(r.rate),
-      ms(r.p50),
-      ms(r.p99),
-      us(r.cpuUs),
+      formatMs(r.p50),
+      formatMs(r.p99),
+      formatUs(r.cpuUs),
       r.contender !== "hit" ? times(r.ratio) : "",
     ]),
     ["l", "l", "r", "r", "r", "r", "r", "r"],
@@ -641,10 +606,7 @@ export async function runForwardFloor({
     (straddles
       ? "; the per-round ratios fall on both sides of the target, so the floor sits at it rather than clearly under or over"
       : "");
-  const load = os
-    .loadavg()
-    .map((v) => v.toFixed(1))
-    .join(", ");
+  const load = loadAverage();
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   const markdown = [
     "### Forward floor: bare node:http2, no DistCache code",

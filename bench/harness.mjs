@@ -6,6 +6,8 @@
 // all of them alike; the result is the median of the rounds. Results of the
 // measured loops go into `sink` so the JIT cannot drop the work.
 
+import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import os from "node:os";
 
 /** Accumulates every loop's result; read by {@link checksum} so it stays live. */
@@ -134,4 +136,55 @@ export function percentile(sorted, p) {
   if (sorted.length === 0) return Number.NaN;
   const rank = Math.ceil((p / 100) * sorted.length);
   return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1];
+}
+
+// --- CPU of other processes, from /proc (the cost parts) -------------------------
+
+let ticksPerSecond;
+/** Clock ticks per second of /proc/PID/stat's utime and stime (`getconf CLK_TCK`, usually 100). */
+function clockTicks() {
+  if (ticksPerSecond === undefined) {
+    const out = spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" });
+    const n = Number.parseInt(out.stdout ?? "", 10);
+    ticksPerSecond = Number.isInteger(n) && n > 0 ? n : 100;
+  }
+  return ticksPerSecond;
+}
+
+/** utime+stime of process `pid` (every thread) in milliseconds. */
+export function processCpuMs(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  // The command name (field 2) may hold spaces: fields after its ")" are fixed.
+  const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const ticks = Number(rest[11]) + Number(rest[12]); // fields 14 and 15
+  return (ticks * 1000) / clockTicks();
+}
+
+/** {@link processCpuMs} summed over `pids`. */
+export const totalCpuMs = (pids) => pids.reduce((sum, pid) => sum + processCpuMs(pid), 0);
+
+/** The median of `values` (any order; NaN when empty). */
+export function medianOf(values) {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted.length === 0 ? Number.NaN : median(sorted);
+}
+
+/** A latency in ms for a table cell ("n/a" when not measured). */
+export function formatMs(v) {
+  if (!Number.isFinite(v)) return "n/a";
+  return v >= 100 ? `${v.toFixed(0)} ms` : `${v.toFixed(2)} ms`;
+}
+
+/** A CPU time in µs for a table cell ("n/a" when not measured). */
+export function formatUs(v) {
+  if (!Number.isFinite(v)) return "n/a";
+  return v >= 100 ? `${v.toFixed(0)} µs` : `${v.toFixed(1)} µs`;
+}
+
+/** The 1, 5 and 15 minute load averages, as a report prints them ("1.9, 1.8, 1.8"). */
+export function loadAverage() {
+  return os
+    .loadavg()
+    .map((v) => v.toFixed(1))
+    .join(", ");
 }
