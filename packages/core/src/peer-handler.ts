@@ -36,6 +36,15 @@ export class GroupPeerHandler implements PeerHandler {
       .then((view) => ({ value: ByteView.unwrap(view), stamp }));
   }
 
+  getCached(key: string): PeerValue | undefined {
+    if (typeof key !== "string" || key.length === 0) return undefined;
+    const local = this.local;
+    // Read before the value, as get does.
+    const stamp = local.clock.now();
+    const hit = local.cache.get(key);
+    return hit === undefined ? undefined : { value: ByteView.unwrap(hit), stamp };
+  }
+
   async store(key: string, value: Uint8Array, request: PeerStoreRequest): Promise<PeerStoreResult> {
     requireKey(key);
     const local = this.local;

@@ -262,6 +262,24 @@ describe("a group with peers", () => {
     expect(c.peers.flat().reduce((sum, p) => sum + p.received.get, 0)).toBe(0);
   });
 
+  it("answers a cached key synchronously as get answers it, and nothing for a key it would load", async () => {
+    const c = cluster(3, values);
+    const key = "Tom";
+    const owner = c.groups[c.ownerIndex(key)]!;
+    expect(owner.peerHandler.getCached!(key)).toBeUndefined();
+    expect(owner.peerHandler.getCached!("")).toBeUndefined();
+    await owner.get(key);
+    const loads = c.loads.flat().length;
+    const cached = owner.peerHandler.getCached!(key);
+    const asked = await owner.peerHandler.get(key, { cacheOnly: true });
+    expect(text(cached)).toBe("value:Tom");
+    expect(text(asked)).toBe("value:Tom");
+    // The same stamp: no write was applied between the two reads.
+    expect(cached!.stamp).toBeDefined();
+    expect(asked!.stamp).toEqual(cached!.stamp);
+    expect(c.loads.flat().length).toBe(loads);
+  });
+
   it("refuses a replication push that arrives after a delete it predates", async () => {
     const c = cluster(3, values);
     const key = "Tom";

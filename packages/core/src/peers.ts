@@ -215,6 +215,12 @@ export interface PeerHandler {
    */
   get(key: string, request: PeerGetRequest): Promise<PeerValue | undefined>;
   /**
+   * This node's copy of `key` with its write stamp, as {@link get} answers a
+   * hit, synchronously; `undefined` when nothing is cached (then call
+   * `get`). For a server that answers a batch's hits without a promise per key.
+   */
+  getCached?(key: string): PeerValue | undefined;
+  /**
    * Keeps a copy of `value` (a replication push), or with `replicate` takes a
    * forwarded Set as the owner and copies it to the replicas. A copy older
    * than a write the sender announced is refused (and counted). Voids loads

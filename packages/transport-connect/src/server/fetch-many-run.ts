@@ -47,7 +47,9 @@ export class FetchManyRun {
    * @param signal the signal that aborts the loads this call waits on (the
    *   caller left or its deadline passed). Asked for only when a key loads,
    *   so a call whose keys are all hits makes none.
-   * @param onReady called each time a key's result is queued.
+   * @param onReady called when results are queued, never during this
+   *   constructor: once (in a microtask) for the keys that were hits, then
+   *   once per key as its result settles.
    * @throws ConnectError INVALID_ARGUMENT (no sender, no keys, too many keys,
    *   an empty or oversized key: nothing is served), FAILED_PRECONDITION
    *   (unknown group) or RESOURCE_EXHAUSTED (its keys would pass the
@@ -97,8 +99,22 @@ export class FetchManyRun {
             return signal();
           },
         };
+    const handler = group.peerHandler;
+    let hits = 0;
     for (const [key, index] of first) {
-      group.peerHandler.get(key, asked).then(
+      // A hit is queued at once, with no promise per key: most keys of a batch are hits.
+      const cached = handler.getCached?.(key);
+      if (cached !== undefined) {
+        this.ready.push({
+          index,
+          outcome: FetchOutcome.FOUND,
+          data: cached.value,
+          stamp: cached.stamp,
+        });
+        hits++;
+        continue;
+      }
+      handler.get(key, asked).then(
         (found) => this.found(index, found),
         (error: unknown) =>
           this.settle({
@@ -109,7 +125,12 @@ export class FetchManyRun {
           }),
       );
     }
-    this.unsettled = first.size;
+    this.unsettled = first.size - hits;
+    if (hits > 0) {
+      this.admission?.releaseKeys(hits);
+      // As for a result that settles later: the caller registers this run first.
+      queueMicrotask(onReady);
+    }
   }
 
   /** Results wait to be taken. */

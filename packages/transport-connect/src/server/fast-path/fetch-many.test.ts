@@ -110,6 +110,8 @@ describe("the FetchMany fast path answers as Connect does", () => {
     expect(results(f).map((r) => r.index)).toEqual([0, 1, 2, 3]);
     const cached = await both({ body: envelope(request(["Tom", "nobody"], { cacheOnly: true })) });
     expect(results(cached.fast)).toEqual(results(cached.connect));
+    // Every key counted in flight was given back, hits (answered at once) and loads alike.
+    for (const server of [fast, reference]) expect(server.stats().inFlight).toBe(0);
   });
 
   const valid = envelope(request(["Tom", "Jack"]));
