@@ -99,56 +99,39 @@ export class SingleFlight<T> {
 
   private start(key: string, work: Work<T>): Flight<T> {
     const controller = new AbortController();
-    if (this.timeout === 0) return this.startUntimed(key, work, controller);
     let timer: ReturnType<typeof setTimeout> | undefined;
-    const run = new Promise<T>((resolve, reject) => {
-      if (this.timeout > 0) {
+    let run: Promise<T>;
+    if (this.timeout === 0) {
+      // No timeout: the work's own promise, no wrapper (a group's read of a
+      // key from its peers runs here once per miss).
+      try {
+        run = Promise.resolve(work(controller.signal));
+      } catch (error) {
+        run = Promise.reject(error);
+      }
+    } else {
+      run = new Promise<T>((resolve, reject) => {
         timer = setTimeout(() => {
           const error = new TimeoutError(`call did not settle within ${this.timeout} ms`);
           controller.abort(error);
           reject(error);
         }, this.timeout);
-      }
-      // Settle through then() rather than resolve(promise): resolving with a
-      // promise would lock this one to it, and the timeout could not reject.
-      try {
-        Promise.resolve(work(controller.signal)).then(resolve, reject);
-      } catch (error) {
-        reject(error);
-      }
-    });
-    const flight: Flight<T> = {
-      promise: run.finally(() => {
-        if (timer !== undefined) clearTimeout(timer);
-        if (this.flights.get(key) === flight) this.flights.delete(key);
-      }),
-      controller,
-      waiters: 0,
-    };
-    // When every waiter has left nobody observes the result: not an unhandled rejection.
-    flight.promise.catch(() => {});
-    this.flights.set(key, flight);
-    return flight;
-  }
-
-  /**
-   * {@link start} without a timeout: the work's own promise, with the key
-   * forgotten as it settles. One promise where the timed call needs a
-   * wrapper and a `finally` (a group's read of a key from its peers runs
-   * here once per miss).
-   */
-  private startUntimed(key: string, work: Work<T>, controller: AbortController): Flight<T> {
-    let result: Promise<T> | T;
-    try {
-      result = work(controller.signal);
-    } catch (error) {
-      result = Promise.reject(error);
+        // Settle through then() rather than resolve(promise): resolving with a
+        // promise would lock this one to it, and the timeout could not reject.
+        try {
+          Promise.resolve(work(controller.signal)).then(resolve, reject);
+        } catch (error) {
+          reject(error);
+        }
+      });
     }
+    // The key is forgotten as the call settles, before any waiter hears of it.
     const settled = () => {
+      if (timer !== undefined) clearTimeout(timer);
       if (this.flights.get(key) === flight) this.flights.delete(key);
     };
     const flight: Flight<T> = {
-      promise: Promise.resolve(result).then(
+      promise: run.then(
         (value) => {
           settled();
           return value;
