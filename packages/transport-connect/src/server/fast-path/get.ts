@@ -74,7 +74,8 @@ class GetCall {
   /** This call's stream listeners, taken off when it settles (see {@link GetCall.settle}). */
   private readonly onData = (chunk: Buffer) => this.data(chunk);
   private readonly onEnd = () => this.end();
-  private readonly onClose = () => this.closed();
+  /** Made only when something can be cancelled (see {@link GetCall.watchClose}): not for a plain hit. */
+  private onClose: (() => void) | undefined;
 
   constructor(
     private readonly services: ServiceContext,
@@ -244,6 +245,7 @@ class GetCall {
 
   /** Listens for the stream closing before the answer (at most once per call). */
   private watchClose(): void {
+    this.onClose = () => this.closed();
     this.stream.once("close", this.onClose);
   }
 
@@ -263,7 +265,7 @@ class GetCall {
     const stream = this.stream;
     stream.off("data", this.onData);
     stream.off("end", this.onEnd);
-    stream.off("close", this.onClose);
+    if (this.onClose !== undefined) stream.off("close", this.onClose);
     this.reader?.clear();
     this.chunks = undefined;
     if (this.timer !== undefined) clearTimeout(this.timer);
