@@ -1,6 +1,9 @@
 // What a forwarded miss costs in JavaScript, with no network: a Group whose
 // keys all belong to a peer client that answers at once, read 64 keys at a
-// time, each Get with an AbortSignal of its own (as the Get fast path asks).
+// time, each Get with a cancellation of its own as the Get fast path gives it
+// (a core `Cancel` where the tree has one, else an AbortSignal), and the peer
+// client listening on the Get's cancellation until it answers, as the
+// transport's batcher does.
 // It isolates the miss path's own work (group, singleflight, fill tokens,
 // promises and abort listeners), which the cluster benches see only as a
 // share of a forwarded Get (issue 14; docs/benchmarks.md).
@@ -21,11 +24,23 @@ const WARMUP_ROUNDS = 3_000;
 
 /** One measured run in this process against the core built in `root`; CPU ns per miss. */
 async function measure(root, rounds) {
-  const { Group } = await import(path.join(root, "packages/core/dist/index.js"));
+  const { Cancel, Group } = await import(path.join(root, "packages/core/dist/index.js"));
   const value = new Uint8Array(16);
+  const ignore = () => {};
+  const answer = { value };
   const owner = {
     id: "owner",
-    get: () => Promise.resolve({ value }),
+    get: (_group, _key, options) => {
+      const leave = options.cancel ?? options.signal;
+      if (leave === undefined) return Promise.resolve(answer);
+      if (options.cancel !== undefined) leave.onCancel(ignore);
+      else leave.addEventListener("abort", ignore, { once: true });
+      return Promise.resolve().then(() => {
+        if (options.cancel !== undefined) leave.offCancel(ignore);
+        else leave.removeEventListener("abort", ignore);
+        return answer;
+      });
+    },
     store: () => Promise.resolve(undefined),
     remove: () => Promise.resolve({ failed: [] }),
   };
@@ -36,8 +51,11 @@ async function measure(root, rounds) {
   group.registerPeers({ placement: () => placement, others: () => [owner] });
   const keys = Array.from({ length: KEYS }, (_, i) => `k${i}`);
   // The entry keeps no copy (not a replica), so every round misses every key.
-  const round = () =>
-    Promise.all(keys.map((key) => group.get(key, { signal: new AbortController().signal })));
+  const options =
+    Cancel === undefined
+      ? () => ({ signal: new AbortController().signal })
+      : () => ({ cancel: new Cancel() });
+  const round = () => Promise.all(keys.map((key) => group.get(key, options())));
   for (let i = 0; i < WARMUP_ROUNDS; i++) await round();
   const before = process.cpuUsage();
   for (let i = 0; i < rounds; i++) await round();

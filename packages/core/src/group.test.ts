@@ -1,10 +1,12 @@
 import { getEventListeners } from "node:events";
+import { Cancel } from "@distcache/singleflight";
 import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
 import { ByteView } from "./byteview.js";
 import { InvalidKeyError, NotFoundError } from "./errors.js";
 import { Group } from "./group.js";
 import type { Getter } from "./local-group.js";
+import type { PeerClient, PeerGetOptions, PeerPicker } from "./peers.js";
 import { getGroup, newGroup, removeGroup } from "./registry.js";
 
 const scores: Record<string, string> = { Tom: "630", Jack: "589", Sam: "567" };
@@ -281,5 +283,73 @@ describe("ByteView", () => {
 
   it("refuses what is not bytes or a string", () => {
     expect(() => ByteView.from(5 as unknown as string)).toThrow(TypeError);
+  });
+});
+
+describe("Group.get with a Cancel", () => {
+  /** A peer that never answers and records the options of each Get. */
+  function silentPeer() {
+    const asked: PeerGetOptions[] = [];
+    const peer: PeerClient = {
+      id: "owner",
+      get: (_group, _key, options) => {
+        asked.push(options);
+        return new Promise(() => {});
+      },
+      store: () => Promise.resolve(undefined),
+      remove: () => Promise.resolve({ failed: [] }),
+    };
+    const picker: PeerPicker = {
+      placement: () => ({ owner: peer, replicas: [], selfIsReplica: false }),
+      others: () => [peer],
+    };
+    return { asked, picker };
+  }
+
+  it("a caller's Cancel leaves its wait; the last to leave cancels the peer Get, whose signal is made on read", async () => {
+    const { asked, picker } = silentPeer();
+    const group = new Group("cancel-peer", 1024, () => {
+      throw new Error("not loaded here: the key belongs to the peer");
+    });
+    group.registerPeers(picker);
+    const first = new Cancel();
+    const second = new Cancel();
+    const a = group.get("k", { cancel: first });
+    const b = group.get("k", { cancel: second });
+    await tick();
+    expect(asked).toHaveLength(1);
+    const options = asked[0]!;
+    expect(options.cacheOnly).toBe(false);
+    first.cancel(new Error("client left"));
+    await expect(a).rejects.toThrow("client left");
+    expect(options.cancel?.cancelled).toBe(false);
+    second.cancel(new Error("deadline"));
+    await expect(b).rejects.toThrow("deadline");
+    expect(options.cancel?.cancelled).toBe(true);
+    // A transport that reads `signal` instead gets one, already aborted with the reason.
+    expect(options.signal?.aborted).toBe(true);
+    expect(options.signal?.reason).toMatchObject({ message: "deadline" });
+    expect(group.stats().getErrors).toBe(2);
+  });
+
+  it("a local load's getter gets an AbortSignal that aborts when the only caller's Cancel fires", async () => {
+    let seen: AbortSignal | undefined;
+    const group = new Group("cancel-local", 1024, (_key, { signal }) => {
+      seen = signal;
+      return new Promise<string>(() => {});
+    });
+    const cancel = new Cancel();
+    const get = group.get("k", { cancel });
+    await tick();
+    expect(seen?.aborted).toBe(false);
+    cancel.cancel(new Error("gone"));
+    await expect(get).rejects.toThrow("gone");
+    expect(seen?.aborted).toBe(true);
+  });
+
+  it("refuses signal and cancel together", async () => {
+    const group = new Group("both", 1024, () => "v");
+    const get = group.get("k", { cancel: new Cancel(), signal: new AbortController().signal });
+    await expect(get).rejects.toThrow("give signal or cancel, not both");
   });
 });

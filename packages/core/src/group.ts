@@ -2,6 +2,7 @@
 // stats, and the read path of a miss (owner, then replicas, then this node's
 // getter). What other nodes call is in peer-handler.ts; cluster writes in
 // cluster-writes.ts; this node's cache and loads in local-group.ts.
+import type { Cancel, Leave } from "@distcache/singleflight";
 import { ByteView } from "./byteview.js";
 import { deleteEverywhere, setEverywhere } from "./cluster-writes.js";
 import { InvalidKeyError, NotFoundError, RemoteLoadError, requireKey } from "./errors.js";
@@ -9,13 +10,19 @@ import type { GroupStats } from "./group-stats.js";
 import type { LoadLimiter } from "./load-limiter.js";
 import { type Getter, type GetterResult, type GroupOptions, LocalGroup } from "./local-group.js";
 import { GroupPeerHandler } from "./peer-handler.js";
-import type { PeerHandler, PeerPicker, PeerValue, Placement } from "./peers.js";
+import type { PeerGetOptions, PeerHandler, PeerPicker, PeerValue, Placement } from "./peers.js";
 import { NO_FAILURES, type PropagationResult, type SetResult } from "./propagation.js";
 
 /** Per-call options for {@link Group.get} and friends. */
 export interface GetOptions {
   /** Abandons this caller's wait (e.g. its deadline); a load others share goes on. */
   signal?: AbortSignal;
+  /**
+   * As `signal`, without an AbortController: for servers that cancel many
+   * waits (a {@link Cancel} costs a small object, a signal an EventTarget and
+   * a listener). Only `get` reads it; `get` refuses `signal` and `cancel` together.
+   */
+  cancel?: Cancel;
 }
 
 /**
@@ -69,6 +76,10 @@ export class Group {
    *   own error when the load failed; the signal's reason when aborted.
    */
   get(key: string, options?: GetOptions): Promise<ByteView> {
+    const leave: Leave | undefined = options?.cancel ?? options?.signal;
+    if (options?.cancel !== undefined && options.signal !== undefined) {
+      return Promise.reject(new TypeError("GetOptions: give signal or cancel, not both"));
+    }
     const local = this.local;
     const counters = local.counters;
     counters.gets++;
@@ -88,8 +99,8 @@ export class Group {
     else counters.loads++;
     const loading =
       local.peers === undefined
-        ? flight.do(key, (signal) => local.loadLocally(key, signal), options)
-        : flight.do(key, (signal) => this.load(key, signal), options);
+        ? flight.join(key, (cancel) => local.loadLocally(key, cancel.signal), leave)
+        : flight.join(key, (cancel) => this.load(key, cancel), leave);
     // Counted as each caller's get ends (miss path only): metrics see every get end once.
     return loading.then(
       (view) => {
@@ -177,14 +188,14 @@ export class Group {
   }
 
   /** A miss in a cluster: the owner, then the replicas, then this node's getter. */
-  private async load(key: string, signal: AbortSignal): Promise<ByteView> {
+  private async load(key: string, cancel: Cancel): Promise<ByteView> {
     const local = this.local;
     const placement = local.peers?.placement(key);
     if (placement?.owner !== undefined) {
       // Only a replica keeps what it fetched, so only a replica needs a fill token.
       const token = placement.selfIsReplica ? local.fills.begin(key) : undefined;
       try {
-        const remote = await this.fetchFromPeers(key, placement, signal);
+        const remote = await this.fetchFromPeers(key, placement, cancel);
         if (remote !== undefined) {
           local.counters.peerLoads++;
           const view = ByteView.adopt(remote.value);
@@ -198,34 +209,46 @@ export class Group {
       }
       // Neither the owner nor a replica could answer: the last resort is our getter.
     }
-    return local.load(key, signal);
+    return local.load(key, cancel.signal);
   }
 
   /** Owner first (may load there), then replicas' caches; `undefined` if nobody answered. */
   private async fetchFromPeers(
     key: string,
     placement: Placement,
-    signal: AbortSignal,
+    cancel: Cancel,
   ): Promise<(PeerValue & { from: string }) | undefined> {
     const owner = placement.owner!;
     const counters = this.local.counters;
     try {
-      const value = await owner.get(this.name, key, { cacheOnly: false, signal });
+      const value = await owner.get(this.name, key, new PeerGet(false, cancel));
       if (value !== undefined) return { ...value, from: owner.id };
     } catch (error) {
       if (error instanceof NotFoundError || error instanceof RemoteLoadError) throw error;
-      if (signal.aborted) throw signal.reason;
+      if (cancel.cancelled) throw cancel.reason;
       counters.peerErrors++;
     }
     for (const replica of placement.replicas) {
       try {
-        const value = await replica.get(this.name, key, { cacheOnly: true, signal });
+        const value = await replica.get(this.name, key, new PeerGet(true, cancel));
         if (value !== undefined) return { ...value, from: replica.id };
       } catch {
-        if (signal.aborted) throw signal.reason;
+        if (cancel.cancelled) throw cancel.reason;
         counters.peerErrors++;
       }
     }
     return undefined;
+  }
+}
+
+/** A peer Get's options: `signal` is made from `cancel` only if the transport reads it. */
+class PeerGet implements PeerGetOptions {
+  constructor(
+    readonly cacheOnly: boolean,
+    readonly cancel: Cancel,
+  ) {}
+
+  get signal(): AbortSignal {
+    return this.cancel.signal;
   }
 }

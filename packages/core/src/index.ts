@@ -2,7 +2,8 @@
 // and the peer interfaces a transport implements.
 
 // A load past `loadTimeout` rejects with singleflight's TimeoutError.
-export { TimeoutError } from "@distcache/singleflight";
+// A cheaper cancellation than an AbortSignal for GetOptions and peer Gets.
+export { Cancel, TimeoutError } from "@distcache/singleflight";
 export { ByteView } from "./byteview.js";
 export { InvalidKeyError, NotFoundError, RemoteLoadError } from "./errors.js";
 export { type GetOptions, Group } from "./group.js";

@@ -14,6 +14,7 @@
  * forwards it again.
  */
 
+import type { Cancel } from "@distcache/singleflight";
 import type { PropagationResult } from "./propagation.js";
 import type { Stamp } from "./stamps.js";
 
@@ -31,6 +32,12 @@ export interface PeerCallOptions {
 
 /** Options for {@link PeerClient.get}. */
 export interface PeerGetOptions extends PeerCallOptions {
+  /**
+   * The call's cancellation, when the group passes one: it fires when
+   * `signal` would abort, and `signal` is then made only if read. A transport
+   * that reads `cancel` first spares the miss an AbortController.
+   */
+  cancel?: Cancel;
   /**
    * `false` (asking the owner): the peer answers from its cache or loads with
    * its getter. `true` (asking a replica): the peer answers from its cache

@@ -1,5 +1,8 @@
+export { Cancel } from "./cancel.js";
 export {
+  type CancellableWork,
   type DoOptions,
+  type Leave,
   SingleFlight,
   type SingleFlightOptions,
   TimeoutError,

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { Cancel } from "./cancel.js";
 import { SingleFlight, TimeoutError } from "./singleflight.js";
 
 /** A promise settled from outside, to hold a call in flight as long as a test needs. */
@@ -163,5 +164,102 @@ describe("SingleFlight", () => {
 
   it("validates the timeout", () => {
     expect(() => new SingleFlight({ timeout: -1 })).toThrow(RangeError);
+  });
+});
+
+describe("SingleFlight.join", () => {
+  it("gives the work a Cancel, whose signal is made only if read", async () => {
+    const flight = new SingleFlight<string>();
+    let shared: Cancel | undefined;
+    const value = await flight.join("k", (cancel) => {
+      shared = cancel;
+      return "v";
+    });
+    expect(value).toBe("v");
+    expect(shared).toBeInstanceOf(Cancel);
+    expect(shared?.cancelled).toBe(false);
+  });
+
+  it("a caller's Cancel leaves only its wait; the last to leave cancels the work and frees the key", async () => {
+    const flight = new SingleFlight<string>();
+    let shared: Cancel | undefined;
+    const work = (cancel: Cancel) => {
+      shared = cancel;
+      return new Promise<string>(() => {}); // never settles on its own
+    };
+    const first = new Cancel();
+    const second = new AbortController();
+    const a = flight.join("k", work, first);
+    const b = flight.join("k", work, second.signal); // a signal and a Cancel can share a call
+    first.cancel(new Error("client left"));
+    await expect(a).rejects.toThrow("client left");
+    expect(shared?.cancelled).toBe(false);
+    second.abort(new Error("deadline"));
+    await expect(b).rejects.toThrow("deadline");
+    expect(shared?.cancelled).toBe(true);
+    expect(shared?.reason).toMatchObject({ message: "deadline" });
+    expect(flight.has("k")).toBe(false);
+    expect(await flight.join("k", () => "next")).toBe("next");
+  });
+
+  it("a caller that cannot leave keeps the work running when the others leave", async () => {
+    const flight = new SingleFlight<string>();
+    let resolve!: (value: string) => void;
+    let shared: Cancel | undefined;
+    const leaving = new Cancel();
+    const a = flight.join(
+      "k",
+      (cancel) => {
+        shared = cancel;
+        return new Promise<string>((r) => {
+          resolve = r;
+        });
+      },
+      leaving,
+    );
+    const b = flight.join("k", () => "unused"); // no leave
+    leaving.cancel();
+    await expect(a).rejects.toMatchObject({ name: "AbortError" });
+    expect(shared?.cancelled).toBe(false);
+    resolve("v");
+    expect(await b).toBe("v");
+  });
+
+  it("rejects at once for a Cancel already fired, without starting work", async () => {
+    const flight = new SingleFlight<string>();
+    const gone = new Cancel();
+    gone.cancel(new Error("gone"));
+    let calls = 0;
+    await expect(
+      flight.join(
+        "k",
+        () => {
+          calls++;
+          return "v";
+        },
+        gone,
+      ),
+    ).rejects.toThrow("gone");
+    expect(calls).toBe(0);
+    expect(flight.has("k")).toBe(false);
+  });
+
+  it("takes the caller's callback off its Cancel once the call settles", async () => {
+    const flight = new SingleFlight<string>();
+    const caller = new Cancel();
+    expect(await flight.join("k", () => "v", caller)).toBe("v");
+    // Nothing of the settled call is left on the caller (a private field: no other way to see it).
+    expect((caller as unknown as { callbacks: unknown }).callbacks).toBeUndefined();
+  });
+
+  it("on timeout cancels the work's Cancel with the TimeoutError", async () => {
+    const flight = new SingleFlight<string>({ timeout: 20 });
+    let shared: Cancel | undefined;
+    const call = flight.join("k", (cancel) => {
+      shared = cancel;
+      return new Promise<string>(() => {});
+    });
+    await expect(call).rejects.toBeInstanceOf(TimeoutError);
+    expect(shared?.reason).toBeInstanceOf(TimeoutError);
   });
 });

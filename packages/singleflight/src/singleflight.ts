@@ -2,6 +2,7 @@
 // first caller starts the work, later callers wait on the same promise, and
 // the key is forgotten as soon as the work settles (a deduplicator, not a cache).
 import { unwatchAbort, watchAbort } from "./abort-watch.js";
+import { Cancel } from "./cancel.js";
 
 /** Options for {@link SingleFlight}. */
 export interface SingleFlightOptions {
@@ -29,9 +30,19 @@ export interface DoOptions {
 /** The work a call runs; `signal` aborts when no waiter is left or on timeout. */
 export type Work<T> = (signal: AbortSignal) => Promise<T> | T;
 
+/**
+ * The work a {@link SingleFlight.join} call runs; `cancel` fires when no
+ * waiter is left or on timeout (its `signal` is made only if read).
+ */
+export type CancellableWork<T> = (cancel: Cancel) => Promise<T> | T;
+
+/** How a waiter can leave: an AbortSignal, or a cheaper {@link Cancel}. */
+export type Leave = AbortSignal | Cancel;
+
 interface Flight<T> {
   readonly promise: Promise<T>;
-  readonly controller: AbortController;
+  /** Fires when every waiter that could leave has left, or on timeout. */
+  readonly cancel: Cancel;
   /** Waiters that can still leave; `Infinity` once one that cannot has joined. */
   waiters: number;
 }
@@ -76,16 +87,25 @@ export class SingleFlight<T> {
    * Every caller gets the shared result or error.
    */
   do(key: string, work: Work<T>, options?: DoOptions): Promise<T> {
-    const signal = options?.signal;
-    if (signal?.aborted) return Promise.reject(signal.reason);
+    return this.join(key, (cancel) => work(cancel.signal), options?.signal);
+  }
+
+  /**
+   * As {@link SingleFlight.do}, for callers that pass cancellation as a
+   * {@link Cancel}: `work` gets the call's `Cancel` (no AbortSignal unless it
+   * reads `cancel.signal`), and `leave` (a `Cancel` or an AbortSignal)
+   * abandons this caller's wait only, as `do`'s `signal` does.
+   */
+  join(key: string, work: CancellableWork<T>, leave?: Leave): Promise<T> {
+    if (leave !== undefined && isLeft(leave)) return Promise.reject(leave.reason);
     let flight = this.flights.get(key);
     if (flight === undefined) flight = this.start(key, work);
-    if (signal === undefined) {
+    if (leave === undefined) {
       flight.waiters = Number.POSITIVE_INFINITY;
       return flight.promise;
     }
     flight.waiters++;
-    return this.waitOrLeave(key, flight, signal);
+    return this.waitOrLeave(key, flight, leave);
   }
 
   /**
@@ -97,15 +117,15 @@ export class SingleFlight<T> {
     this.flights.delete(key);
   }
 
-  private start(key: string, work: Work<T>): Flight<T> {
-    const controller = new AbortController();
+  private start(key: string, work: CancellableWork<T>): Flight<T> {
+    const cancel = new Cancel();
     let timer: ReturnType<typeof setTimeout> | undefined;
     let run: Promise<T>;
     if (this.timeout === 0) {
       // No timeout: the work's own promise, no wrapper (a group's read of a
       // key from its peers runs here once per miss).
       try {
-        run = Promise.resolve(work(controller.signal));
+        run = Promise.resolve(work(cancel));
       } catch (error) {
         run = Promise.reject(error);
       }
@@ -113,13 +133,13 @@ export class SingleFlight<T> {
       run = new Promise<T>((resolve, reject) => {
         timer = setTimeout(() => {
           const error = new TimeoutError(`call did not settle within ${this.timeout} ms`);
-          controller.abort(error);
+          cancel.cancel(error);
           reject(error);
         }, this.timeout);
         // Settle through then() rather than resolve(promise): resolving with a
         // promise would lock this one to it, and the timeout could not reject.
         try {
-          Promise.resolve(work(controller.signal)).then(resolve, reject);
+          Promise.resolve(work(cancel)).then(resolve, reject);
         } catch (error) {
           reject(error);
         }
@@ -141,7 +161,7 @@ export class SingleFlight<T> {
           throw error;
         },
       ),
-      controller,
+      cancel,
       waiters: 0,
     };
     // When every waiter has left nobody observes the result: not an unhandled rejection.
@@ -150,28 +170,38 @@ export class SingleFlight<T> {
     return flight;
   }
 
-  private waitOrLeave(key: string, flight: Flight<T>, signal: AbortSignal): Promise<T> {
+  private waitOrLeave(key: string, flight: Flight<T>, leave: Leave): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      const leave = () => {
-        reject(signal.reason);
+      const onLeave = () => {
+        reject(leave.reason);
         flight.waiters--;
         if (flight.waiters === 0) {
           if (this.flights.get(key) === flight) this.flights.delete(key);
-          flight.controller.abort(signal.reason);
+          flight.cancel.cancel(leave.reason);
         }
       };
-      // One listener per signal for all its waiters (abort-watch.ts).
-      watchAbort(signal, leave);
+      // An AbortSignal gets one listener for all its waiters (abort-watch.ts).
+      if (leave instanceof Cancel) leave.onCancel(onLeave);
+      else watchAbort(leave, onLeave);
       flight.promise.then(
         (value) => {
-          unwatchAbort(signal, leave);
+          stopWatching(leave, onLeave);
           resolve(value);
         },
         (error: unknown) => {
-          unwatchAbort(signal, leave);
+          stopWatching(leave, onLeave);
           reject(error);
         },
       );
     });
   }
+}
+
+function isLeft(leave: Leave): boolean {
+  return leave instanceof Cancel ? leave.cancelled : leave.aborted;
+}
+
+function stopWatching(leave: Leave, onLeave: () => void): void {
+  if (leave instanceof Cancel) leave.offCancel(onLeave);
+  else unwatchAbort(leave, onLeave);
 }

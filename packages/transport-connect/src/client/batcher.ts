@@ -1,6 +1,10 @@
 // The generic batcher under the fetch and push batchers: gathers the items
 // added for one peer during an event-loop turn into batches, bounds what is
 // in flight, and settles each caller as its item's result is reported.
+import { Cancel } from "@distcache/core";
+
+/** How a caller of {@link Batcher.add} leaves: an AbortSignal, or a cheaper {@link Cancel}. */
+export type Leave = AbortSignal | Cancel;
 
 /** One batch for a {@link BatchSender}: items of one queue, in the order results are reported. */
 export interface Batch<Item, Result> {
@@ -69,7 +73,7 @@ export interface BatcherStats {
 interface Waiter<Item, Result> {
   readonly item: Item;
   readonly weight: number;
-  readonly signal: AbortSignal | undefined;
+  readonly leave: Leave | undefined;
   readonly resolve: (result: Result) => void;
   readonly reject: (error: unknown) => void;
   /** Its promise is settled (answered, failed, or the caller left). */
@@ -142,11 +146,13 @@ export class Batcher<Item, Result> {
 
   /**
    * Adds `item` to the next batch of `queue` and resolves with its result.
-   * Rejects with `signal.reason` as soon as `signal` aborts, and with
-   * whatever the send function reports for the item.
+   * Rejects with `leave.reason` as soon as `leave` aborts (or is cancelled),
+   * and with whatever the send function reports for the item.
    */
-  add(queue: string, item: Item, signal?: AbortSignal): Promise<Result> {
-    if (signal?.aborted) return Promise.reject(signal.reason);
+  add(queue: string, item: Item, leave?: Leave): Promise<Result> {
+    if (leave !== undefined && (leave instanceof Cancel ? leave.cancelled : leave.aborted)) {
+      return Promise.reject(leave.reason);
+    }
     let target = this.queues.get(queue);
     if (target === undefined) {
       target = { id: queue, waiters: [], weight: 0, live: 0 };
@@ -157,7 +163,7 @@ export class Batcher<Item, Result> {
       const waiter: Waiter<Item, Result> = {
         item,
         weight: this.weight(item),
-        signal,
+        leave,
         resolve,
         reject,
         settled: false,
@@ -165,9 +171,11 @@ export class Batcher<Item, Result> {
         batch: undefined,
         onAbort: undefined,
       };
-      if (signal !== undefined) {
-        waiter.onAbort = () => this.abandon(waiter, into);
-        signal.addEventListener("abort", waiter.onAbort, { once: true });
+      if (leave !== undefined) {
+        const onAbort = () => this.abandon(waiter, into);
+        waiter.onAbort = onAbort;
+        if (leave instanceof Cancel) leave.onCancel(onAbort);
+        else leave.addEventListener("abort", onAbort, { once: true });
       }
       into.waiters.push(waiter);
       into.live++;
@@ -288,10 +296,15 @@ export class Batcher<Item, Result> {
     if (this.queued > 0) this.wake();
   }
 
-  /** Marks `waiter` settled: it no longer listens for its signal or counts as waiting on its batch. */
+  /** Marks `waiter` settled: it no longer listens for its leave or counts as waiting on its batch. */
   private settle(waiter: Waiter<Item, Result>): void {
     waiter.settled = true;
-    if (waiter.onAbort !== undefined) waiter.signal!.removeEventListener("abort", waiter.onAbort);
+    const onAbort = waiter.onAbort;
+    if (onAbort !== undefined) {
+      const leave = waiter.leave!;
+      if (leave instanceof Cancel) leave.offCancel(onAbort);
+      else leave.removeEventListener("abort", onAbort);
+    }
     if (waiter.batch !== undefined) waiter.batch.open--;
   }
 
@@ -300,7 +313,8 @@ export class Batcher<Item, Result> {
     if (waiter.settled) return;
     waiter.settled = true;
     waiter.onAbort = undefined;
-    waiter.reject(waiter.signal!.reason);
+    const reason = waiter.leave!.reason;
+    waiter.reject(reason);
     const sent = waiter.batch;
     if (sent === undefined) {
       // Not sent yet: it is skipped when its queue is next dispatched.
@@ -309,7 +323,7 @@ export class Batcher<Item, Result> {
       this.queued--;
       return;
     }
-    if (--sent.open === 0) sent.controller.abort(waiter.signal!.reason);
+    if (--sent.open === 0) sent.controller.abort(reason);
   }
 }
 

@@ -1,6 +1,6 @@
 // FetchBatcher (and the generic Batcher under it): batch boundaries, room in
 // flight, callers leaving, and how a batch's end settles what it left open.
-import { NotFoundError, type PeerValue } from "@distcache/core";
+import { Cancel, NotFoundError, type PeerValue } from "@distcache/core";
 import { describe, expect, it } from "vitest";
 import { text } from "../cluster.test-util.js";
 import { type FetchBatch, FetchBatcher } from "./fetch-batcher.js";
@@ -148,6 +148,34 @@ describe("FetchBatcher", () => {
     await sleep(0);
     expect(waits.map((w) => w.settled)).toEqual([true, true, true]);
     expect(waits[1]!.value).toEqual(value("B"));
+  });
+
+  it("takes a Cancel as a caller's leave, as a signal: alone it leaves, with the last it aborts the batch", async () => {
+    const { batcher, batches, flush } = harness();
+    const first = new Cancel();
+    const second = new AbortController();
+    const answered = new Cancel();
+    const waits = [
+      outcome(batcher.fetch("g", "a", false, first)),
+      outcome(batcher.fetch("g", "b", false, second.signal)),
+      outcome(batcher.fetch("g", "c", false, answered)),
+    ];
+    flush();
+    const { batch } = batches[0]!;
+    batch.resolve(2, value("C"));
+    // An answered caller keeps no callback on its Cancel (a private field: no other way to see it).
+    expect((answered as unknown as { callbacks: unknown }).callbacks).toBeUndefined();
+    first.cancel(new Error("a left"));
+    expect(batch.signal.aborted).toBe(false);
+    second.abort(new Error("b left"));
+    expect(batch.signal.aborted).toBe(true);
+    await sleep(0);
+    expect(String(waits[0]!.error)).toBe("Error: a left");
+    expect(String(waits[1]!.error)).toBe("Error: b left");
+    expect(waits[2]!.value).toEqual(value("C"));
+    const gone = new Cancel();
+    gone.cancel(new Error("already"));
+    await expect(batcher.fetch("g", "x", false, gone)).rejects.toThrow("already");
   });
 
   it("does not send a key whose caller left before the flush, nor an empty batch", async () => {

@@ -2,7 +2,7 @@
 // event-loop turn, per group and `cacheOnly`, leave as one batch (one
 // `FetchMany`; see peer-client.ts).
 import type { PeerValue } from "@distcache/core";
-import { Batcher } from "./batcher.js";
+import { Batcher, type Leave } from "./batcher.js";
 
 /** Default most keys in one fetch batch. */
 export const DEFAULT_MAX_BATCH_KEYS = 128;
@@ -64,6 +64,8 @@ export interface FetchBatcherStats {
  */
 export class FetchBatcher {
   private readonly batcher: Batcher<string, PeerValue | undefined>;
+  /** Each group's two queue ids (see {@link ONE}). */
+  private readonly queueIds = new Map<string, readonly [string, string]>();
 
   constructor(send: SendBatch, options: FetchBatcherOptions = {}) {
     this.batcher = new Batcher<string, PeerValue | undefined>(
@@ -90,16 +92,22 @@ export class FetchBatcher {
 
   /**
    * The value of `key` in `group`, fetched in the next batch for that group.
-   * Rejects with `signal.reason` as soon as `signal` aborts, and with
+   * Rejects with `leave.reason` as soon as `leave` fires, and with
    * whatever the send function reports for the key.
    */
   fetch(
     group: string,
     key: string,
     cacheOnly: boolean,
-    signal?: AbortSignal,
+    leave?: Leave,
   ): Promise<PeerValue | undefined> {
-    return this.batcher.add(cacheOnly ? `1${group}` : `0${group}`, key, signal);
+    let ids = this.queueIds.get(group);
+    if (ids === undefined) {
+      // Made once per group: a fresh `1${group}` per call would be hashed per call.
+      ids = [`0${group}`, `1${group}`];
+      if (this.queueIds.size < MAX_QUEUE_IDS) this.queueIds.set(group, ids);
+    }
+    return this.batcher.add(ids[cacheOnly ? 1 : 0], key, leave);
   }
 
   /** A snapshot of the counters. */
@@ -108,6 +116,9 @@ export class FetchBatcher {
     return { batches, keys: items, queued, inFlight };
   }
 }
+
+/** Groups whose queue ids are kept; past it (groups are few) ids are made per call. */
+const MAX_QUEUE_IDS = 1_024;
 
 /** The queue of a cache-only ask starts with "1", of an owner's ask with "0". */
 const ONE = "1".charCodeAt(0);

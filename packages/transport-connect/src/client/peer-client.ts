@@ -196,7 +196,8 @@ export class ConnectPeerClient implements PeerClient {
   }
 
   get(group: string, key: string, options: PeerGetOptions): Promise<PeerValue | undefined> {
-    return this.batcher.fetch(group, key, options.cacheOnly, options.signal);
+    // `cancel` first: reading `signal` would make an AbortController for it.
+    return this.batcher.fetch(group, key, options.cacheOnly, options.cancel ?? options.signal);
   }
 
   async store(

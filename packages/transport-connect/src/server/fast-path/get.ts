@@ -6,7 +6,7 @@ import type * as http2 from "node:http2";
 import { fromBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { ByteView, Group } from "@distcache/core";
-import { LoadsOverloadedError } from "@distcache/core";
+import { Cancel, LoadsOverloadedError } from "@distcache/core";
 import { errorMessage } from "../../error-message.js";
 import { GetRequestSchema } from "../../gen/distcache/cache_pb.js";
 import { EnvelopeReader, FLAG_COMPRESSED } from "../../grpc/envelope.js";
@@ -55,7 +55,7 @@ export function createGetFastPath(
  *
  * A hit allocates this object and its envelope reader, the `data`/`end`
  * closures, the request's two strings and the response frame; listeners for
- * cancellation, the deadline timer and an AbortController are added only
+ * cancellation, the deadline timer and a {@link Cancel} are added only
  * when there is something to cancel (a `grpc-timeout`, or a miss that waits).
  */
 class GetCall {
@@ -69,8 +69,8 @@ class GetCall {
   private received = 0;
   private request: GetFields | undefined;
   private timer: NodeJS.Timeout | undefined;
-  /** Only for a miss: aborts the wait in `group.get` when the caller leaves or its deadline passes. */
-  private controller: AbortController | undefined;
+  /** Only for a miss: ends the wait in `group.get` when the caller leaves or its deadline passes. */
+  private cancel: Cancel | undefined;
   /** This call's stream listeners, taken off when it settles (see {@link GetCall.settle}). */
   private readonly onData = (chunk: Buffer) => this.data(chunk);
   private readonly onEnd = () => this.end();
@@ -222,14 +222,14 @@ class GetCall {
   }
 
   private miss(group: Group, key: string): void {
-    const controller = new AbortController();
-    this.controller = controller;
+    const cancel = new Cancel();
+    this.cancel = cancel;
     if (this.timer === undefined) this.watchClose();
-    group.get(key, { signal: controller.signal }).then(
+    group.get(key, { cancel }).then(
       (view) => this.found(view),
       (error: unknown) => {
-        // Aborted: the caller left (nobody to answer) or the deadline was answered already.
-        if (controller.signal.aborted) return;
+        // Cancelled: the caller left (nobody to answer) or the deadline was answered already.
+        if (cancel.cancelled) return;
         // The origin's load queue is full: a shed, as cache-service.ts answers it.
         if (error instanceof LoadsOverloadedError) this.fail(Code.ResourceExhausted, error.message);
         else this.notFound(errorMessage(error));
@@ -269,8 +269,8 @@ class GetCall {
     this.reader?.clear();
     this.chunks = undefined;
     if (this.timer !== undefined) clearTimeout(this.timer);
-    const controller = this.controller;
-    if (controller !== undefined && reason !== undefined) controller.abort(reason);
+    const cancel = this.cancel;
+    if (cancel !== undefined && reason !== undefined) cancel.cancel(reason);
     return !this.stream.destroyed && !this.stream.closed;
   }
 

@@ -1,0 +1,68 @@
+import { describe, expect, it } from "vitest";
+import { Cancel } from "./cancel.js";
+
+describe("Cancel", () => {
+  it("fires once: records the reason and calls each callback once, in order", () => {
+    const cancel = new Cancel();
+    const calls: string[] = [];
+    cancel.onCancel(() => calls.push("a"));
+    cancel.onCancel(() => calls.push("b"));
+    expect(cancel.cancelled).toBe(false);
+    expect(cancel.reason).toBeUndefined();
+    const reason = new Error("gone");
+    cancel.cancel(reason);
+    cancel.cancel(new Error("again"));
+    expect(calls).toEqual(["a", "b"]);
+    expect(cancel.cancelled).toBe(true);
+    expect(cancel.reason).toBe(reason);
+  });
+
+  it("gives an AbortError by default, as AbortController.abort() does", () => {
+    const cancel = new Cancel();
+    cancel.cancel();
+    expect(cancel.reason).toBeInstanceOf(DOMException);
+    expect(cancel.reason).toMatchObject({ name: "AbortError" });
+  });
+
+  it("offCancel removes one callback, alone or among several", () => {
+    const calls: string[] = [];
+    const a = () => calls.push("a");
+    const b = () => calls.push("b");
+    const c = () => calls.push("c");
+    const alone = new Cancel();
+    alone.onCancel(a);
+    alone.offCancel(a);
+    alone.offCancel(b); // never added: nothing happens
+    alone.cancel();
+    expect(calls).toEqual([]);
+    const several = new Cancel();
+    several.onCancel(a);
+    several.onCancel(b);
+    several.onCancel(c);
+    several.offCancel(b);
+    several.cancel();
+    expect(calls).toEqual(["a", "c"]);
+  });
+
+  it("refuses a callback once cancelled (the caller checks `cancelled` first)", () => {
+    const cancel = new Cancel();
+    cancel.cancel();
+    expect(() => cancel.onCancel(() => {})).toThrow("already cancelled");
+  });
+
+  it("makes its AbortSignal only when read, aborted with the same reason", () => {
+    const before = new Cancel();
+    const signal = before.signal;
+    expect(before.signal).toBe(signal);
+    expect(signal.aborted).toBe(false);
+    const reason = new Error("deadline");
+    before.cancel(reason);
+    expect(signal.aborted).toBe(true);
+    expect(signal.reason).toBe(reason);
+    // Read after it fired: already aborted.
+    const after = new Cancel();
+    after.cancel(reason);
+    expect(after.signal.aborted).toBe(true);
+    expect(after.signal.reason).toBe(reason);
+  });
+});
