@@ -6,6 +6,7 @@
 import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { ENVELOPE_HEADER_BYTES, envelope } from "./envelope.js";
+import { readTag } from "./tag.js";
 import { varintSize, writeVarint } from "./varint.js";
 
 /** ExchangeRequest.fetch_many and ExchangeResponse.fetch_many. */
@@ -143,7 +144,9 @@ export function readExchangeRequest(message: Uint8Array): ExchangeRequestRead {
     let field = 0;
     let body: Uint8Array | undefined;
     while (reader.pos < reader.len) {
-      const [number, wire] = reader.tag();
+      const numberTag = readTag(reader);
+      const number = numberTag >>> 3;
+      const wire = numberTag & 7;
       if (number === 1 && wire === WireType.Varint) id = reader.uint32();
       else if (
         (number === EXCHANGE_FETCH_MANY ||
@@ -191,7 +194,9 @@ export function readExchangeResponse(
   into.body = undefined;
   into.end = undefined;
   while (reader.pos < reader.len) {
-    const [number, wire] = reader.tag();
+    const numberTag = readTag(reader);
+    const number = numberTag >>> 3;
+    const wire = numberTag & 7;
     if (number === 1 && wire === WireType.Varint) into.id = reader.uint32();
     else if (
       (number === EXCHANGE_FETCH_MANY || number === EXCHANGE_STORE_MANY) &&
@@ -213,7 +218,9 @@ function readEnd(reader: BinaryReader): ExchangeEndFields {
   let code = 0;
   let message = "";
   while (reader.pos < stop) {
-    const [number, wire] = reader.tag();
+    const numberTag = readTag(reader);
+    const number = numberTag >>> 3;
+    const wire = numberTag & 7;
     if (number === 1 && wire === WireType.Varint) code = reader.uint32();
     else if (number === 2 && wire === WireType.LengthDelimited) message = reader.string(true);
     else reader.skip(wire, number);

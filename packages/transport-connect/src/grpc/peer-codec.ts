@@ -18,6 +18,7 @@ import {
 } from "../gen/distcache/peer/v1/peer_pb.js";
 import { ENVELOPE_HEADER_BYTES, envelope } from "./envelope.js";
 import { type ExchangeSlot, slotFrame, writeSlotEnd } from "./exchange-codec.js";
+import { readTag } from "./tag.js";
 import { varintSize, writeVarint } from "./varint.js";
 
 // Why by hand: `create`, `toBinary` and `fromBinary` walk each message's
@@ -252,7 +253,9 @@ export function decodeFetchManyResponse(
 ): void {
   const reader = new BinaryReader(message);
   while (reader.pos < reader.len) {
-    const [field, wire] = reader.tag();
+    const fieldTag = readTag(reader);
+    const field = fieldTag >>> 3;
+    const wire = fieldTag & 7;
     if (field !== 1) {
       reader.skip(wire, field);
       continue;
@@ -268,7 +271,9 @@ export function decodeFetchManyResponse(
       stamp: undefined,
     };
     while (reader.pos < end) {
-      const [f, w] = reader.tag();
+      const fTag = readTag(reader);
+      const f = fTag >>> 3;
+      const w = fTag & 7;
       switch (f) {
         case 1:
           result.index = reader.uint32();
@@ -304,7 +309,9 @@ function readStamp(
   const end = reader.pos + length;
   if (end > reader.len) throw new Error("premature EOF");
   while (reader.pos < end) {
-    const [f, w] = reader.tag();
+    const fTag = readTag(reader);
+    const f = fTag >>> 3;
+    const w = fTag & 7;
     if (f === 1) stamp.epoch = BigInt(reader.uint64());
     else if (f === 2) stamp.seq = BigInt(reader.uint64());
     else reader.skip(w, f);
@@ -408,7 +415,9 @@ function readRequestCanonical(
   let sender: { address: string; membershipVersion: bigint } | undefined;
   let group = "";
   while (reader.pos < reader.len) {
-    const [field, wire] = reader.tag();
+    const fieldTag = readTag(reader);
+    const field = fieldTag >>> 3;
+    const wire = fieldTag & 7;
     if (field === 1) {
       expectWire(wire, WireType.LengthDelimited);
       sender = readSender(reader, sender);
@@ -428,7 +437,9 @@ function readSender(
   const sender = into ?? { address: "", membershipVersion: 0n };
   const end = messageEnd(reader);
   while (reader.pos < end) {
-    const [f, w] = reader.tag();
+    const fTag = readTag(reader);
+    const f = fTag >>> 3;
+    const w = fTag & 7;
     if (f === 1) {
       expectWire(w, WireType.LengthDelimited);
       sender.address = reader.string(true);
@@ -447,7 +458,9 @@ function readStoreItem(reader: BinaryReader): StoreItemRead {
   let stamp: { epoch: bigint; seq: bigint } | undefined;
   const end = messageEnd(reader);
   while (reader.pos < end) {
-    const [f, w] = reader.tag();
+    const fTag = readTag(reader);
+    const f = fTag >>> 3;
+    const w = fTag & 7;
     if (f === 1) {
       expectWire(w, WireType.LengthDelimited);
       key = reader.string(true);
