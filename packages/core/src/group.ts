@@ -10,7 +10,7 @@ import type { GroupStats } from "./group-stats.js";
 import type { LoadLimiter } from "./load-limiter.js";
 import { type Getter, type GetterResult, type GroupOptions, LocalGroup } from "./local-group.js";
 import { GroupPeerHandler } from "./peer-handler.js";
-import type { PeerGetOptions, PeerHandler, PeerPicker, PeerValue, Placement } from "./peers.js";
+import type { PeerClient, PeerGetOptions, PeerHandler, PeerPicker, PeerValue } from "./peers.js";
 import { NO_FAILURES, type PropagationResult, type SetResult } from "./propagation.js";
 
 /** Per-call options for {@link Group.get} and friends. */
@@ -97,22 +97,27 @@ export class Group {
     const flight = local.peers === undefined ? local.loadFlight : local.readFlight;
     if (flight.has(key)) counters.loadsDeduped++;
     else counters.loads++;
-    const loading =
-      local.peers === undefined
-        ? flight.join(key, (cancel) => local.loadLocally(key, cancel.signal), leave)
-        : flight.join(key, (cancel) => this.load(key, cancel), leave);
-    // Counted as each caller's get ends (miss path only): metrics see every get end once.
-    return loading.then(
-      (view) => {
-        counters.missesLoaded++;
-        return view;
-      },
-      (error: unknown) => {
-        counters.getErrors++;
-        throw error;
-      },
+    const loading = flight.join(
+      key,
+      local.peers === undefined ? this.loadLocally : this.loadFromPeers,
+      leave,
     );
+    // Counted as each caller's get ends (miss path only): metrics see every get end once.
+    return loading.then(this.countLoaded, this.countError);
   }
+
+  // A miss's work and its end counters, made once per group rather than per Get.
+  private readonly loadLocally = (cancel: Cancel, key: string) =>
+    this.local.loadLocally(key, cancel.signal);
+  private readonly loadFromPeers = (cancel: Cancel, key: string) => this.load(key, cancel);
+  private readonly countLoaded = (view: ByteView) => {
+    this.local.counters.missesLoaded++;
+    return view;
+  };
+  private readonly countError = (error: unknown): never => {
+    this.local.counters.getErrors++;
+    throw error;
+  };
 
   /**
    * The value of `key` if this node's cache holds it, synchronously; no load,
@@ -192,14 +197,35 @@ export class Group {
     const local = this.local;
     const placement = local.peers?.placement(key);
     if (placement?.owner !== undefined) {
+      const counters = local.counters;
       // Only a replica keeps what it fetched, so only a replica needs a fill token.
       const token = placement.selfIsReplica ? local.fills.begin(key) : undefined;
       try {
-        const remote = await this.fetchFromPeers(key, placement, cancel);
+        // The owner first (it may load), then the replicas' caches.
+        let from: PeerClient = placement.owner;
+        let remote: PeerValue | undefined;
+        try {
+          remote = await from.get(this.name, key, new PeerGet(false, cancel));
+        } catch (error) {
+          // The owner's answer that its getter failed is final: nobody else loads.
+          if (error instanceof NotFoundError || error instanceof RemoteLoadError) throw error;
+          if (cancel.cancelled) throw cancel.reason;
+          counters.peerErrors++;
+        }
+        const replicas = placement.replicas;
+        for (let i = 0; remote === undefined && i < replicas.length; i++) {
+          from = replicas[i]!;
+          try {
+            remote = await from.get(this.name, key, new PeerGet(true, cancel));
+          } catch {
+            if (cancel.cancelled) throw cancel.reason;
+            counters.peerErrors++;
+          }
+        }
         if (remote !== undefined) {
-          local.counters.peerLoads++;
+          counters.peerLoads++;
           const view = ByteView.adopt(remote.value);
-          if (token !== undefined && local.admits(key, remote.from, remote.stamp)) {
+          if (token !== undefined && local.admits(key, from.id, remote.stamp)) {
             local.fill(key, view, token);
           }
           return view;
@@ -210,34 +236,6 @@ export class Group {
       // Neither the owner nor a replica could answer: the last resort is our getter.
     }
     return local.load(key, cancel.signal);
-  }
-
-  /** Owner first (may load there), then replicas' caches; `undefined` if nobody answered. */
-  private async fetchFromPeers(
-    key: string,
-    placement: Placement,
-    cancel: Cancel,
-  ): Promise<(PeerValue & { from: string }) | undefined> {
-    const owner = placement.owner!;
-    const counters = this.local.counters;
-    try {
-      const value = await owner.get(this.name, key, new PeerGet(false, cancel));
-      if (value !== undefined) return { ...value, from: owner.id };
-    } catch (error) {
-      if (error instanceof NotFoundError || error instanceof RemoteLoadError) throw error;
-      if (cancel.cancelled) throw cancel.reason;
-      counters.peerErrors++;
-    }
-    for (const replica of placement.replicas) {
-      try {
-        const value = await replica.get(this.name, key, new PeerGet(true, cancel));
-        if (value !== undefined) return { ...value, from: replica.id };
-      } catch {
-        if (cancel.cancelled) throw cancel.reason;
-        counters.peerErrors++;
-      }
-    }
-    return undefined;
   }
 }
 

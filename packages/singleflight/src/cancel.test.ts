@@ -44,6 +44,17 @@ describe("Cancel", () => {
     expect(calls).toEqual(["a", "c"]);
   });
 
+  it("one Cancel shared by many callbacks: each added once, each removed alone", () => {
+    const cancel = new Cancel();
+    let calls = 0;
+    const each = Array.from({ length: 1_000 }, () => () => calls++);
+    for (const callback of each) cancel.onCancel(callback);
+    cancel.onCancel(each[0]!); // already added: still called once
+    for (const callback of each.slice(0, 500)) cancel.offCancel(callback);
+    cancel.cancel();
+    expect(calls).toBe(500);
+  });
+
   it("refuses a callback once cancelled (the caller checks `cancelled` first)", () => {
     const cancel = new Cancel();
     cancel.cancel();

@@ -24,8 +24,8 @@ type Callback = () => void;
 export class Cancel {
   private phase: "open" | "cancelled" = "open";
   private why: unknown;
-  /** The one callback, as nearly always; an array while several wait. */
-  private callbacks: Callback | Callback[] | undefined;
+  /** The one callback, as nearly always; a set while several wait (one Cancel shared by many calls). */
+  private callbacks: Callback | Set<Callback> | undefined;
   private controller: AbortController | undefined;
 
   /** Whether {@link Cancel.cancel} was called. */
@@ -68,26 +68,30 @@ export class Cancel {
 
   /**
    * Calls `callback` once when this fires, unless {@link Cancel.offCancel}
-   * removes it first. Must not be cancelled already: check
+   * removes it first; adding one already added does nothing (as
+   * `addEventListener`). Must not be cancelled already: check
    * {@link Cancel.cancelled} first.
    */
   onCancel(callback: Callback): void {
     if (this.phase === "cancelled") throw new Error("Cancel: already cancelled");
     const callbacks = this.callbacks;
     if (callbacks === undefined) this.callbacks = callback;
-    else if (typeof callbacks === "function") this.callbacks = [callbacks, callback];
-    else callbacks.push(callback);
+    else if (typeof callbacks === "function") {
+      if (callbacks !== callback) this.callbacks = new Set([callbacks, callback]);
+    } else callbacks.add(callback);
   }
 
-  /** Removes one registration of `callback` (a no-op if it has none, or once fired). */
+  /** Removes `callback` (a no-op if it was not added, or once fired). */
   offCancel(callback: Callback): void {
     const callbacks = this.callbacks;
     if (callbacks === callback) {
       this.callbacks = undefined;
-    } else if (typeof callbacks === "object") {
-      const at = callbacks.indexOf(callback);
-      if (at >= 0) callbacks.splice(at, 1);
-      if (callbacks.length === 0) this.callbacks = undefined;
+    } else if (
+      typeof callbacks === "object" &&
+      callbacks.delete(callback) &&
+      callbacks.size === 0
+    ) {
+      this.callbacks = undefined;
     }
   }
 }

@@ -31,20 +31,39 @@ export interface DoOptions {
 export type Work<T> = (signal: AbortSignal) => Promise<T> | T;
 
 /**
- * The work a {@link SingleFlight.join} call runs; `cancel` fires when no
- * waiter is left or on timeout (its `signal` is made only if read).
+ * The work a {@link SingleFlight.join} call runs for `key`; `cancel` fires
+ * when no waiter is left or on timeout (its `signal` is made only if read).
+ * `key` is passed so that one function can serve every key.
  */
-export type CancellableWork<T> = (cancel: Cancel) => Promise<T> | T;
+export type CancellableWork<T> = (cancel: Cancel, key: string) => Promise<T> | T;
 
 /** How a waiter can leave: an AbortSignal, or a cheaper {@link Cancel}. */
 export type Leave = AbortSignal | Cancel;
 
-interface Flight<T> {
-  readonly promise: Promise<T>;
+/** A waiter that can leave: settled by its call, or by leaving first. */
+interface Waiter<T> {
+  readonly resolve: (value: T) => void;
+  readonly reject: (error: unknown) => void;
+  readonly leave: Leave;
+  readonly onLeave: () => void;
+}
+
+/** One call in flight for a key, and who waits on it. */
+class Flight<T> {
+  phase: "running" | "settled" = "running";
   /** Fires when every waiter that could leave has left, or on timeout. */
-  readonly cancel: Cancel;
+  readonly cancel = new Cancel();
   /** Waiters that can still leave; `Infinity` once one that cannot has joined. */
-  waiters: number;
+  leavable = 0;
+  /** The waiters that can leave, still waiting: one, as nearly always, or several. */
+  waiters: Waiter<T> | Waiter<T>[] | undefined;
+  /** The waiters that cannot leave share one promise, made when the first joins. */
+  shared:
+    | { promise: Promise<T>; resolve(value: T): void; reject(error: unknown): void }
+    | undefined;
+  timer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(readonly key: string) {}
 }
 
 /** The error a call rejects with when {@link SingleFlightOptions.timeout} passes. */
@@ -101,11 +120,11 @@ export class SingleFlight<T> {
     let flight = this.flights.get(key);
     if (flight === undefined) flight = this.start(key, work);
     if (leave === undefined) {
-      flight.waiters = Number.POSITIVE_INFINITY;
-      return flight.promise;
+      flight.leavable = Number.POSITIVE_INFINITY;
+      return (flight.shared ??= sharedPromise<T>()).promise;
     }
-    flight.waiters++;
-    return this.waitOrLeave(key, flight, leave);
+    flight.leavable++;
+    return this.wait(flight, leave);
   }
 
   /**
@@ -118,83 +137,110 @@ export class SingleFlight<T> {
   }
 
   private start(key: string, work: CancellableWork<T>): Flight<T> {
-    const cancel = new Cancel();
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    let run: Promise<T>;
-    if (this.timeout === 0) {
-      // No timeout: the work's own promise, no wrapper (a group's read of a
-      // key from its peers runs here once per miss).
-      try {
-        run = Promise.resolve(work(cancel));
-      } catch (error) {
-        run = Promise.reject(error);
-      }
-    } else {
-      run = new Promise<T>((resolve, reject) => {
-        timer = setTimeout(() => {
-          const error = new TimeoutError(`call did not settle within ${this.timeout} ms`);
-          cancel.cancel(error);
-          reject(error);
-        }, this.timeout);
-        // Settle through then() rather than resolve(promise): resolving with a
-        // promise would lock this one to it, and the timeout could not reject.
-        try {
-          Promise.resolve(work(cancel)).then(resolve, reject);
-        } catch (error) {
-          reject(error);
-        }
-      });
-    }
-    // The key is forgotten as the call settles, before any waiter hears of it.
-    const settled = () => {
-      if (timer !== undefined) clearTimeout(timer);
-      if (this.flights.get(key) === flight) this.flights.delete(key);
-    };
-    const flight: Flight<T> = {
-      promise: run.then(
-        (value) => {
-          settled();
-          return value;
-        },
-        (error: unknown) => {
-          settled();
-          throw error;
-        },
-      ),
-      cancel,
-      waiters: 0,
-    };
-    // When every waiter has left nobody observes the result: not an unhandled rejection.
-    flight.promise.catch(() => {});
+    const flight = new Flight<T>(key);
     this.flights.set(key, flight);
+    if (this.timeout > 0) {
+      flight.timer = setTimeout(() => {
+        const error = new TimeoutError(`call did not settle within ${this.timeout} ms`);
+        flight.cancel.cancel(error);
+        this.settle(flight, false, error);
+      }, this.timeout);
+    }
+    let run: Promise<T>;
+    try {
+      run = Promise.resolve(work(flight.cancel, key));
+    } catch (error) {
+      // Settled in a microtask like any outcome: the caller is not a waiter yet.
+      run = Promise.reject(error);
+    }
+    run.then(
+      (value) => this.settle(flight, true, value),
+      (error: unknown) => this.settle(flight, false, error),
+    );
     return flight;
   }
 
-  private waitOrLeave(key: string, flight: Flight<T>, leave: Leave): Promise<T> {
+  /**
+   * The call's outcome (or its timeout): the key is forgotten, then every
+   * waiter still waiting hears of it. A later outcome (the work settling
+   * after its timeout) is ignored.
+   */
+  private settle(flight: Flight<T>, ok: boolean, outcome: unknown): void {
+    if (flight.phase === "settled") return;
+    flight.phase = "settled";
+    if (flight.timer !== undefined) clearTimeout(flight.timer);
+    if (this.flights.get(flight.key) === flight) this.flights.delete(flight.key);
+    const waiters = flight.waiters;
+    flight.waiters = undefined;
+    if (waiters !== undefined) {
+      if (Array.isArray(waiters)) for (const waiter of waiters) settleWaiter(waiter, ok, outcome);
+      else settleWaiter(waiters, ok, outcome);
+    }
+    const shared = flight.shared;
+    if (shared !== undefined) {
+      if (ok) shared.resolve(outcome as T);
+      else shared.reject(outcome);
+    }
+  }
+
+  /** A waiter that can leave: its own promise, settled by the call or by `leave`. */
+  private wait(flight: Flight<T>, leave: Leave): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      const onLeave = () => {
-        reject(leave.reason);
-        flight.waiters--;
-        if (flight.waiters === 0) {
-          if (this.flights.get(key) === flight) this.flights.delete(key);
-          flight.cancel.cancel(leave.reason);
-        }
+      const waiter: Waiter<T> = {
+        resolve,
+        reject,
+        leave,
+        onLeave: () => this.leave(flight, waiter),
       };
+      const waiters = flight.waiters;
+      if (waiters === undefined) flight.waiters = waiter;
+      else if (Array.isArray(waiters)) waiters.push(waiter);
+      else flight.waiters = [waiters, waiter];
       // An AbortSignal gets one listener for all its waiters (abort-watch.ts).
-      if (leave instanceof Cancel) leave.onCancel(onLeave);
-      else watchAbort(leave, onLeave);
-      flight.promise.then(
-        (value) => {
-          stopWatching(leave, onLeave);
-          resolve(value);
-        },
-        (error: unknown) => {
-          stopWatching(leave, onLeave);
-          reject(error);
-        },
-      );
+      if (leave instanceof Cancel) leave.onCancel(waiter.onLeave);
+      else watchAbort(leave, waiter.onLeave);
     });
   }
+
+  /** `waiter` left: it rejects now; the last to leave cancels the call and frees the key. */
+  private leave(flight: Flight<T>, waiter: Waiter<T>): void {
+    const waiters = flight.waiters;
+    if (waiters === waiter) {
+      flight.waiters = undefined;
+    } else if (Array.isArray(waiters)) {
+      const at = waiters.indexOf(waiter);
+      if (at < 0) return;
+      waiters.splice(at, 1);
+    } else {
+      return; // settled already
+    }
+    const reason = waiter.leave.reason;
+    waiter.reject(reason);
+    flight.leavable--;
+    if (flight.leavable === 0) {
+      if (this.flights.get(flight.key) === flight) this.flights.delete(flight.key);
+      flight.cancel.cancel(reason);
+    }
+  }
+}
+
+function settleWaiter<T>(waiter: Waiter<T>, ok: boolean, outcome: unknown): void {
+  stopWatching(waiter.leave, waiter.onLeave);
+  if (ok) waiter.resolve(outcome as T);
+  else waiter.reject(outcome);
+}
+
+/** One promise and its settle functions, for the waiters that cannot leave. */
+function sharedPromise<T>(): NonNullable<Flight<T>["shared"]> {
+  let resolve!: (value: T) => void;
+  let reject!: (error: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  // A caller that drops its promise (fire and forget) causes no unhandled rejection.
+  promise.catch(() => {});
+  return { promise, resolve, reject };
 }
 
 function isLeft(leave: Leave): boolean {
