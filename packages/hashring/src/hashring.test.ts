@@ -216,6 +216,28 @@ describe("HashRing", () => {
     expect(r.successors("Tom", 1)).toEqual([r.ownerOf("Tom")]);
   });
 
+  it("gives each key a point whose successors are the key's, shared by the keys on it", () => {
+    const r = ring(NODES);
+    expect(r.pointCount).toBe(NODES.length * DEFAULT_VIRTUAL_NODES);
+    const byPoint = new Map<number, string[]>();
+    for (const k of KEYS.slice(0, 20_000)) {
+      const point = r.pointOf(k);
+      expect(point).toBeGreaterThanOrEqual(0);
+      expect(point).toBeLessThan(r.pointCount);
+      const successors = r.successorsAt(point, 3);
+      expect(successors).toEqual(r.successors(k, 3));
+      const seen = byPoint.get(point);
+      if (seen === undefined) byPoint.set(point, successors);
+      else expect(successors).toEqual(seen);
+    }
+    // 20,000 keys over 10,000 points: many points hold several keys.
+    expect(byPoint.size).toBeLessThan(20_000);
+    expect(() => r.successorsAt(r.pointCount, 1)).toThrow(RangeError);
+    expect(() => r.successorsAt(-1, 1)).toThrow(RangeError);
+    expect(new HashRing().pointOf("Tom")).toBe(-1);
+    expect(new HashRing().successorsAt(-1, 3)).toEqual([]);
+  });
+
   it("makes a key's successors its owners as members leave", () => {
     // Removing the owner hands the key to the next successor: what replication
     // to successors relies on.

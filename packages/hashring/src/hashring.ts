@@ -208,16 +208,39 @@ export class HashRing {
    * Fewer than `n` when the ring has fewer members; `[]` when it is empty.
    */
   successors(key: string, n: number): string[] {
+    return this.successorsAt(this.pointOf(key), n);
+  }
+
+  /** Number of points on the ring (members × virtual nodes); see {@link HashRing.pointOf}. */
+  get pointCount(): number {
+    return this.points.length;
+  }
+
+  /**
+   * The point `key` falls on: its owner's point, an index from `0` to
+   * `pointCount - 1`, or `-1` when the ring is empty. Keys on one point have
+   * the same successors, so a caller can keep what it derives from them per
+   * point (until the membership changes, which renumbers the points).
+   */
+  pointOf(key: string): number {
+    return this.points.length === 0 ? -1 : this.search(this.hashKey(key));
+  }
+
+  /** As {@link HashRing.successors}, for the keys on `point` (see {@link HashRing.pointOf}). */
+  successorsAt(point: number, n: number): string[] {
     if (!Number.isSafeInteger(n) || n < 0) {
       throw new RangeError(`HashRing: n must be a non-negative integer, got ${n}`);
     }
     const want = Math.min(n, this.sorted.length);
     const out: string[] = [];
     if (want === 0) return out;
+    if (!Number.isInteger(point) || point < 0 || point >= this.points.length) {
+      throw new RangeError(`HashRing: no point ${point} on a ring of ${this.points.length}`);
+    }
     const stamp = ++this.stamp;
     const last = this.points.length - 1;
     // Every member has points, so at most one lap finds `want` of them.
-    for (let j = this.search(this.hashKey(key)); out.length < want; j = j === last ? 0 : j + 1) {
+    for (let j = point; out.length < want; j = j === last ? 0 : j + 1) {
       const m = this.owners[j]!;
       if (this.marks[m] !== stamp) {
         this.marks[m] = stamp;

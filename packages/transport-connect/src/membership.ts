@@ -16,6 +16,16 @@ export class Membership<Client extends MemberClient> {
   private readonly clients = new Map<string, Client>();
   private clientList: readonly Client[] = [];
   private currentVersion = 0n;
+  /**
+   * Per ring point, 1 + the index in `placements` of its keys' placement; 0
+   * until a key on it is asked. Keys on one point share a placement, so a
+   * miss reads one instead of building one (see {@link Membership.placement}).
+   */
+  private placementOfPoint = new Uint32Array(0);
+  /** The distinct placements made since the membership last changed. */
+  private placements: Placement[] = [];
+  /** `placements` by their members joined with "\n", so equal placements are kept once. */
+  private placementIndex = new Map<string, number>();
 
   /**
    * @param self this node's member address; always a member.
@@ -55,24 +65,45 @@ export class Membership<Client extends MemberClient> {
       }
     }
     this.ring.set(members);
+    this.placementOfPoint = new Uint32Array(this.ring.pointCount);
+    this.placements = [];
+    this.placementIndex = new Map();
     this.clientList = [...this.clients.values()];
     this.currentVersion = membershipVersion([...members]);
   }
 
   /** Where `key` lives: its owner, then `replicas` distinct members clockwise. */
   placement(key: string): Placement {
-    const [owner, ...rest] = this.ring.successors(key, 1 + this.replicas);
+    const point = this.ring.pointOf(key);
+    const known = this.placementOfPoint[point];
+    if (known !== undefined && known > 0) return this.placements[known - 1]!;
+    // The ring always holds this node, so `point` is a real point.
+    const successors = this.ring.successorsAt(point, 1 + this.replicas);
+    const id = successors.join("\n");
+    let index = this.placementIndex.get(id);
+    if (index === undefined) {
+      index = this.placements.push(this.makePlacement(successors)) - 1;
+      this.placementIndex.set(id, index);
+    }
+    this.placementOfPoint[point] = index + 1;
+    return this.placements[index]!;
+  }
+
+  /** The placement of keys whose successors on the ring are `successors` (the owner first). */
+  private makePlacement(successors: readonly string[]): Placement {
+    const [owner, ...rest] = successors;
     const replicas: PeerClient[] = [];
     let selfIsReplica = false;
     for (const address of rest) {
       if (address === this.self) selfIsReplica = true;
       else replicas.push(this.clients.get(address)!);
     }
-    return {
+    // Frozen: one object answers every key on its points, so no caller may change it.
+    return Object.freeze({
       owner: owner === this.self || owner === undefined ? undefined : this.clients.get(owner),
-      replicas,
+      replicas: Object.freeze(replicas),
       selfIsReplica,
-    };
+    });
   }
 
   /** Every member but this node. */
