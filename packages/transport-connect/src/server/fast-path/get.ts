@@ -246,7 +246,8 @@ class GetCall {
   /** Listens for the stream closing before the answer (at most once per call). */
   private watchClose(): void {
     this.onClose = () => this.closed();
-    this.stream.once("close", this.onClose);
+    // `on`, not `once` (a wrapper per call): settle() takes it off either way.
+    this.stream.on("close", this.onClose);
   }
 
   private closed(): void {
