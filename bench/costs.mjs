@@ -2,7 +2,7 @@
 // CPU, beside req/s and latency, for the hit, forwarded-hit and cold-miss paths,
 // and Redis serving the same keys at the same concurrency.
 //
-// CPU per request = utime+stime (from /proc/PID/stat) summed over every node
+// CPU per request = CPU time (harness.mjs processCpuMs: per-thread schedstat) summed over every node
 // process of the scenario's cluster, over the run, divided by its requests.
 // It is steadier than req/s on a shared machine: a busy neighbour slows the
 // run but barely changes the CPU each request takes. The load generator
@@ -61,7 +61,7 @@ const GROUP_BYTES = 64 << 20;
 const REDIS_INSTALL = "apt-get update && apt-get install -y redis-server";
 
 /** `warmup`: one round before the measured ones, discarded (the JIT, the sessions). */
-const FULL = { rounds: 5, warmup: 1, requests: 10_000, serial: 1_000, cold: 2_000, warmKeys: 600 };
+const FULL = { rounds: 5, warmup: 1, requests: 20_000, serial: 1_000, cold: 2_000, warmKeys: 600 };
 const QUICK = { rounds: 1, warmup: 0, requests: 1_000, serial: 100, cold: 200, warmKeys: 120 };
 
 /** Every scenario, in the order the rows are printed. */
@@ -457,7 +457,7 @@ export async function runCosts({
     "### Costs (CPU per request summed over the serving processes)",
     "",
     `${cfg.rounds} round(s) after ${cfg.warmup} discarded, every scenario once per round, the first one rotating; medians over the rounds. ` +
-      "CPU per request: utime+stime from /proc/PID/stat of every node of the scenario's cluster (Redis: the redis-server process), " +
+      "CPU per request: CPU time (per-thread /proc schedstat, ns) of every node of the scenario's cluster (Redis: the redis-server process), " +
       "over the run, / requests; the load generator in this process is not counted. Cold rows: fresh keys per run through one node of 3, " +
       "an HTTP source answering after 1 ms. max: the slowest request of the run (median over rounds).",
     "",

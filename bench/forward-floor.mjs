@@ -31,7 +31,7 @@
 //
 // Load: bench/grpc-load.mjs in this process (not counted), distinct keys round
 // robin, every answer checked; 1 connection × 64 streams, and serial (1 × 1).
-// CPU per request = utime+stime (/proc/PID/stat) summed over the contender's
+// CPU per request = CPU time (per-thread /proc schedstat) summed over the contender's
 // processes over the run, / requests. A discarded warm-up round, then rounds
 // that run hit and forward back to back per setting, the order swapping every
 // round; medians over the rounds, "× hit" the median of the per-round ratios.
@@ -614,7 +614,7 @@ export async function runForwardFloor({
     `${cfg.rounds} round(s) after ${cfg.warmup} discarded; in each round hit and forward run back to back per setting, the first swapping every round; medians over the rounds. ` +
       "bare hit: one node:http2 server answering Gets from a Map. bare forward: an entry holding nothing, forwarding every Get over one long-lived HTTP/2 stream to an owner holding the Map (or to one of two owners by a hash of the key), " +
       "keys and values batched once per event-loop turn with ids (no protobuf, no promise per key). " +
-      "CPU per request: utime+stime from /proc/PID/stat summed over the contender's processes over the run, / requests; the load generator in this process is not counted. " +
+      "CPU per request: CPU time (per-thread /proc schedstat, ns) summed over the contender's processes over the run, / requests; the load generator in this process is not counted. " +
       "× hit: forward CPU / hit CPU, median of the per-round ratios.",
     "",
     table,
