@@ -26,8 +26,20 @@ const MAX_WIRE_PART = BigInt(MAX_STAMP_PART);
  * @throws ConnectError INVALID_ARGUMENT for a part over 2^53 - 1 (stamps are
  *   exact JavaScript numbers; a larger one would compare wrongly).
  */
-export function fromWire(stamp: Pick<WireStamp, "epoch" | "seq"> | undefined): Stamp | undefined {
+export function fromWire(
+  stamp: { readonly epoch: bigint | number; readonly seq: bigint | number } | undefined,
+): Stamp | undefined {
   if (stamp === undefined) return undefined;
+  const { epoch, seq } = stamp;
+  // Parts read as numbers (grpc/uint64.ts) are in range by construction.
+  if (
+    typeof epoch === "number" &&
+    typeof seq === "number" &&
+    epoch <= MAX_STAMP_PART &&
+    seq <= MAX_STAMP_PART
+  ) {
+    return { epoch, seq };
+  }
   if (stamp.epoch > MAX_WIRE_PART || stamp.seq > MAX_WIRE_PART) {
     throw new ConnectError(
       `stamp (${stamp.epoch}, ${stamp.seq}) is out of range: each part is at most ${MAX_STAMP_PART}`,

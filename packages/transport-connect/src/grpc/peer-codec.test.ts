@@ -347,9 +347,15 @@ function viaFromBinary(message: Uint8Array): DecodedFetchResult[] {
   }));
 }
 
+/** The decoder's results, stamp parts as bigints (it reads numbers where they fit) to compare with fromBinary's. */
 function decoded(message: Uint8Array): DecodedFetchResult[] {
   const out: DecodedFetchResult[] = [];
-  decodeFetchManyResponse(message, (r) => out.push(r));
+  decodeFetchManyResponse(message, (r) =>
+    out.push({
+      ...r,
+      stamp: r.stamp && { epoch: BigInt(r.stamp.epoch), seq: BigInt(r.stamp.seq) },
+    }),
+  );
   return out;
 }
 
@@ -459,7 +465,7 @@ function storeShape(r: StoreManyRequestFields) {
   const items = r.items.map((i) => ({
     key: i.key,
     data: i.data,
-    stamp: i.stamp && { epoch: i.stamp.epoch, seq: i.stamp.seq },
+    stamp: i.stamp && { epoch: BigInt(i.stamp.epoch), seq: BigInt(i.stamp.seq) },
   }));
   return { sender, group: r.group, items };
 }

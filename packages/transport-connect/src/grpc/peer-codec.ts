@@ -19,6 +19,7 @@ import {
 import { ENVELOPE_HEADER_BYTES, envelope } from "./envelope.js";
 import { type ExchangeSlot, slotFrame, writeSlotEnd } from "./exchange-codec.js";
 import { readTag } from "./tag.js";
+import { readUint64 } from "./uint64.js";
 import { varintSize, writeVarint } from "./varint.js";
 
 // Why by hand: `create`, `toBinary` and `fromBinary` walk each message's
@@ -233,7 +234,7 @@ export interface DecodedFetchResult {
   data: Uint8Array;
   error: string;
   /** The stamp's parts as sent (range-checked by the caller); `undefined` when absent. */
-  stamp: { epoch: bigint; seq: bigint } | undefined;
+  stamp: ReadStamp | undefined;
 }
 
 const NO_BYTES = new Uint8Array(0);
@@ -299,12 +300,15 @@ export function decodeFetchManyResponse(
   }
 }
 
+/** A stamp's parts as read: numbers, or an exact bigint past 2^53 - 1 (see {@link readUint64}). */
+export interface ReadStamp {
+  epoch: number | bigint;
+  seq: number | bigint;
+}
+
 /** A `Stamp` message, merged into `into` (a repeated field merges, as protobuf does). */
-function readStamp(
-  reader: BinaryReader,
-  into: { epoch: bigint; seq: bigint } | undefined,
-): { epoch: bigint; seq: bigint } {
-  const stamp = into ?? { epoch: 0n, seq: 0n };
+function readStamp(reader: BinaryReader, into: ReadStamp | undefined): ReadStamp {
+  const stamp = into ?? { epoch: 0, seq: 0 };
   const length = reader.uint32();
   const end = reader.pos + length;
   if (end > reader.len) throw new Error("premature EOF");
@@ -312,8 +316,8 @@ function readStamp(
     const fTag = readTag(reader);
     const f = fTag >>> 3;
     const w = fTag & 7;
-    if (f === 1) stamp.epoch = BigInt(reader.uint64());
-    else if (f === 2) stamp.seq = BigInt(reader.uint64());
+    if (f === 1) stamp.epoch = readUint64(reader);
+    else if (f === 2) stamp.seq = readUint64(reader);
     else reader.skip(w, f);
   }
   if (reader.pos !== end) throw new Error("premature EOF");
@@ -338,7 +342,7 @@ export interface FetchManyRequestFields {
 export interface StoreItemRead {
   readonly key: string;
   readonly data: Uint8Array;
-  readonly stamp?: { readonly epoch: bigint; readonly seq: bigint } | undefined;
+  readonly stamp?: Readonly<ReadStamp> | undefined;
 }
 
 /** A `StoreManyRequest`, as the server reads it. */
@@ -455,7 +459,7 @@ function readSender(
 function readStoreItem(reader: BinaryReader): StoreItemRead {
   let key = "";
   let data: Uint8Array = NO_BYTES;
-  let stamp: { epoch: bigint; seq: bigint } | undefined;
+  let stamp: ReadStamp | undefined;
   const end = messageEnd(reader);
   while (reader.pos < end) {
     const fTag = readTag(reader);
