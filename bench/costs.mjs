@@ -24,17 +24,29 @@
 // Redis: `redis-server` (Debian package redis-server) on a free loopback port,
 // no persistence, stopped by pid; skipped with an install hint when absent.
 //
-// Standalone: node bench/costs.mjs [--quick] [--scenarios a,b] [--node-flags "..."]
+// Standalone: node bench/costs.mjs [--quick] [--scenarios a,b] [--node-flags "..."] [--against DIR]
 // (e.g. --node-flags "--cpu-prof --cpu-prof-dir=/tmp/prof" profiles every node).
+//
+// --against DIR (DIR: another checkout of this repo with built dist/, e.g. a copy
+// of an older commit): a second warm cluster runs DIR's node main beside this
+// tree's, and each round runs every chosen warm scenario on both, scenario by
+// scenario, the tree that goes first alternating each round. The report gives
+// both trees' rows, this / DIR per scenario and each tree's forwarded / hit
+// ratios, each the median over rounds of one round's ratio. Why: a before/after
+// comparison from two separate runs on a noisy shared machine mostly measures
+// the neighbours; interleaved in one run, both trees see the same ones. Only the
+// warm scenarios take part; cold and Redis ones are skipped with a note.
 
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import {
   loadedKeyOf,
   NODE_MAIN,
+  READY_TEXT,
+  startChild,
   startNode as startNodeProcess,
   stopChild,
   track,
@@ -88,15 +100,32 @@ const SCENARIOS = [
   { id: "redis1", label: "Redis GET (ioredis, one connection)", cluster: "redis", streams: 1 },
 ];
 const SCENARIO_IDS = SCENARIOS.map((s) => s.id);
+/** The ratios of CPU per request the report prints: [label, numerator id, denominator id]. */
+const WARM_RATIOS = [
+  ["forwarded / local hit at 1×64", "fwd64", "hit64"],
+  ["one owner", "fwd64one", "hit64"],
+  ["serial", "fwd1", "hit1"],
+];
 
 // --- the data source and the nodes ---------------------------------------------
 
-/** Three nodes with `--replicas replicas`; `loaded` per node collects the keys it loaded. */
-async function startCluster(name, replicas, sourceUrl, nodeFlags, extraArgs = []) {
+/**
+ * Three nodes with `--replicas replicas`; `loaded` per node collects the keys it loaded.
+ * `start` starts one node (scripts/lib/node-process.mjs startNode's signature): this
+ * tree's by default, another tree's for --against.
+ */
+async function startCluster(
+  name,
+  replicas,
+  sourceUrl,
+  nodeFlags,
+  extraArgs = [],
+  start = startNodeProcess,
+) {
   const ports = await freePorts(3);
   const members = ports.map((port) => `${HOST}:${port}`);
   const nodes = ports.map((port) => {
-    const node = startNodeProcess(
+    const node = start(
       [
         ...["--host", HOST, "--port", String(port), "--peers", members.join(",")],
         ...["--group", `${GROUP}:${GROUP_BYTES}`, "--source-url", sourceUrl],
@@ -144,6 +173,75 @@ async function ownersOf(members, keys) {
   await ring.close();
   return owners;
 }
+
+/**
+ * Splits `count` warm keys by owner among `cluster`'s members (hit: owned by the
+ * entry node, fwd: by the others, oneOwner: by the second node), then loads each
+ * once through the entry node. Returns the split and the warm-up load's result.
+ */
+async function warmCluster(cluster, count) {
+  const keys = Array.from({ length: count }, (_, i) => `warm-${i}`);
+  const owners = await ownersOf(cluster.members, keys);
+  const entry = cluster.members[0];
+  const split = {
+    hit: keys.filter((key) => owners.get(key) === entry),
+    fwd: keys.filter((key) => owners.get(key) !== entry),
+    oneOwner: keys.filter((key) => owners.get(key) === cluster.members[1]),
+  };
+  const warmUp = await runGrpcLoad({
+    port: cluster.nodes[0].port,
+    group: GROUP,
+    keys,
+    expected: sourceValue,
+    requests: keys.length,
+    streams: 64,
+  });
+  return { split, warmUp };
+}
+
+/** One run of warm `scenario` through `cluster`'s entry node; the sample, with CPU µs per request. */
+async function runWarm(cluster, split, scenario, cfg) {
+  const { id, streams } = scenario;
+  const keys = id.startsWith("hit") ? split.hit : id === "fwd64one" ? split.oneOwner : split.fwd;
+  const requests = streams === 1 ? cfg.serial : cfg.requests;
+  const before = totalCpuMs(cluster.pids);
+  const r = await runGrpcLoad({
+    port: cluster.nodes[0].port,
+    group: GROUP,
+    keys,
+    expected: sourceValue,
+    requests,
+    streams,
+    timeoutMs: 120_000,
+  });
+  const cpu = totalCpuMs(cluster.pids) - before;
+  return { ...r, requests, cpuUs: (cpu * 1000) / requests };
+}
+
+/** Medians over the rounds of one scenario's samples (at least one). */
+function summarize(scenario, list) {
+  return {
+    id: scenario.id,
+    label: scenario.label,
+    streams: scenario.streams,
+    rounds: list.length,
+    requests: list[0].requests,
+    rate: medianOf(list.map((x) => x.rate)),
+    p50: medianOf(list.map((x) => x.p50)),
+    p99: medianOf(list.map((x) => x.p99)),
+    max: medianOf(list.map((x) => x.max)),
+    cpuUs: medianOf(list.map((x) => x.cpuUs)),
+    cpuSamples: list.map((x) => x.cpuUs),
+  };
+}
+
+/** `a / b` of the same round, per round (NaN where b is 0: a quick run's few requests), and their median. */
+function pairedRatios(a, b) {
+  const perRound = a.map((x, r) => (b[r] > 0 ? x / b[r] : Number.NaN));
+  return { perRound, median: medianOf(perRound.filter(Number.isFinite)) };
+}
+
+const formatRatio = (v) => (Number.isFinite(v) ? `${v.toFixed(2)}×` : "n/a");
 
 // --- Redis ----------------------------------------------------------------------
 
@@ -246,7 +344,8 @@ async function redisLoad(client, keys, requests, streams) {
 /**
  * Runs the cost tables and returns the report.
  *
- * @param {{quick?: boolean, scenarios?: string[], nodeFlags?: string[], log?: (line: string) => void}} [options]
+ * @param {{quick?: boolean, scenarios?: string[], nodeFlags?: string[], against?: string, log?: (line: string) => void}} [options]
+ *   `against`: another built checkout; see {@link runCostsAgainst}.
  * @returns {Promise<{ok: boolean, markdown: string, results: object[]}>} `ok` is
  *   false when a Get was wrong or a cold key was not loaded exactly once, on its owner.
  */
@@ -254,11 +353,13 @@ export async function runCosts({
   quick = false,
   scenarios = SCENARIO_IDS,
   nodeFlags = costsArgs([]).nodeFlags,
+  against = undefined,
   log = (line) => process.stderr.write(`${line}\n`),
 } = {}) {
   if (!existsSync(NODE_MAIN) || !existsSync(TRANSPORT)) {
     throw new Error("costs: build first: npx -y pnpm@12.4.2 build");
   }
+  if (against !== undefined) return runCostsAgainst({ quick, scenarios, nodeFlags, against, log });
   const cfg = quick ? QUICK : FULL;
   const chosen = SCENARIOS.filter((s) => scenarios.includes(s.id));
   const t0 = process.hrtime.bigint();
@@ -282,24 +383,11 @@ export async function runCosts({
     }
 
     // Warm keys: split by owner, then loaded once through the entry node.
-    let hitKeys = [];
-    let fwdKeys = [];
-    let oneOwnerKeys = [];
+    let split = { hit: [], fwd: [], oneOwner: [] };
     if (clusters.warm !== undefined) {
-      const warm = clusters.warm;
-      const keys = Array.from({ length: cfg.warmKeys }, (_, i) => `warm-${i}`);
-      const owners = await ownersOf(warm.members, keys);
-      hitKeys = keys.filter((key) => owners.get(key) === warm.members[0]);
-      fwdKeys = keys.filter((key) => owners.get(key) !== warm.members[0]);
-      oneOwnerKeys = keys.filter((key) => owners.get(key) === warm.members[1]);
-      const r = await runGrpcLoad({
-        port: warm.nodes[0].port,
-        group: GROUP,
-        keys,
-        expected: sourceValue,
-        requests: keys.length,
-        streams: 64,
-      });
+      const warmed = await warmCluster(clusters.warm, cfg.warmKeys);
+      split = warmed.split;
+      const r = warmed.warmUp;
       if (r.failed > 0) problems.push(`warm-up: ${r.failed} Gets failed (${r.failures[0]})`);
     }
     if (needs.has("redis")) {
@@ -309,7 +397,7 @@ export async function runCosts({
         say(notes.at(-1));
       } else {
         redis = await startRedis(binary);
-        const keys = hitKeys.length + fwdKeys.length > 0 ? [...hitKeys, ...fwdKeys] : [];
+        const keys = split.hit.length + split.fwd.length > 0 ? [...split.hit, ...split.fwd] : [];
         if (keys.length === 0) {
           for (let i = 0; i < cfg.warmKeys; i++) keys.push(`warm-${i}`);
         }
@@ -333,17 +421,18 @@ export async function runCosts({
         return;
       }
       const cluster = clusters[which];
-      const entry = cluster.nodes[0];
-      let keys;
-      let requests;
       if (which === "warm") {
-        keys = id.startsWith("hit") ? hitKeys : id === "fwd64one" ? oneOwnerKeys : fwdKeys;
-        requests = streams === 1 ? cfg.serial : cfg.requests;
-      } else {
-        keys = Array.from({ length: cfg.cold }, (_, i) => `${id}-r${round + 1}-${i}`);
-        requests = keys.length;
-        for (const node of cluster.nodes) node.loaded = [];
+        const sample = await runWarm(cluster, split, scenario, cfg);
+        if (sample.failed > 0) {
+          problems.push(`${id}: ${sample.failed} Gets failed (${sample.failures[0]})`);
+        }
+        samples.get(id).push(sample);
+        return;
       }
+      const entry = cluster.nodes[0];
+      const keys = Array.from({ length: cfg.cold }, (_, i) => `${id}-r${round + 1}-${i}`);
+      const requests = keys.length;
+      for (const node of cluster.nodes) node.loaded = [];
       const before = totalCpuMs(cluster.pids);
       const r = await runGrpcLoad({
         port: entry.port,
@@ -356,25 +445,23 @@ export async function runCosts({
       });
       const cpu = totalCpuMs(cluster.pids) - before;
       if (r.failed > 0) problems.push(`${id}: ${r.failed} Gets failed (${r.failures[0]})`);
-      if (which !== "warm") {
-        // Loads are logged as the getter starts; every Get has been answered.
-        await new Promise((resolve) => setTimeout(resolve, 100));
-        const owners = await ownersOf(cluster.members, keys);
-        const loads = new Map();
-        let notOnOwner = 0;
-        for (const node of cluster.nodes) {
-          for (const key of node.loaded) {
-            loads.set(key, (loads.get(key) ?? 0) + 1);
-            if (owners.get(key) !== node.address) notOnOwner++;
-          }
+      // Loads are logged as the getter starts; every Get has been answered.
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const owners = await ownersOf(cluster.members, keys);
+      const loads = new Map();
+      let notOnOwner = 0;
+      for (const node of cluster.nodes) {
+        for (const key of node.loaded) {
+          loads.set(key, (loads.get(key) ?? 0) + 1);
+          if (owners.get(key) !== node.address) notOnOwner++;
         }
-        const wrong = keys.filter((key) => loads.get(key) !== 1).length;
-        const sourceWrong = keys.filter((key) => source.requests.get(key) !== 1).length;
-        if (wrong > 0 || sourceWrong > 0 || notOnOwner > 0) {
-          problems.push(
-            `${id} round ${round}: ${wrong} keys not loaded exactly once, ${sourceWrong} not requested from the source once, ${notOnOwner} loads off the owner`,
-          );
-        }
+      }
+      const wrong = keys.filter((key) => loads.get(key) !== 1).length;
+      const sourceWrong = keys.filter((key) => source.requests.get(key) !== 1).length;
+      if (wrong > 0 || sourceWrong > 0 || notOnOwner > 0) {
+        problems.push(
+          `${id} round ${round}: ${wrong} keys not loaded exactly once, ${sourceWrong} not requested from the source once, ${notOnOwner} loads off the owner`,
+        );
       }
       samples.get(id).push({ ...r, requests, cpuUs: (cpu * 1000) / requests });
     };
@@ -401,22 +488,7 @@ export async function runCosts({
 
   const results = chosen
     .filter((s) => samples.get(s.id).length > 0)
-    .map((s) => {
-      const list = samples.get(s.id);
-      return {
-        id: s.id,
-        label: s.label,
-        streams: s.streams,
-        rounds: list.length,
-        requests: list[0].requests,
-        rate: medianOf(list.map((x) => x.rate)),
-        p50: medianOf(list.map((x) => x.p50)),
-        p99: medianOf(list.map((x) => x.p99)),
-        max: medianOf(list.map((x) => x.max)),
-        cpuUs: medianOf(list.map((x) => x.cpuUs)),
-        cpuSamples: list.map((x) => x.cpuUs),
-      };
-    });
+    .map((s) => summarize(s, samples.get(s.id)));
   const byId = new Map(results.map((r) => [r.id, r]));
   const ratio = (a, b) => {
     const x = byId.get(a);
@@ -474,7 +546,214 @@ export async function runCosts({
   return { ok: problems.length === 0, markdown, results };
 }
 
-/** Reads `--quick`, `--scenarios a,b` and `--node-flags "..."` (also BENCH_NODE_FLAGS). */
+// --- --against DIR: this tree beside another built checkout ----------------------
+
+/**
+ * The node starter of checkout `dir`: its scripts/lib/node-process.mjs startNode
+ * (which resolves that tree's own NODE_MAIN), else this tree's startChild with
+ * `dir`'s node main. Throws when `dir` has no built node main.
+ */
+async function nodeStarterOf(dir) {
+  const main = path.join(dir, "apps/node/dist/main.js");
+  if (!existsSync(main)) {
+    throw new Error(
+      `costs: --against ${dir}: ${main} not found; give a checkout of this repo with its dist built (pnpm build there)`,
+    );
+  }
+  const lib = path.join(dir, "scripts/lib/node-process.mjs");
+  if (existsSync(lib)) {
+    const theirs = await import(pathToFileURL(lib).href);
+    if (typeof theirs.startNode === "function") {
+      const ran = typeof theirs.NODE_MAIN === "string" ? theirs.NODE_MAIN : main;
+      return { start: theirs.startNode, how: `its ${path.relative(dir, lib)} startNode (${ran})` };
+    }
+  }
+  // As this tree's startNode, with the other tree's main.
+  const start = (args, { label = "distcache-node", nodeFlags = [], ...options } = {}) =>
+    startChild(label, [...nodeFlags, main, "--admin-port", "0", ...args], READY_TEXT, options);
+  return { start, how: `this tree's startChild with ${main}` };
+}
+
+/**
+ * The warm scenarios on two 3-node clusters, this tree's and `against`'s (another
+ * checkout with built dist/), interleaved: each round runs every chosen warm
+ * scenario (first one rotating) on both clusters back to back, the tree that goes
+ * first alternating each round. Other chosen scenarios are skipped with a note.
+ */
+async function runCostsAgainst({ quick, scenarios, nodeFlags, against, log }) {
+  const dir = path.resolve(against);
+  const starter = await nodeStarterOf(dir);
+  const cfg = quick ? QUICK : FULL;
+  const chosen = SCENARIOS.filter((s) => scenarios.includes(s.id) && s.cluster === "warm");
+  const skipped = scenarios.filter((id) => !chosen.some((s) => s.id === id));
+  if (chosen.length === 0) {
+    const warm = SCENARIOS.filter((s) => s.cluster === "warm").map((s) => s.id);
+    throw new Error(`costs: --against compares only the warm scenarios (${warm}); none chosen`);
+  }
+  const t0 = process.hrtime.bigint();
+  const say = (line) =>
+    log(`[${(Number(process.hrtime.bigint() - t0) / 1e9).toFixed(1)} s] costs: ${line}`);
+  const problems = [];
+  const notes = [];
+  if (skipped.length > 0) {
+    notes.push(`SKIP ${skipped.join(", ")}: --against compares only the warm scenarios`);
+    say(notes.at(-1));
+  }
+  const dirName = path.basename(dir);
+  const trees = [
+    { key: "this", name: "this tree", dir: path.resolve(ROOT), start: startNodeProcess },
+    { key: "other", name: dirName, dir, start: starter.start },
+  ];
+  for (const tree of trees) tree.samples = new Map(chosen.map((s) => [s.id, []]));
+  say(`this tree ${trees[0].dir} against ${dir} (its nodes started with ${starter.how})`);
+  const source = await startSource();
+  try {
+    for (const tree of trees) {
+      tree.cluster = await startCluster(
+        tree.key === "this" ? "warm" : `warm ${dirName}`,
+        0,
+        source.url,
+        nodeFlags,
+        [],
+        tree.start,
+      );
+      // The ring is the same algorithm in both trees; the split is still per cluster (its ports).
+      const { split, warmUp } = await warmCluster(tree.cluster, cfg.warmKeys);
+      tree.split = split;
+      if (warmUp.failed > 0) {
+        problems.push(`${tree.name} warm-up: ${warmUp.failed} Gets failed (${warmUp.failures[0]})`);
+      }
+    }
+    for (let round = -cfg.warmup; round < cfg.rounds; round++) {
+      const order = ((round % 2) + 2) % 2 === 0 ? trees : [...trees].reverse();
+      for (let j = 0; j < chosen.length; j++) {
+        const scenario = chosen[(((round + j) % chosen.length) + chosen.length) % chosen.length];
+        for (const tree of order) {
+          const sample = await runWarm(tree.cluster, tree.split, scenario, cfg);
+          if (sample.failed > 0) {
+            problems.push(
+              `${tree.name} ${scenario.id}: ${sample.failed} Gets failed (${sample.failures[0]})`,
+            );
+          }
+          say(
+            `${round < 0 ? "warm-up" : `round ${round + 1}/${cfg.rounds}`} ${scenario.id} ${tree.name}: ${formatRate(sample.rate)} req/s, ${formatUs(sample.cpuUs)} CPU/req, p99 ${formatMs(sample.p99)}`,
+          );
+          if (round >= 0) tree.samples.get(scenario.id).push(sample);
+        }
+      }
+    }
+  } finally {
+    await Promise.all(trees.map((tree) => stopCluster(tree.cluster)));
+    await source.close();
+  }
+
+  for (const tree of trees) {
+    tree.results = new Map(chosen.map((s) => [s.id, summarize(s, tree.samples.get(s.id))]));
+  }
+  const [self, other] = trees;
+  const scenarioCell = (s) => `${s.label}, 1×${s.streams}`;
+  const perTree = markdownTable(
+    [
+      "scenario",
+      "tree",
+      "requests",
+      "req/s",
+      "p50",
+      "p99",
+      "max",
+      "CPU per request",
+      "CPU per round",
+    ],
+    chosen.flatMap((s) =>
+      trees.map((tree) => {
+        const r = tree.results.get(s.id);
+        return [
+          scenarioCell(s),
+          tree.name,
+          r.requests.toLocaleString("en"),
+          formatRate(r.rate),
+          formatMs(r.p50),
+          formatMs(r.p99),
+          formatMs(r.max),
+          formatUs(r.cpuUs),
+          r.cpuSamples.map((v) => v.toFixed(0)).join(" "),
+        ];
+      }),
+    ),
+    ["l", "l", "r", "r", "r", "r", "r", "r", "l"],
+  );
+  const perRound = (ratios) => ratios.map((v) => (Number.isFinite(v) ? v.toFixed(2) : "n/a"));
+  const versus = markdownTable(
+    [
+      "scenario",
+      "this tree CPU/req",
+      `${dirName} CPU/req`,
+      `this / ${dirName}`,
+      "per round",
+      "this tree req/s",
+      `${dirName} req/s`,
+    ],
+    chosen.map((s) => {
+      const a = self.results.get(s.id);
+      const b = other.results.get(s.id);
+      const paired = pairedRatios(a.cpuSamples, b.cpuSamples);
+      return [
+        scenarioCell(s),
+        formatUs(a.cpuUs),
+        formatUs(b.cpuUs),
+        formatRatio(paired.median),
+        perRound(paired.perRound).join(" "),
+        formatRate(a.rate),
+        formatRate(b.rate),
+      ];
+    }),
+    ["l", "r", "r", "r", "l", "r", "r"],
+  );
+  const ratioLine = (tree) => {
+    const parts = WARM_RATIOS.map(([label, a, b]) => {
+      const x = tree.results.get(a);
+      const y = tree.results.get(b);
+      if (x === undefined || y === undefined) return `${label} n/a`;
+      const paired = pairedRatios(x.cpuSamples, y.cpuSamples);
+      return `${label} ${formatRatio(paired.median)} (per round: ${perRound(paired.perRound).join(" ")})`;
+    });
+    return `- ${tree.name} (${tree.dir}): ${parts.join("; ")}`;
+  };
+  const load = loadAverage();
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  const markdown = [
+    `### Costs, this tree against ${dirName} (CPU per request summed over the serving processes)`,
+    "",
+    `This tree: \`${self.dir}\`; against: \`${dir}\` (its nodes started with ${starter.how}). ` +
+      `Two warm clusters (3 nodes each, --replicas 0, one HTTP source), one per tree. ${cfg.rounds} round(s) after ${cfg.warmup} discarded; ` +
+      "each round runs every scenario on both clusters back to back, the tree that goes first alternating each round, the first scenario rotating; medians over the rounds. " +
+      "CPU per request: CPU time (per-thread /proc schedstat, ns) of the 3 nodes of the tree's cluster, over the run, / requests; the load generator in this process is not counted. " +
+      `this / ${dirName} and the ratios below: the median over rounds of the same round's ratio.`,
+    "",
+    perTree,
+    "",
+    versus,
+    "",
+    "Ratios of CPU per request, per tree:",
+    "",
+    ...trees.map(ratioLine),
+    "",
+    `Load average at the end: ${load} on ${os.cpus().length} cores (other work on the machine slows req/s more than CPU per request). ` +
+      `Checked: every Get answered the source's value. Costs part took ${seconds.toFixed(1)} s.` +
+      (nodeFlags.length > 0 ? ` Node flags: \`${nodeFlags.join(" ")}\`.` : "") +
+      (notes.length > 0 ? `\n\n${notes.join("\n")}` : "") +
+      (problems.length > 0 ? `\n\n**FAILED checks:** ${problems.join("; ")}` : ""),
+  ].join("\n");
+  const results = trees.flatMap((tree) =>
+    [...tree.results.values()].map((r) => ({ ...r, tree: tree.name, dir: tree.dir })),
+  );
+  return { ok: problems.length === 0, markdown, results };
+}
+
+/**
+ * Reads `--quick`, `--scenarios a,b`, `--node-flags "..."` (also BENCH_NODE_FLAGS)
+ * and `--against DIR`.
+ */
 export function costsArgs(argv) {
   const quick = argv.includes("--quick");
   const value = (name) => {
@@ -493,10 +772,16 @@ export function costsArgs(argv) {
   // biome-ignore lint/suspicious/noUndeclaredEnvVars: run by node after the build, not a turbo task
   const flagText = value("--node-flags") ?? process.env.BENCH_NODE_FLAGS ?? "";
   const nodeFlags = flagText.split(" ").filter((f) => f !== "");
-  return { quick, scenarios, nodeFlags };
+  const against = value("--against");
+  if (argv.some((a) => a === "--against" || a.startsWith("--against="))) {
+    if (against === undefined || against === "" || against.startsWith("--")) {
+      throw new Error("costs: --against needs a directory: --against DIR");
+    }
+  }
+  return { quick, scenarios, nodeFlags, against };
 }
 
-// Standalone: node bench/costs.mjs [--quick] [--scenarios a,b] [--node-flags "..."]
+// Standalone: node bench/costs.mjs [--quick] [--scenarios a,b] [--node-flags "..."] [--against DIR]
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const report = await runCosts(costsArgs(process.argv.slice(2)));
   console.log(report.markdown);

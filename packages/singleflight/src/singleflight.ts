@@ -121,7 +121,8 @@ export class SingleFlight<T> {
     if (flight === undefined) flight = this.start(key, work);
     if (leave === undefined) {
       flight.leavable = Number.POSITIVE_INFINITY;
-      return (flight.shared ??= sharedPromise<T>()).promise;
+      if (flight.shared === undefined) flight.shared = sharedPromise<T>();
+      return flight.shared.promise;
     }
     flight.leavable++;
     return this.wait(flight, leave);
