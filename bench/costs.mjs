@@ -203,7 +203,14 @@ async function warmCluster(cluster, count) {
 async function runWarm(cluster, split, scenario, cfg) {
   const { id, streams } = scenario;
   const keys = id.startsWith("hit") ? split.hit : id === "fwd64one" ? split.oneOwner : split.fwd;
-  const requests = streams === 1 ? cfg.serial : cfg.requests;
+  return measuredLoad(cluster, keys, streams === 1 ? cfg.serial : cfg.requests, streams);
+}
+
+/**
+ * `requests` Gets of `keys` through `cluster`'s entry node, `streams` at a
+ * time; the load's result with the cluster's CPU µs per request.
+ */
+async function measuredLoad(cluster, keys, requests, streams) {
   const before = totalCpuMs(cluster.pids);
   const r = await runGrpcLoad({
     port: cluster.nodes[0].port,
@@ -429,21 +436,9 @@ export async function runCosts({
         samples.get(id).push(sample);
         return;
       }
-      const entry = cluster.nodes[0];
       const keys = Array.from({ length: cfg.cold }, (_, i) => `${id}-r${round + 1}-${i}`);
-      const requests = keys.length;
       for (const node of cluster.nodes) node.loaded = [];
-      const before = totalCpuMs(cluster.pids);
-      const r = await runGrpcLoad({
-        port: entry.port,
-        group: GROUP,
-        keys,
-        expected: sourceValue,
-        requests,
-        streams,
-        timeoutMs: 120_000,
-      });
-      const cpu = totalCpuMs(cluster.pids) - before;
+      const r = await measuredLoad(cluster, keys, keys.length, streams);
       if (r.failed > 0) problems.push(`${id}: ${r.failed} Gets failed (${r.failures[0]})`);
       // Loads are logged as the getter starts; every Get has been answered.
       await new Promise((resolve) => setTimeout(resolve, 100));
@@ -463,7 +458,7 @@ export async function runCosts({
           `${id} round ${round}: ${wrong} keys not loaded exactly once, ${sourceWrong} not requested from the source once, ${notOnOwner} loads off the owner`,
         );
       }
-      samples.get(id).push({ ...r, requests, cpuUs: (cpu * 1000) / requests });
+      samples.get(id).push(r);
     };
 
     for (let round = -cfg.warmup; round < cfg.rounds; round++) {
