@@ -1,9 +1,9 @@
 // @distcache/core's public surface: groups and what their callers handle,
 // and the peer interfaces a transport implements.
 
-// A load past `loadTimeout` rejects with singleflight's TimeoutError.
-// A cheaper cancellation than an AbortSignal for GetOptions and peer Gets.
-export { Cancel, TimeoutError } from "@distcache/singleflight";
+// A load past `loadTimeout` rejects with singleflight's TimeoutError; a
+// Cancel is GetOptions' and peer Gets' cheaper cancellation than an AbortSignal.
+export { Cancel, isCancel, TimeoutError } from "@distcache/singleflight";
 export { ByteView } from "./byteview.js";
 export { InvalidKeyError, NotFoundError, RemoteLoadError } from "./errors.js";
 export { type GetOptions, Group } from "./group.js";

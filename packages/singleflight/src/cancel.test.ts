@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { Cancel } from "./cancel.js";
+import { Cancel, isCancel } from "./cancel.js";
 
 describe("Cancel", () => {
   it("fires once: records the reason and calls each callback once, in order", () => {
@@ -75,5 +75,19 @@ describe("Cancel", () => {
     after.cancel(reason);
     expect(after.signal.aborted).toBe(true);
     expect(after.signal.reason).toBe(reason);
+  });
+});
+
+describe("isCancel", () => {
+  it("knows a Cancel by its shape, also one from another copy of the package, and not a signal", () => {
+    // A copy of the class, as a second installed version of the package would make.
+    const OtherCopy = new Function(`return ${Cancel.toString()}`)() as typeof Cancel;
+    const foreign = new OtherCopy();
+    expect(foreign instanceof Cancel).toBe(false);
+    expect(isCancel(foreign)).toBe(true);
+    expect(isCancel(new Cancel())).toBe(true);
+    expect(isCancel(new AbortController().signal)).toBe(false);
+    expect(isCancel(undefined)).toBe(false);
+    expect(isCancel({ onCancel: () => {} })).toBe(false);
   });
 });

@@ -95,3 +95,17 @@ export class Cancel {
     }
   }
 }
+
+/**
+ * Whether `value` is a {@link Cancel}, by its shape rather than `instanceof`,
+ * so a Cancel made by another copy of this package (two versions installed
+ * side by side) still counts; an AbortSignal does not.
+ */
+export function isCancel(value: unknown): value is Cancel {
+  return (
+    typeof value === "object" &&
+    value !== null &&
+    typeof (value as Partial<Cancel>).onCancel === "function" &&
+    typeof (value as Partial<Cancel>).offCancel === "function"
+  );
+}

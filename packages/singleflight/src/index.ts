@@ -1,4 +1,4 @@
-export { Cancel } from "./cancel.js";
+export { Cancel, isCancel } from "./cancel.js";
 export {
   type CancellableWork,
   type DoOptions,

@@ -262,4 +262,22 @@ describe("SingleFlight.join", () => {
     await expect(call).rejects.toBeInstanceOf(TimeoutError);
     expect(shared?.reason).toBeInstanceOf(TimeoutError);
   });
+
+  it("takes a Cancel from another copy of the package as a caller's leave", async () => {
+    const OtherCopy = new Function(`return ${Cancel.toString()}`)() as typeof Cancel;
+    const flight = new SingleFlight<string>();
+    let shared: Cancel | undefined;
+    const foreign = new OtherCopy();
+    const call = flight.join(
+      "k",
+      (cancel) => {
+        shared = cancel;
+        return new Promise<string>(() => {});
+      },
+      foreign,
+    );
+    foreign.cancel(new Error("left"));
+    await expect(call).rejects.toThrow("left");
+    expect(shared?.cancelled).toBe(true);
+  });
 });

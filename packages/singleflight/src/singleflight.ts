@@ -2,7 +2,7 @@
 // first caller starts the work, later callers wait on the same promise, and
 // the key is forgotten as soon as the work settles (a deduplicator, not a cache).
 import { unwatchAbort, watchAbort } from "./abort-watch.js";
-import { Cancel } from "./cancel.js";
+import { Cancel, isCancel } from "./cancel.js";
 
 /** Options for {@link SingleFlight}. */
 export interface SingleFlightOptions {
@@ -198,7 +198,7 @@ export class SingleFlight<T> {
       else if (Array.isArray(waiters)) waiters.push(waiter);
       else flight.waiters = [waiters, waiter];
       // An AbortSignal gets one listener for all its waiters (abort-watch.ts).
-      if (leave instanceof Cancel) leave.onCancel(waiter.onLeave);
+      if (isCancel(leave)) leave.onCancel(waiter.onLeave);
       else watchAbort(leave, waiter.onLeave);
     });
   }
@@ -245,10 +245,10 @@ function sharedPromise<T>(): NonNullable<Flight<T>["shared"]> {
 }
 
 function isLeft(leave: Leave): boolean {
-  return leave instanceof Cancel ? leave.cancelled : leave.aborted;
+  return isCancel(leave) ? leave.cancelled : leave.aborted;
 }
 
 function stopWatching(leave: Leave, onLeave: () => void): void {
-  if (leave instanceof Cancel) leave.offCancel(onLeave);
+  if (isCancel(leave)) leave.offCancel(onLeave);
   else unwatchAbort(leave, onLeave);
 }

@@ -1,7 +1,7 @@
 // The generic batcher under the fetch and push batchers: gathers the items
 // added for one peer during an event-loop turn into batches, bounds what is
 // in flight, and settles each caller as its item's result is reported.
-import { Cancel } from "@distcache/core";
+import { type Cancel, isCancel } from "@distcache/core";
 
 /** How a caller of {@link Batcher.add} leaves: an AbortSignal, or a cheaper {@link Cancel}. */
 export type Leave = AbortSignal | Cancel;
@@ -150,7 +150,7 @@ export class Batcher<Item, Result> {
    * and with whatever the send function reports for the item.
    */
   add(queue: string, item: Item, leave?: Leave): Promise<Result> {
-    if (leave !== undefined && (leave instanceof Cancel ? leave.cancelled : leave.aborted)) {
+    if (leave !== undefined && (isCancel(leave) ? leave.cancelled : leave.aborted)) {
       return Promise.reject(leave.reason);
     }
     let target = this.queues.get(queue);
@@ -174,7 +174,7 @@ export class Batcher<Item, Result> {
       if (leave !== undefined) {
         const onAbort = () => this.abandon(waiter, into);
         waiter.onAbort = onAbort;
-        if (leave instanceof Cancel) leave.onCancel(onAbort);
+        if (isCancel(leave)) leave.onCancel(onAbort);
         else leave.addEventListener("abort", onAbort, { once: true });
       }
       into.waiters.push(waiter);
@@ -302,7 +302,7 @@ export class Batcher<Item, Result> {
     const onAbort = waiter.onAbort;
     if (onAbort !== undefined) {
       const leave = waiter.leave!;
-      if (leave instanceof Cancel) leave.offCancel(onAbort);
+      if (isCancel(leave)) leave.offCancel(onAbort);
       else leave.removeEventListener("abort", onAbort);
     }
     if (waiter.batch !== undefined) waiter.batch.open--;
