@@ -485,11 +485,14 @@ export async function runCosts({
     .filter((s) => samples.get(s.id).length > 0)
     .map((s) => summarize(s, samples.get(s.id)));
   const byId = new Map(results.map((r) => [r.id, r]));
+  // The median of the per-round ratios: the two rows of one round ran seconds
+  // apart, so a busy spell of the machine shifts both (the rows' medians can
+  // come from different rounds).
   const ratio = (a, b) => {
     const x = byId.get(a);
     const y = byId.get(b);
-    // A quick run's few requests can finish inside one clock tick: 0 CPU, no ratio.
-    return x && y && y.cpuUs > 0 ? `${(x.cpuUs / y.cpuUs).toFixed(2)}×` : "n/a";
+    if (x === undefined || y === undefined) return "n/a";
+    return formatRatio(pairedRatios(x.cpuSamples, y.cpuSamples).median);
   };
   const table = markdownTable(
     [
@@ -530,7 +533,7 @@ export async function runCosts({
     "",
     table,
     "",
-    `Ratios of CPU per request: forwarded / local hit at 1×64 ${ratio("fwd64", "hit64")} (one owner ${ratio("fwd64one", "hit64")}), serial ${ratio("fwd1", "hit1")}; ` +
+    `Ratios of CPU per request (medians of the per-round ratios): forwarded / local hit at 1×64 ${ratio("fwd64", "hit64")} (one owner ${ratio("fwd64one", "hit64")}), serial ${ratio("fwd1", "hit1")}; ` +
       `cold --replicas 2 / --replicas 0 ${ratio("cold2", "cold0")}, --await-replicas / not ${ratio("cold2await", "cold2")}; DistCache hit / Redis GET at 1×64 ${ratio("hit64", "redis64")}. ` +
       `Load average at the end: ${load} on ${os.cpus().length} cores (other work on the machine slows req/s more than CPU per request). ` +
       `Checked: every Get answered the source's value; every cold key loaded exactly once, on its owner. Costs part took ${seconds.toFixed(1)} s.` +
