@@ -16,4 +16,7 @@ if [ -z "$(git ls-tree -r --name-only "$last^" -- proto)" ]; then
   exit 0
 fi
 echo "buf breaking: proto/ against $(git rev-parse --short "$last^") (before $(git rev-parse --short "$last"))"
-"$buf" breaking --against ".git#ref=$last^"
+# buf clones the input 50 commits deep unless told: once more commits than
+# that follow the last change of proto/, its parent would not be in the clone.
+depth=$(( $(git rev-list --count "$last^..HEAD") + 1 ))
+"$buf" breaking --against ".git#ref=$last^,depth=$depth"
