@@ -17,6 +17,22 @@ describe("Cancel", () => {
     expect(cancel.reason).toBe(reason);
   });
 
+  it("calls every callback even when one throws, then throws the first error", () => {
+    const cancel = new Cancel();
+    const calls: string[] = [];
+    cancel.onCancel(() => calls.push("a"));
+    cancel.onCancel(() => {
+      throw new Error("b failed");
+    });
+    cancel.onCancel(() => {
+      throw new Error("c failed");
+    });
+    cancel.onCancel(() => calls.push("d"));
+    expect(() => cancel.cancel()).toThrow("b failed");
+    expect(calls).toEqual(["a", "d"]);
+    expect(cancel.cancelled).toBe(true);
+  });
+
   it("gives an AbortError by default, as AbortController.abort() does", () => {
     const cancel = new Cancel();
     cancel.cancel();

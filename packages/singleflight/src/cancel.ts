@@ -53,6 +53,8 @@ export class Cancel {
    * Fires: records `reason` (default: an `AbortError` DOMException, as
    * `AbortController.abort()` gives), aborts {@link Cancel.signal} if it was
    * made, then calls each registered callback once. Later calls do nothing.
+   *
+   * @throws the first error a callback threw, once every callback has run.
    */
   cancel(reason?: unknown): void {
     if (this.phase === "cancelled") return;
@@ -62,8 +64,21 @@ export class Cancel {
     const callbacks = this.callbacks;
     this.callbacks = undefined;
     this.controller?.abort(this.why);
-    if (typeof callbacks === "function") callbacks();
-    else if (callbacks !== undefined) for (const each of callbacks) each();
+    if (typeof callbacks === "function") {
+      callbacks();
+    } else if (callbacks !== undefined) {
+      // Every callback runs even if one throws (one caller's failure must not
+      // keep the others waiting); the first error is thrown after them.
+      let failure: { error: unknown } | undefined;
+      for (const each of callbacks) {
+        try {
+          each();
+        } catch (error) {
+          failure ??= { error };
+        }
+      }
+      if (failure !== undefined) throw failure.error;
+    }
   }
 
   /**
