@@ -2,8 +2,17 @@
 // and the peer interfaces a transport implements.
 
 // A load past `loadTimeout` rejects with singleflight's TimeoutError; a
-// Cancel is GetOptions' and peer Gets' cheaper cancellation than an AbortSignal.
-export { Cancel, isCancel, TimeoutError } from "@distcache/singleflight";
+// Cancel is GetOptions' and peer Gets' cheaper cancellation than an
+// AbortSignal, and the Leave helpers watch either (for transports).
+export {
+  Cancel,
+  hasLeft,
+  isCancel,
+  type Leave,
+  TimeoutError,
+  unwatchLeave,
+  watchLeave,
+} from "@distcache/singleflight";
 export { ByteView } from "./byteview.js";
 export { InvalidKeyError, NotFoundError, RemoteLoadError } from "./errors.js";
 export { type GetOptions, Group } from "./group.js";

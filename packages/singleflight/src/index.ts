@@ -1,8 +1,8 @@
 export { Cancel, isCancel } from "./cancel.js";
+export { hasLeft, type Leave, unwatchLeave, watchLeave } from "./leave.js";
 export {
   type CancellableWork,
   type DoOptions,
-  type Leave,
   SingleFlight,
   type SingleFlightOptions,
   TimeoutError,

@@ -1,8 +1,8 @@
 // SingleFlight: collapses concurrent calls for the same key into one — the
 // first caller starts the work, later callers wait on the same promise, and
 // the key is forgotten as soon as the work settles (a deduplicator, not a cache).
-import { unwatchAbort, watchAbort } from "./abort-watch.js";
-import { Cancel, isCancel } from "./cancel.js";
+import { Cancel } from "./cancel.js";
+import { hasLeft, type Leave, unwatchLeave, watchLeave } from "./leave.js";
 
 /** Options for {@link SingleFlight}. */
 export interface SingleFlightOptions {
@@ -36,9 +36,6 @@ export type Work<T> = (signal: AbortSignal) => Promise<T> | T;
  * `key` is passed so that one function can serve every key.
  */
 export type CancellableWork<T> = (cancel: Cancel, key: string) => Promise<T> | T;
-
-/** How a waiter can leave: an AbortSignal, or a cheaper {@link Cancel}. */
-export type Leave = AbortSignal | Cancel;
 
 /** A waiter that can leave: settled by its call, or by leaving first. */
 interface Waiter<T> {
@@ -116,7 +113,7 @@ export class SingleFlight<T> {
    * abandons this caller's wait only, as `do`'s `signal` does.
    */
   join(key: string, work: CancellableWork<T>, leave?: Leave): Promise<T> {
-    if (leave !== undefined && isLeft(leave)) return Promise.reject(leave.reason);
+    if (leave !== undefined && hasLeft(leave)) return Promise.reject(leave.reason);
     let flight = this.flights.get(key);
     if (flight === undefined) flight = this.start(key, work);
     if (leave === undefined) {
@@ -197,9 +194,7 @@ export class SingleFlight<T> {
       if (waiters === undefined) flight.waiters = waiter;
       else if (Array.isArray(waiters)) waiters.push(waiter);
       else flight.waiters = [waiters, waiter];
-      // An AbortSignal gets one listener for all its waiters (abort-watch.ts).
-      if (isCancel(leave)) leave.onCancel(waiter.onLeave);
-      else watchAbort(leave, waiter.onLeave);
+      watchLeave(leave, waiter.onLeave);
     });
   }
 
@@ -226,7 +221,7 @@ export class SingleFlight<T> {
 }
 
 function settleWaiter<T>(waiter: Waiter<T>, ok: boolean, outcome: unknown): void {
-  stopWatching(waiter.leave, waiter.onLeave);
+  unwatchLeave(waiter.leave, waiter.onLeave);
   if (ok) waiter.resolve(outcome as T);
   else waiter.reject(outcome);
 }
@@ -242,13 +237,4 @@ function sharedPromise<T>(): NonNullable<Flight<T>["shared"]> {
   // A caller that drops its promise (fire and forget) causes no unhandled rejection.
   promise.catch(() => {});
   return { promise, resolve, reject };
-}
-
-function isLeft(leave: Leave): boolean {
-  return isCancel(leave) ? leave.cancelled : leave.aborted;
-}
-
-function stopWatching(leave: Leave, onLeave: () => void): void {
-  if (isCancel(leave)) leave.offCancel(onLeave);
-  else unwatchAbort(leave, onLeave);
 }

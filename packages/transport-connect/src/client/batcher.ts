@@ -1,10 +1,7 @@
 // The generic batcher under the fetch and push batchers: gathers the items
 // added for one peer during an event-loop turn into batches, bounds what is
 // in flight, and settles each caller as its item's result is reported.
-import { type Cancel, isCancel } from "@distcache/core";
-
-/** How a caller of {@link Batcher.add} leaves: an AbortSignal, or a cheaper {@link Cancel}. */
-export type Leave = AbortSignal | Cancel;
+import { hasLeft, type Leave, unwatchLeave, watchLeave } from "@distcache/core";
 
 /** One batch for a {@link BatchSender}: items of one queue, in the order results are reported. */
 export interface Batch<Item, Result> {
@@ -150,7 +147,7 @@ export class Batcher<Item, Result> {
    * and with whatever the send function reports for the item.
    */
   add(queue: string, item: Item, leave?: Leave): Promise<Result> {
-    if (leave !== undefined && (isCancel(leave) ? leave.cancelled : leave.aborted)) {
+    if (leave !== undefined && hasLeft(leave)) {
       return Promise.reject(leave.reason);
     }
     let target = this.queues.get(queue);
@@ -174,8 +171,7 @@ export class Batcher<Item, Result> {
       if (leave !== undefined) {
         const onAbort = () => this.abandon(waiter, into);
         waiter.onAbort = onAbort;
-        if (isCancel(leave)) leave.onCancel(onAbort);
-        else leave.addEventListener("abort", onAbort, { once: true });
+        watchLeave(leave, onAbort);
       }
       into.waiters.push(waiter);
       into.live++;
@@ -300,11 +296,7 @@ export class Batcher<Item, Result> {
   private settle(waiter: Waiter<Item, Result>): void {
     waiter.settled = true;
     const onAbort = waiter.onAbort;
-    if (onAbort !== undefined) {
-      const leave = waiter.leave!;
-      if (isCancel(leave)) leave.offCancel(onAbort);
-      else leave.removeEventListener("abort", onAbort);
-    }
+    if (onAbort !== undefined) unwatchLeave(waiter.leave!, onAbort);
     if (waiter.batch !== undefined) waiter.batch.open--;
   }
 

@@ -1,8 +1,8 @@
 // The fetch batcher: the forwarded Gets a node asks of one peer during an
 // event-loop turn, per group and `cacheOnly`, leave as one batch (one
 // `FetchMany`; see peer-client.ts).
-import type { PeerValue } from "@distcache/core";
-import { Batcher, type Leave } from "./batcher.js";
+import type { Leave, PeerValue } from "@distcache/core";
+import { Batcher } from "./batcher.js";
 
 /** Default most keys in one fetch batch. */
 export const DEFAULT_MAX_BATCH_KEYS = 128;
