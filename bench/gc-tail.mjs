@@ -1,4 +1,4 @@
-// The gc part of `pnpm bench` (issue 14, "GC in the tail"): what garbage
+// The gc part of `pnpm bench` (issue 14, "GC out of the tail"): what garbage
 // collection does to a Get hit's latency tail at 1 connection x 64 streams.
 //
 // Contenders, each a fresh child process run with --trace-gc-nvp, alternating
