@@ -1,9 +1,11 @@
 // The node's log lines, read back as an operator's tools would: JSON with
 // time, level, node, msg and fields; pretty lines readable and one per event;
 // the rate limiter letting one line per interval through.
+import { execFileSync } from "node:child_process";
 import { mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { loadedKeyOf } from "../../../../scripts/lib/node-process.mjs";
 import { BurstBuffer, createLogger, RateLimiter } from "./logger.js";
@@ -46,6 +48,27 @@ describe("createLogger", () => {
       msg: "getter failed",
     });
     expect(lines().map(loadedKeyOf)).toEqual(["a b/c", undefined]);
+  });
+
+  it("loads pino-pretty only for pretty lines", () => {
+    // A fresh process: this one loaded it for the other tests.
+    const logger = fileURLToPath(new URL("../../dist/log/logger.js", import.meta.url));
+    const loaded = (format: string) =>
+      execFileSync(
+        process.execPath,
+        [
+          "--input-type=module",
+          "-e",
+          `import { createRequire } from "node:module";
+           const { createLogger } = await import(${JSON.stringify(logger)});
+           createLogger({ level: "info", format: ${JSON.stringify(format)}, node: "n", fd: 2 });
+           const cache = Object.keys(createRequire(import.meta.url).cache);
+           process.stdout.write(String(cache.some((file) => file.includes("pino-pretty"))));`,
+        ],
+        { encoding: "utf8" },
+      );
+    expect(loaded("json")).toBe("false");
+    expect(loaded("pretty")).toBe("true");
   });
 
   it("writes pretty lines (no colour off a terminal) that the load-line parser reads too", () => {
