@@ -14,8 +14,7 @@ import type { LogFormat, LogLevel } from "../config/schema.js";
  * pino-pretty, loaded only for pretty lines. A node in service logs JSON,
  * and what a module loads stays on V8's heap for the process's life: a
  * node's heap after a full collection at rest was 18.6 MiB without it,
- * 19.0 MiB with it (a larger live heap lets V8 wait longer between full
- * collections, and makes each pause longer; docs/benchmarks.md, "GC in the tail").
+ * 19.0 MiB with it.
  */
 const loadPretty = (): typeof PinoPretty => createRequire(import.meta.url)("pino-pretty");
 
