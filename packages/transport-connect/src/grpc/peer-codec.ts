@@ -20,6 +20,7 @@ import { ENVELOPE_HEADER_BYTES, envelope } from "./envelope.js";
 import { type ExchangeSlot, slotFrame, writeSlotEnd } from "./exchange-codec.js";
 import { readTag } from "./tag.js";
 import { readUint64 } from "./uint64.js";
+import { utf8Length, writeUtf8 } from "./utf8.js";
 import { varintSize, writeVarint } from "./varint.js";
 
 // Why by hand: `create`, `toBinary` and `fromBinary` walk each message's
@@ -101,11 +102,11 @@ export function encodeFetchManyRequest(
   cacheOnly: boolean,
   slot?: ExchangeSlot,
 ): Buffer {
-  const groupBytes = Buffer.byteLength(group, "utf8");
+  const groupBytes = utf8Length(group);
   const keyBytes = new Array<number>(keys.length);
   let length = sender.byteLength + stringFieldSize(groupBytes) + (cacheOnly ? 2 : 0);
   for (let i = 0; i < keys.length; i++) {
-    const size = Buffer.byteLength(keys[i]!, "utf8");
+    const size = utf8Length(keys[i]!);
     keyBytes[i] = size;
     length += 1 + varintSize(size) + size; // repeated: every element is written, "" too
   }
@@ -116,7 +117,7 @@ export function encodeFetchManyRequest(
   for (let i = 0; i < keys.length; i++) {
     frame[at++] = tag(3, LEN);
     at = writeVarint(frame, at, keyBytes[i]!);
-    at += frame.write(keys[i]!, at, keyBytes[i]!, "utf8");
+    at = writeUtf8(frame, at, keys[i]!, keyBytes[i]!);
   }
   if (cacheOnly) {
     frame[at++] = tag(4, 0);
@@ -138,7 +139,7 @@ export function encodeFetchManyResponse(
   let length = 0;
   for (let i = 0; i < results.length; i++) {
     const r = results[i]!;
-    const errorBytes = r.error === undefined ? 0 : Buffer.byteLength(r.error, "utf8");
+    const errorBytes = r.error === undefined ? 0 : utf8Length(r.error);
     errors[i] = errorBytes;
     const dataBytes = r.data?.byteLength ?? 0;
     const body =
@@ -181,13 +182,13 @@ export function encodeStoreManyRequest(
   items: readonly StoreItemFields[],
   slot?: ExchangeSlot,
 ): Buffer {
-  const groupBytes = Buffer.byteLength(group, "utf8");
+  const groupBytes = utf8Length(group);
   const keys = new Array<number>(items.length);
   const bodies = new Array<number>(items.length);
   let length = sender.byteLength + stringFieldSize(groupBytes);
   for (let i = 0; i < items.length; i++) {
     const item = items[i]!;
-    const keyBytes = Buffer.byteLength(item.key, "utf8");
+    const keyBytes = utf8Length(item.key);
     keys[i] = keyBytes;
     const valueBytes = item.value.byteLength;
     const body =
@@ -525,7 +526,7 @@ function writeStringField(
   if (bytes === 0) return offset;
   target[offset++] = tag(field, LEN);
   offset = writeVarint(target, offset, bytes);
-  return offset + target.write(text, offset, bytes, "utf8");
+  return writeUtf8(target, offset, text, bytes);
 }
 
 /** A `Stamp` message field: written whenever set, even with both parts 0. */

@@ -1,6 +1,6 @@
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import fc from "fast-check";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { readUint64 } from "./uint64.js";
 
 /** `value` as a uint64 varint, then a uint32 300 to show where the reader stopped. */
@@ -32,6 +32,26 @@ describe("readUint64", () => {
       }),
       { numRuns: 2_000 },
     );
+  });
+
+  it("reads values below 2^53 itself, a stamp's epoch included, and only larger ones through BinaryReader.uint64()", () => {
+    const uint64 = vi.spyOn(BinaryReader.prototype, "uint64");
+    try {
+      // An epoch as Incarnation makes it (Date.now() x 1024 + up to 1023): an eight-byte varint.
+      const epoch = BigInt(Date.now()) * 1024n + 1023n;
+      for (const value of [0n, 2n ** 49n - 1n, 2n ** 49n, epoch, 2n ** 53n - 1n]) {
+        uint64.mockClear();
+        expect(read(value).got, String(value)).toBe(Number(value));
+        expect(uint64, String(value)).not.toHaveBeenCalled();
+      }
+      for (const value of [2n ** 53n, 2n ** 56n, 2n ** 64n - 1n]) {
+        uint64.mockClear();
+        expect(read(value).got, String(value)).toBe(value);
+        expect(uint64, String(value)).toHaveBeenCalledTimes(1);
+      }
+    } finally {
+      uint64.mockRestore();
+    }
   });
 
   it("throws as BinaryReader.uint64() does on a truncated varint", () => {

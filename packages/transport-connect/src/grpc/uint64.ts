@@ -17,9 +17,12 @@ export function readUint64(reader: BinaryReader): number | bigint {
   let value = 0;
   let scale = 1;
   let pos = start;
-  // Seven bytes hold 49 bits, exact in a double; longer varints go to protobuf-es.
-  for (let i = 0; i < 7 && pos < reader.len; i++) {
+  // Eight bytes hold 56 bits. Below 2^53 (an eighth byte under 0x10) the sum
+  // is exact in a double; a stamp's epoch (Date.now() x 1024, ~2^51) is such
+  // an eight-byte varint. Anything longer or larger goes to protobuf-es.
+  for (let i = 0; i < 8 && pos < reader.len; i++) {
     const byte = buf[pos++]!;
+    if (i === 7 && byte >= 0x10) break;
     value += (byte & 0x7f) * scale;
     if (byte < 0x80) {
       reader.pos = pos;
