@@ -225,3 +225,40 @@ export function loadAverage() {
     .map((v) => v.toFixed(1))
     .join(", ");
 }
+
+/**
+ * The command line of an in-process bench that compares trees:
+ * `[--rounds N] [OTHER_TREE]`, and `--child TREE` in the runs
+ * {@link runTreesAlternating} starts.
+ */
+export function treeBenchArgs(argv, defaultRounds) {
+  const flagValue = (flag) => (argv.includes(flag) ? argv[argv.indexOf(flag) + 1] : undefined);
+  return {
+    rounds: Number(flagValue("--rounds") ?? defaultRounds),
+    child: flagValue("--child"),
+    other: argv.find((a, i) => !a.startsWith("--") && !argv[i - 1]?.startsWith("--")),
+  };
+}
+
+/**
+ * For the in-process benches that compare trees (miss-path.mjs,
+ * peer-codec.mjs): runs `node SCRIPT --rounds ROUNDS --child TREE` for each
+ * of `trees`, 3 passes with the order reversed every other pass, each run in a
+ * fresh process so that one tree's JIT state does not carry into the other's.
+ * Returns each tree's runs, as `parse` reads each run's stdout.
+ */
+export function runTreesAlternating(script, trees, rounds, parse) {
+  const runs = new Map(trees.map((tree) => [tree, []]));
+  for (let pass = 0; pass < 3; pass++) {
+    for (const tree of pass % 2 === 0 ? trees : [...trees].reverse()) {
+      const run = spawnSync(
+        process.execPath,
+        [script, "--rounds", String(rounds), "--child", tree],
+        { encoding: "utf8" },
+      );
+      if (run.status !== 0) throw new Error(`${script} run failed:\n${run.stderr}`);
+      runs.get(tree).push(parse(run.stdout.trim()));
+    }
+  }
+  return runs;
+}

@@ -13,9 +13,9 @@
 // commit), runs alternate between this tree and that one, 3 runs each, and
 // print the CPU per miss of each run. No dependencies beyond the built core.
 
-import { spawnSync } from "node:child_process";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { runTreesAlternating, treeBenchArgs } from "./harness.mjs";
 
 const SELF = fileURLToPath(import.meta.url);
 const ROOT = path.resolve(path.dirname(SELF), "..");
@@ -64,29 +64,14 @@ async function measure(root, rounds) {
   return ((cpu.user + cpu.system) * 1_000) / (rounds * KEYS);
 }
 
-const args = process.argv.slice(2);
-/** The value after `flag`, or `undefined`. */
-const flagValue = (flag) => (args.includes(flag) ? args[args.indexOf(flag) + 1] : undefined);
-const rounds = Number(flagValue("--rounds") ?? 20_000);
-const child = flagValue("--child");
-const other = args.find((a, i) => !a.startsWith("--") && !args[i - 1]?.startsWith("--"));
+const { rounds, child, other } = treeBenchArgs(process.argv.slice(2), 20_000);
 
 if (child !== undefined) {
   // A child: one run against the tree it was given, its result on stdout.
   console.log((await measure(child, rounds)).toFixed(0));
 } else {
-  // Each run in a fresh process, so one tree's JIT state does not carry into the other's.
   const trees = other === undefined ? [ROOT] : [ROOT, path.resolve(other)];
-  const runs = new Map(trees.map((tree) => [tree, []]));
-  for (let pass = 0; pass < 3; pass++) {
-    for (const tree of pass % 2 === 0 ? trees : [...trees].reverse()) {
-      const run = spawnSync(process.execPath, [SELF, "--rounds", String(rounds), "--child", tree], {
-        encoding: "utf8",
-      });
-      if (run.status !== 0) throw new Error(`miss-path run failed:\n${run.stderr}`);
-      runs.get(tree).push(Number(run.stdout.trim()));
-    }
-  }
+  const runs = runTreesAlternating(SELF, trees, rounds, Number);
   for (const [tree, values] of runs) {
     console.log(
       `${tree}: ${values.join(" / ")} ns CPU per forwarded miss (${rounds} × ${KEYS} Gets per run)`,

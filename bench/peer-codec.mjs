@@ -9,9 +9,9 @@
 // With OTHER_TREE (a checkout with built dist/), runs alternate between this
 // tree and that one, 3 runs each, each in a fresh process.
 
-import { spawnSync } from "node:child_process";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { runTreesAlternating, treeBenchArgs } from "./harness.mjs";
 
 const SELF = fileURLToPath(import.meta.url);
 const ROOT = path.resolve(path.dirname(SELF), "..");
@@ -60,28 +60,13 @@ async function measure(root, rounds) {
   return out;
 }
 
-const args = process.argv.slice(2);
-/** The value after `flag`, or `undefined`. */
-const flagValue = (flag) => (args.includes(flag) ? args[args.indexOf(flag) + 1] : undefined);
-const rounds = Number(flagValue("--rounds") ?? 40_000);
-const child = flagValue("--child");
-const other = args.find((a, i) => !a.startsWith("--") && !args[i - 1]?.startsWith("--"));
+const { rounds, child, other } = treeBenchArgs(process.argv.slice(2), 40_000);
 
 if (child !== undefined) {
   console.log(JSON.stringify(await measure(child, rounds)));
 } else {
-  // Each run in a fresh process, so one tree's JIT state does not carry into the other's.
   const trees = other === undefined ? [ROOT] : [ROOT, path.resolve(other)];
-  const runs = new Map(trees.map((tree) => [tree, []]));
-  for (let pass = 0; pass < 3; pass++) {
-    for (const tree of pass % 2 === 0 ? trees : [...trees].reverse()) {
-      const run = spawnSync(process.execPath, [SELF, "--rounds", String(rounds), "--child", tree], {
-        encoding: "utf8",
-      });
-      if (run.status !== 0) throw new Error(`peer-codec run failed:\n${run.stderr}`);
-      runs.get(tree).push(JSON.parse(run.stdout.trim()));
-    }
-  }
+  const runs = runTreesAlternating(SELF, trees, rounds, JSON.parse);
   for (const [tree, values] of runs) {
     console.log(`${tree} (${rounds} × ${KEYS} keys per step and run; ns of CPU per key, 3 runs):`);
     STEPS.forEach((name, i) => {
