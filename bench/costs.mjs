@@ -248,6 +248,23 @@ function pairedRatios(a, b) {
   return { perRound, median: medianOf(perRound.filter(Number.isFinite)) };
 }
 
+/** The columns of one scenario's summary (see {@link summarize}) in both cost tables. */
+const RUN_COLUMNS = ["requests", "req/s", "p50", "p99", "max", "CPU per request", "CPU per round"];
+const RUN_ALIGN = ["r", "r", "r", "r", "r", "r", "l"];
+
+/** A summary's cells under {@link RUN_COLUMNS}. */
+function runCells(r) {
+  return [
+    r.requests.toLocaleString("en"),
+    formatRate(r.rate),
+    formatMs(r.p50),
+    formatMs(r.p99),
+    formatMs(r.max),
+    formatUs(r.cpuUs),
+    r.cpuSamples.map((v) => v.toFixed(0)).join(" "),
+  ];
+}
+
 const formatRatio = (v) => (Number.isFinite(v) ? `${v.toFixed(2)}×` : "n/a");
 
 // --- Redis ----------------------------------------------------------------------
@@ -495,31 +512,14 @@ export async function runCosts({
     return formatRatio(pairedRatios(x.cpuSamples, y.cpuSamples).median);
   };
   const table = markdownTable(
-    [
-      "scenario",
-      "processes",
-      "conns×streams",
-      "requests",
-      "req/s",
-      "p50",
-      "p99",
-      "max",
-      "CPU per request",
-      "CPU per round",
-    ],
+    ["scenario", "processes", "conns×streams", ...RUN_COLUMNS],
     results.map((r) => [
       r.label,
       r.id.startsWith("redis") ? "1 redis-server" : "3 nodes",
       `1×${r.streams}`,
-      r.requests.toLocaleString("en"),
-      formatRate(r.rate),
-      formatMs(r.p50),
-      formatMs(r.p99),
-      formatMs(r.max),
-      formatUs(r.cpuUs),
-      r.cpuSamples.map((v) => v.toFixed(0)).join(" "),
+      ...runCells(r),
     ]),
-    ["l", "l", "l", "r", "r", "r", "r", "r", "r", "l"],
+    ["l", "l", "l", ...RUN_ALIGN],
   );
   const load = loadAverage();
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
@@ -651,34 +651,11 @@ async function runCostsAgainst({ quick, scenarios, nodeFlags, against, log }) {
   const [self, other] = trees;
   const scenarioCell = (s) => `${s.label}, 1×${s.streams}`;
   const perTree = markdownTable(
-    [
-      "scenario",
-      "tree",
-      "requests",
-      "req/s",
-      "p50",
-      "p99",
-      "max",
-      "CPU per request",
-      "CPU per round",
-    ],
+    ["scenario", "tree", ...RUN_COLUMNS],
     chosen.flatMap((s) =>
-      trees.map((tree) => {
-        const r = tree.results.get(s.id);
-        return [
-          scenarioCell(s),
-          tree.name,
-          r.requests.toLocaleString("en"),
-          formatRate(r.rate),
-          formatMs(r.p50),
-          formatMs(r.p99),
-          formatMs(r.max),
-          formatUs(r.cpuUs),
-          r.cpuSamples.map((v) => v.toFixed(0)).join(" "),
-        ];
-      }),
+      trees.map((tree) => [scenarioCell(s), tree.name, ...runCells(tree.results.get(s.id))]),
     ),
-    ["l", "l", "r", "r", "r", "r", "r", "r", "l"],
+    ["l", "l", ...RUN_ALIGN],
   );
   const perRound = (ratios) => ratios.map((v) => (Number.isFinite(v) ? v.toFixed(2) : "n/a"));
   const versus = markdownTable(

@@ -55,11 +55,12 @@ const CONNECTIONS = 3;
 export const sourceValue = (key) => `value of ${key}`;
 
 /**
- * The data source: `GET /<group>/<key>` answers the key's value after a
- * millisecond (a fast database), and counts the requests per key. Shared
- * with bench/costs.mjs.
+ * The data source: `GET /<group>/<key>` answers the key's value (`value`,
+ * default {@link sourceValue}) after `delayMs` (default a millisecond: a fast
+ * database), and counts the requests per key. Shared with bench/costs.mjs and
+ * bench/gc-tail.mjs.
  */
-export async function startSource() {
+export async function startSource({ value = sourceValue, delayMs = 1 } = {}) {
   const requests = new Map();
   const server = http.createServer((req, res) => {
     const [, group, key] = (req.url ?? "").split("/").map(decodeURIComponent);
@@ -69,9 +70,9 @@ export async function startSource() {
         res.writeHead(404).end();
         return;
       }
-      const body = Buffer.from(sourceValue(key), "utf8");
+      const body = Buffer.from(value(key), "utf8");
       res.writeHead(200, { "content-length": body.length }).end(body);
-    }, 1);
+    }, delayMs);
   });
   server.keepAliveTimeout = 10_000;
   await new Promise((resolve) => server.listen(0, HOST, resolve));

@@ -28,12 +28,12 @@
 // Needs h2load (Debian: nghttp2-client); prints a SKIP line without it.
 
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import { NODE_MAIN, startChild, stopChild } from "../scripts/lib/node-process.mjs";
 import { freePort } from "../scripts/lib/ports.mjs";
 import { BARE_RESPONDER, BENCH_ENV, h2load, h2loadVersion, median } from "./cluster.mjs";
+import { startSource } from "./fanin.mjs";
 import { getRequestFrame, runGrpcLoad } from "./grpc-load.mjs";
 import { markdownTable, processCpuMs } from "./harness.mjs";
 
@@ -51,25 +51,6 @@ const VALUE_BYTES = 1024;
 
 /** The value the `--entries` source gives `key`: 1 KiB, starting with the key. */
 const entryValue = (key) => `${key}:`.padEnd(VALUE_BYTES, "x");
-
-/** An HTTP source for `--source-url` answering every key with {@link entryValue}. */
-async function startEntrySource() {
-  const server = http.createServer((req, res) => {
-    const key = decodeURIComponent((req.url ?? "").split("/")[2] ?? "");
-    const body = Buffer.from(entryValue(key));
-    res.writeHead(200, { "content-length": body.length }).end(body);
-  });
-  server.keepAliveTimeout = 10_000;
-  await new Promise((resolve) => server.listen(0, HOST, resolve));
-  return {
-    url: `http://${HOST}:${server.address().port}`,
-    close: () =>
-      new Promise((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
-}
 
 /** `name=value` of a --trace-gc-nvp line, as a number (NaN when absent). */
 function nvp(line, name) {
@@ -193,7 +174,7 @@ export async function runGcTail({
   // The bare responder answers any key; the node holds "Tom" in its demo rows, or k1 once filled.
   writeFileSync(reqFile, getRequestFrame(GROUP, entries > 0 ? "k1" : "Tom"));
   const logFile = path.join(tmp, "h2load.log");
-  const source = entries > 0 ? await startEntrySource() : undefined;
+  const source = entries > 0 ? await startSource({ value: entryValue, delayMs: 0 }) : undefined;
   const fill =
     source === undefined
       ? undefined

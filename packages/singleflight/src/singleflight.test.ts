@@ -13,6 +13,23 @@ function deferred<T>() {
   return { promise, resolve, reject };
 }
 
+/**
+ * Work that stays in flight until `resolve` (or never, if the test does not
+ * call it), keeping the Cancel the call gave it in `shared`.
+ */
+function heldWork<T>() {
+  const gate = deferred<T>();
+  const held = {
+    shared: undefined as Cancel | undefined,
+    resolve: gate.resolve,
+    work: (cancel: Cancel) => {
+      held.shared = cancel;
+      return gate.promise;
+    },
+  };
+  return held;
+}
+
 describe("SingleFlight", () => {
   it("shares one call and its result among concurrent callers", async () => {
     const flight = new SingleFlight<string>();
@@ -182,46 +199,32 @@ describe("SingleFlight.join", () => {
 
   it("a caller's Cancel leaves only its wait; the last to leave cancels the work and frees the key", async () => {
     const flight = new SingleFlight<string>();
-    let shared: Cancel | undefined;
-    const work = (cancel: Cancel) => {
-      shared = cancel;
-      return new Promise<string>(() => {}); // never settles on its own
-    };
+    const held = heldWork<string>(); // never settles on its own
     const first = new Cancel();
     const second = new AbortController();
-    const a = flight.join("k", work, first);
-    const b = flight.join("k", work, second.signal); // a signal and a Cancel can share a call
+    const a = flight.join("k", held.work, first);
+    const b = flight.join("k", held.work, second.signal); // a signal and a Cancel can share a call
     first.cancel(new Error("client left"));
     await expect(a).rejects.toThrow("client left");
-    expect(shared?.cancelled).toBe(false);
+    expect(held.shared?.cancelled).toBe(false);
     second.abort(new Error("deadline"));
     await expect(b).rejects.toThrow("deadline");
-    expect(shared?.cancelled).toBe(true);
-    expect(shared?.reason).toMatchObject({ message: "deadline" });
+    expect(held.shared?.cancelled).toBe(true);
+    expect(held.shared?.reason).toMatchObject({ message: "deadline" });
     expect(flight.has("k")).toBe(false);
     expect(await flight.join("k", () => "next")).toBe("next");
   });
 
   it("a caller that cannot leave keeps the work running when the others leave", async () => {
     const flight = new SingleFlight<string>();
-    let resolve!: (value: string) => void;
-    let shared: Cancel | undefined;
+    const held = heldWork<string>();
     const leaving = new Cancel();
-    const a = flight.join(
-      "k",
-      (cancel) => {
-        shared = cancel;
-        return new Promise<string>((r) => {
-          resolve = r;
-        });
-      },
-      leaving,
-    );
+    const a = flight.join("k", held.work, leaving);
     const b = flight.join("k", () => "unused"); // no leave
     leaving.cancel();
     await expect(a).rejects.toMatchObject({ name: "AbortError" });
-    expect(shared?.cancelled).toBe(false);
-    resolve("v");
+    expect(held.shared?.cancelled).toBe(false);
+    held.resolve("v");
     expect(await b).toBe("v");
   });
 
@@ -254,30 +257,20 @@ describe("SingleFlight.join", () => {
 
   it("on timeout cancels the work's Cancel with the TimeoutError", async () => {
     const flight = new SingleFlight<string>({ timeout: 20 });
-    let shared: Cancel | undefined;
-    const call = flight.join("k", (cancel) => {
-      shared = cancel;
-      return new Promise<string>(() => {});
-    });
+    const held = heldWork<string>();
+    const call = flight.join("k", held.work);
     await expect(call).rejects.toBeInstanceOf(TimeoutError);
-    expect(shared?.reason).toBeInstanceOf(TimeoutError);
+    expect(held.shared?.reason).toBeInstanceOf(TimeoutError);
   });
 
   it("takes a Cancel from another copy of the package as a caller's leave", async () => {
     const OtherCopy = new Function(`return ${Cancel.toString()}`)() as typeof Cancel;
     const flight = new SingleFlight<string>();
-    let shared: Cancel | undefined;
+    const held = heldWork<string>();
     const foreign = new OtherCopy();
-    const call = flight.join(
-      "k",
-      (cancel) => {
-        shared = cancel;
-        return new Promise<string>(() => {});
-      },
-      foreign,
-    );
+    const call = flight.join("k", held.work, foreign);
     foreign.cancel(new Error("left"));
     await expect(call).rejects.toThrow("left");
-    expect(shared?.cancelled).toBe(true);
+    expect(held.shared?.cancelled).toBe(true);
   });
 });
