@@ -1,7 +1,7 @@
 import { getEventListeners } from "node:events";
 import { Cancel } from "@distcache/singleflight";
 import fc from "fast-check";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { ByteView } from "./byteview.js";
 import { InvalidKeyError, NotFoundError } from "./errors.js";
 import { Group } from "./group.js";
@@ -351,5 +351,78 @@ describe("Group.get with a Cancel", () => {
     const group = new Group("both", 1024, () => "v");
     const get = group.get("k", { cancel: new Cancel(), signal: new AbortController().signal });
     await expect(get).rejects.toThrow("give signal or cancel, not both");
+  });
+});
+
+describe("Group.clientHandler", () => {
+  /** A receiver that records what it was told. */
+  function recorder() {
+    const told: Array<{ ok: boolean; outcome: unknown }> = [];
+    return {
+      told,
+      resolve: (view: ByteView) => told.push({ ok: true, outcome: view.toString() }),
+      reject: (error: unknown) => told.push({ ok: false, outcome: error }),
+    };
+  }
+
+  it("tells a hit and an empty key at once, counted as get counts them", async () => {
+    const { calls, getter } = scoreSource();
+    const group = new Group("handler-hit", 1024, getter);
+    await group.get("Tom");
+    const hit = recorder();
+    group.clientHandler.get("Tom", hit);
+    expect(hit.told).toEqual([{ ok: true, outcome: "630" }]);
+    const empty = recorder();
+    group.clientHandler.get("", empty, new Cancel());
+    expect(empty.told[0]!.outcome).toBeInstanceOf(InvalidKeyError);
+    expect(calls).toEqual(["Tom"]);
+    expect(group.stats()).toMatchObject({ gets: 3, hits: 1, misses: 1, getErrors: 1 });
+  });
+
+  it("shares a miss's load with get's callers, and tells each receiver once", async () => {
+    const { calls, getter } = scoreSource();
+    const group = new Group("handler-miss", 1024, getter);
+    const receivers = [recorder(), recorder()];
+    for (const receiver of receivers) group.clientHandler.get("Jack", receiver, new Cancel());
+    const viaGet = group.get("Jack");
+    expect(receivers[0]!.told).toEqual([]);
+    expect((await viaGet).toString()).toBe("589");
+    for (const receiver of receivers) expect(receiver.told).toEqual([{ ok: true, outcome: "589" }]);
+    expect(calls).toEqual(["Jack"]);
+    const missing = recorder();
+    group.clientHandler.get("Nobody", missing);
+    await vi.waitFor(() => expect(missing.told).toHaveLength(1));
+    expect(missing.told[0]!.outcome).toBeInstanceOf(NotFoundError);
+    expect(group.stats()).toMatchObject({
+      gets: 4,
+      misses: 4,
+      loads: 2,
+      loadsDeduped: 2,
+      missesLoaded: 3,
+      getErrors: 1,
+    });
+  });
+
+  it("a receiver's Cancel tells it the reason at once; the load goes on for the others", async () => {
+    let release: (value: string) => void = () => {};
+    const group = new Group(
+      "handler-cancel",
+      1024,
+      () =>
+        new Promise<string>((resolve) => {
+          release = resolve;
+        }),
+    );
+    const leaving = recorder();
+    const staying = recorder();
+    const cancel = new Cancel();
+    group.clientHandler.get("k", leaving, cancel);
+    group.clientHandler.get("k", staying, new Cancel());
+    await tick();
+    cancel.cancel(new Error("client left"));
+    expect(leaving.told).toEqual([{ ok: false, outcome: new Error("client left") }]);
+    release("v");
+    await vi.waitFor(() => expect(staying.told).toEqual([{ ok: true, outcome: "v" }]));
+    expect(group.getCached("k")?.toString()).toBe("v");
   });
 });

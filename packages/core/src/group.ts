@@ -2,15 +2,16 @@
 // stats, and the read path of a miss (owner, then replicas, then this node's
 // getter). What other nodes call is in peer-handler.ts; cluster writes in
 // cluster-writes.ts; this node's cache and loads in local-group.ts.
-import type { Cancel, Leave } from "@distcache/singleflight";
+import type { Cancel, Leave, Receiver } from "@distcache/singleflight";
 import { ByteView } from "./byteview.js";
 import { deleteEverywhere, setEverywhere } from "./cluster-writes.js";
-import { InvalidKeyError, NotFoundError, RemoteLoadError, requireKey } from "./errors.js";
-import type { GroupStats } from "./group-stats.js";
+import { InvalidKeyError, requireKey } from "./errors.js";
+import type { GroupCounters, GroupStats } from "./group-stats.js";
 import type { LoadLimiter } from "./load-limiter.js";
 import { type Getter, type GetterResult, type GroupOptions, LocalGroup } from "./local-group.js";
 import { GroupPeerHandler } from "./peer-handler.js";
-import type { PeerClient, PeerGetOptions, PeerHandler, PeerPicker, PeerValue } from "./peers.js";
+import { PeerRead } from "./peer-read.js";
+import type { ClientHandler, PeerHandler, PeerPicker } from "./peers.js";
 import { NO_FAILURES, type PropagationResult, type SetResult } from "./propagation.js";
 
 /** Per-call options for {@link Group.get} and friends. */
@@ -42,6 +43,11 @@ export class Group {
    * and never forwards; use `get`, `set` and `delete`.
    */
   readonly peerHandler: PeerHandler;
+  /**
+   * How a transport serves its clients' Gets without a promise per call (see
+   * {@link ClientHandler}). Not for applications: use `get`.
+   */
+  readonly clientHandler: ClientHandler;
   private readonly local: LocalGroup;
 
   constructor(name: string, cacheBytes: number, getter: Getter, options: GroupOptions = {}) {
@@ -53,6 +59,7 @@ export class Group {
     this.cacheBytes = cacheBytes;
     this.local = new LocalGroup(name, cacheBytes, getter, options);
     this.peerHandler = new GroupPeerHandler(this.local);
+    this.clientHandler = { get: (key, receiver, cancel) => this.getTo(key, receiver, cancel) };
   }
 
   /**
@@ -80,43 +87,75 @@ export class Group {
     if (options?.cancel !== undefined && options.signal !== undefined) {
       return Promise.reject(new TypeError("GetOptions: give signal or cancel, not both"));
     }
-    const local = this.local;
-    const counters = local.counters;
+    const counters = this.local.counters;
     counters.gets++;
     if (typeof key !== "string" || key.length === 0) {
       counters.getErrors++;
       return Promise.reject(new InvalidKeyError("key is required"));
     }
-    const hit = local.cache.get(key);
+    const hit = this.local.cache.get(key);
     if (hit !== undefined) {
       counters.hits++;
       return Promise.resolve(hit);
     }
+    return new Promise((resolve, reject) => this.miss(key, { resolve, reject }, leave));
+  }
+
+  /** `get` for {@link ClientHandler}: the outcome goes to `receiver`, a hit's at once. */
+  private getTo(key: string, receiver: Receiver<ByteView>, cancel: Cancel | undefined): void {
+    const counters = this.local.counters;
+    counters.gets++;
+    if (typeof key !== "string" || key.length === 0) {
+      counters.getErrors++;
+      receiver.reject(new InvalidKeyError("key is required"));
+      return;
+    }
+    const hit = this.local.cache.get(key);
+    if (hit !== undefined) {
+      counters.hits++;
+      receiver.resolve(hit);
+      return;
+    }
+    this.miss(key, receiver, cancel);
+  }
+
+  /** A get's miss: joins (or starts) the key's shared load; counted as this caller's get ends. */
+  private miss(key: string, receiver: Receiver<ByteView>, leave: Leave | undefined): void {
+    const local = this.local;
+    const counters = local.counters;
     counters.misses++;
     // Without peers a read is a local load: one singleflight, not two.
     const flight = local.peers === undefined ? local.loadFlight : local.readFlight;
     if (flight.has(key)) counters.loadsDeduped++;
     else counters.loads++;
-    const loading = flight.join(
+    flight.joinTo(
       key,
       local.peers === undefined ? this.loadLocally : this.loadFromPeers,
+      new MissEnd(counters, receiver),
       leave,
     );
-    // Counted as each caller's get ends (miss path only): metrics see every get end once.
-    return loading.then(this.countLoaded, this.countError);
   }
 
-  // A miss's work and its end counters, made once per group rather than per Get.
-  private readonly loadLocally = (cancel: Cancel, key: string) =>
-    this.local.loadLocally(key, cancel.signal);
-  private readonly loadFromPeers = (cancel: Cancel, key: string) => this.load(key, cancel);
-  private readonly countLoaded = (view: ByteView) => {
-    this.local.counters.missesLoaded++;
-    return view;
+  // A miss's work, made once per group rather than per Get.
+  private readonly loadLocally = (cancel: Cancel, key: string, done: Receiver<ByteView>) => {
+    this.local.loadLocally(key, cancel.signal).then(
+      (view) => done.resolve(view),
+      (error: unknown) => done.reject(error),
+    );
   };
-  private readonly countError = (error: unknown): never => {
-    this.local.counters.getErrors++;
-    throw error;
+  private readonly loadFromPeers = (cancel: Cancel, key: string, done: Receiver<ByteView>) => {
+    const local = this.local;
+    const placement = local.peers!.placement(key);
+    if (placement.owner === undefined) {
+      // This node owns the key: its getter.
+      local.load(key, cancel.signal).then(
+        (view) => done.resolve(view),
+        (error: unknown) => done.reject(error),
+      );
+      return;
+    }
+    const { owner, replicas, selfIsReplica } = placement;
+    new PeerRead(local, key, owner, replicas, selfIsReplica, cancel, done).start();
   };
 
   /**
@@ -191,62 +230,22 @@ export class Group {
   stats(): GroupStats {
     return this.local.stats();
   }
-
-  /** A miss in a cluster: the owner, then the replicas, then this node's getter. */
-  private async load(key: string, cancel: Cancel): Promise<ByteView> {
-    const local = this.local;
-    const placement = local.peers?.placement(key);
-    if (placement?.owner !== undefined) {
-      const counters = local.counters;
-      // Only a replica keeps what it fetched, so only a replica needs a fill token.
-      const token = placement.selfIsReplica ? local.fills.begin(key) : undefined;
-      try {
-        // The owner first (it may load), then the replicas' caches.
-        let from: PeerClient = placement.owner;
-        let remote: PeerValue | undefined;
-        try {
-          remote = await from.get(this.name, key, new PeerGet(false, cancel));
-        } catch (error) {
-          // The owner's answer that its getter failed is final: nobody else loads.
-          if (error instanceof NotFoundError || error instanceof RemoteLoadError) throw error;
-          if (cancel.cancelled) throw cancel.reason;
-          counters.peerErrors++;
-        }
-        const replicas = placement.replicas;
-        for (let i = 0; remote === undefined && i < replicas.length; i++) {
-          from = replicas[i]!;
-          try {
-            remote = await from.get(this.name, key, new PeerGet(true, cancel));
-          } catch {
-            if (cancel.cancelled) throw cancel.reason;
-            counters.peerErrors++;
-          }
-        }
-        if (remote !== undefined) {
-          counters.peerLoads++;
-          const view = ByteView.adopt(remote.value);
-          if (token !== undefined && local.admits(key, from.id, remote.stamp)) {
-            local.fill(key, view, token);
-          }
-          return view;
-        }
-      } finally {
-        if (token !== undefined) local.fills.end(key, token);
-      }
-      // Neither the owner nor a replica could answer: the last resort is our getter.
-    }
-    return local.load(key, cancel.signal);
-  }
 }
 
-/** A peer Get's options: `signal` is made from `cancel` only if the transport reads it. */
-class PeerGet implements PeerGetOptions {
+/** Ends one caller's miss: its counters, then its receiver. */
+class MissEnd implements Receiver<ByteView> {
   constructor(
-    readonly cacheOnly: boolean,
-    readonly cancel: Cancel,
+    private readonly counters: GroupCounters,
+    private readonly target: Receiver<ByteView>,
   ) {}
 
-  get signal(): AbortSignal {
-    return this.cancel.signal;
+  resolve(view: ByteView): void {
+    this.counters.missesLoaded++;
+    this.target.resolve(view);
+  }
+
+  reject(error: unknown): void {
+    this.counters.getErrors++;
+    this.target.reject(error);
   }
 }

@@ -3,12 +3,14 @@
 
 // A load past `loadTimeout` rejects with singleflight's TimeoutError; a
 // Cancel is GetOptions' and peer Gets' cheaper cancellation than an
-// AbortSignal, and the Leave helpers watch either (for transports).
+// AbortSignal, the Leave helpers watch either, and a Receiver takes a
+// result without a promise (for transports).
 export {
   Cancel,
   hasLeft,
   isCancel,
   type Leave,
+  type Receiver,
   TimeoutError,
   unwatchLeave,
   watchLeave,
@@ -25,6 +27,7 @@ export {
 export type { Getter, GetterContext, GetterResult, GroupOptions } from "./local-group.js";
 export type {
   AttachedGroup,
+  ClientHandler,
   PeerCallOptions,
   PeerClient,
   PeerGetOptions,

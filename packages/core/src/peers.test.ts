@@ -1,4 +1,5 @@
-import { describe, expect, it } from "vitest";
+import type { Receiver } from "@distcache/singleflight";
+import { beforeEach, describe, expect, it } from "vitest";
 import { NotFoundError, RemoteLoadError } from "./errors.js";
 import { Group } from "./group.js";
 import type { GroupOptions } from "./local-group.js";
@@ -59,6 +60,30 @@ class MemoryPeer implements PeerClient {
   }
 }
 
+/**
+ * A MemoryPeer that also takes receivers (`getTo`), as a transport's client
+ * does: a group's miss then reaches it without a promise of the group's own.
+ */
+class ReceivingMemoryPeer extends MemoryPeer {
+  /** Gets asked through `getTo`. */
+  receivedTo = 0;
+  getTo(
+    group: string,
+    key: string,
+    options: PeerGetOptions,
+    receiver: Receiver<PeerValue | undefined>,
+  ): void {
+    this.receivedTo++;
+    this.get(group, key, options).then(
+      (value) => receiver.resolve(value),
+      (error: unknown) => receiver.reject(error),
+    );
+  }
+}
+
+/** Whether `cluster` makes peers with `getTo` (each suite below runs both ways). */
+let receivingPeers = false;
+
 /** The text of a peer handler's answer; `undefined` when it had no copy. */
 function text(answer: PeerValue | undefined): string | undefined {
   return answer === undefined ? undefined : new TextDecoder().decode(answer.value);
@@ -89,7 +114,11 @@ function cluster(
   );
   // peers[i][j]: node i's client for node j.
   const peers = ids.map((sender) =>
-    ids.map((id, j) => new MemoryPeer(id, () => groups[j]!, sender)),
+    ids.map((id, j) =>
+      receivingPeers
+        ? new ReceivingMemoryPeer(id, () => groups[j]!, sender)
+        : new MemoryPeer(id, () => groups[j]!, sender),
+    ),
   );
   const ownerIndex = (key: string) => [...key].reduce((sum, c) => sum + c.charCodeAt(0), 0) % size;
   ids.forEach((_, self) => {
@@ -120,7 +149,25 @@ function cluster(
 
 const values = (key: string) => (key.startsWith("missing") ? undefined : `value:${key}`);
 
-describe("a group with peers", () => {
+describe.each([
+  ["promises", false],
+  ["receivers", true],
+])("a group with peers (peer clients with %s)", (_, receiving) => {
+  beforeEach(() => {
+    receivingPeers = receiving;
+  });
+
+  it("asks peers through getTo when the client has it", async () => {
+    const c = cluster(3, values);
+    const key = "Ann";
+    const entry = (c.ownerIndex(key) + 2) % 3;
+    expect(await c.groups[entry]!.get(key).then((v) => v.toString())).toBe("value:Ann");
+    const asked = c.peers[entry]!.map((peer) =>
+      peer instanceof ReceivingMemoryPeer ? peer.receivedTo : 0,
+    );
+    expect(asked.reduce((a, b) => a + b, 0)).toBe(receiving ? 1 : 0);
+  });
+
   it("loads every key once, on its owner, however many nodes ask at once", async () => {
     const c = cluster(3, values);
     const keys = Array.from({ length: 40 }, (_, i) => `k${i}`);

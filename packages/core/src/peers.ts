@@ -14,7 +14,8 @@
  * forwards it again.
  */
 
-import type { Cancel } from "@distcache/singleflight";
+import type { Cancel, Receiver } from "@distcache/singleflight";
+import type { ByteView } from "./byteview.js";
 import type { PropagationResult } from "./propagation.js";
 import type { Stamp } from "./stamps.js";
 
@@ -103,6 +104,20 @@ export interface PeerStoreResult extends PropagationResult {
   readonly ahead?: Stamp | undefined;
 }
 
+/**
+ * How a transport serves its clients' Gets to a group (`group.clientHandler`),
+ * for servers that answer many Gets and want no promise per call.
+ */
+export interface ClientHandler {
+  /**
+   * As `Group.get`: the value of `key`, from this node's cache, its owner or
+   * a getter, with the same counters. The outcome goes to `receiver`: at once
+   * (before `get` returns) for a hit, an empty key, or a `cancel` that has
+   * fired; otherwise when the shared load settles or `cancel` fires.
+   */
+  get(key: string, receiver: Receiver<ByteView>, cancel?: Cancel): void;
+}
+
 /** One other node of the cluster. */
 export interface PeerClient {
   /** The peer's identity on the ring, e.g. `"127.0.0.1:8002"`. */
@@ -115,6 +130,18 @@ export interface PeerClient {
    *   any other error means the peer could not be asked (down, timed out).
    */
   get(group: string, key: string, options: PeerGetOptions): Promise<PeerValue | undefined>;
+  /**
+   * As `get`, with the outcome reported to `receiver` (see `Receiver`)
+   * instead of a promise: a group's miss then reaches the transport, and
+   * its answer comes back, without a promise per step. Optional: a group
+   * uses `get` on a client without it.
+   */
+  getTo?(
+    group: string,
+    key: string,
+    options: PeerGetOptions,
+    receiver: Receiver<PeerValue | undefined>,
+  ): void;
   /**
    * Stores a copy of `value` in the peer's cache. With `replicate`, the peer
    * acts as the key's owner and copies the value on to its replicas (a client

@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { Cancel } from "./cancel.js";
 import { SingleFlight, TimeoutError } from "./singleflight.js";
 
@@ -272,5 +272,164 @@ describe("SingleFlight.join", () => {
     foreign.cancel(new Error("left"));
     await expect(call).rejects.toThrow("left");
     expect(held.shared?.cancelled).toBe(true);
+  });
+});
+
+/** A receiver that records what it was told, in order. */
+function recorder<T>() {
+  const told: Array<{ ok: boolean; outcome: unknown }> = [];
+  return {
+    told,
+    resolve: (value: T) => told.push({ ok: true, outcome: value }),
+    reject: (error: unknown) => told.push({ ok: false, outcome: error }),
+  };
+}
+
+describe("SingleFlight.joinTo", () => {
+  it("shares one call among receivers and promise callers, each told once", async () => {
+    const flight = new SingleFlight<string>();
+    let calls = 0;
+    let done: { resolve(value: string): void } | undefined;
+    const work = (_cancel: Cancel, _key: string, receiver: { resolve(value: string): void }) => {
+      calls++;
+      done = receiver;
+    };
+    const a = recorder<string>();
+    const b = recorder<string>();
+    flight.joinTo("k", work, a);
+    flight.joinTo("k", work, b, new Cancel());
+    const c = flight.join("k", () => Promise.resolve("never called"));
+    expect(calls).toBe(1);
+    expect(a.told).toEqual([]);
+    done!.resolve("v");
+    // Receivers are told synchronously, as the work reports.
+    expect(a.told).toEqual([{ ok: true, outcome: "v" }]);
+    expect(b.told).toEqual([{ ok: true, outcome: "v" }]);
+    expect(await c).toBe("v");
+    expect(flight.has("k")).toBe(false);
+    // A later report of the same call is ignored.
+    done!.resolve("late");
+    expect(a.told).toHaveLength(1);
+  });
+
+  it("a receiver joins a call started by join, and hears its value or error", async () => {
+    const flight = new SingleFlight<string>();
+    const ok = deferred<string>();
+    const first = flight.join("k", () => ok.promise);
+    const a = recorder<string>();
+    flight.joinTo("k", () => expect.unreachable("a second call started"), a);
+    ok.resolve("v");
+    expect(await first).toBe("v");
+    expect(a.told).toEqual([{ ok: true, outcome: "v" }]);
+
+    const failing = deferred<string>();
+    const second = flight.join("k", () => failing.promise);
+    const b = recorder<string>();
+    flight.joinTo("k", () => expect.unreachable("a second call started"), b);
+    failing.reject(new Error("boom"));
+    await expect(second).rejects.toThrow("boom");
+    expect(b.told).toEqual([{ ok: false, outcome: new Error("boom") }]);
+  });
+
+  it("work that reports at once reaches the receiver before joinTo returns", () => {
+    const flight = new SingleFlight<string>();
+    const a = recorder<string>();
+    const leave = new Cancel();
+    flight.joinTo("k", (_cancel, key, done) => done.resolve(`value of ${key}`), a, leave);
+    expect(a.told).toEqual([{ ok: true, outcome: "value of k" }]);
+    expect(flight.has("k")).toBe(false);
+    // The receiver's leave was never watched, so firing it later does nothing.
+    leave.cancel();
+    expect(a.told).toHaveLength(1);
+  });
+
+  it("turns a synchronous throw of the work into a rejection", () => {
+    const flight = new SingleFlight<string>();
+    const a = recorder<string>();
+    flight.joinTo(
+      "k",
+      () => {
+        throw new Error("boom");
+      },
+      a,
+    );
+    expect(a.told).toHaveLength(1);
+    expect(a.told[0]!.ok).toBe(false);
+    expect((a.told[0]!.outcome as Error).message).toBe("boom");
+    expect(flight.has("k")).toBe(false);
+  });
+
+  it("a receiver that leaves is told at once; the last to leave cancels the work", () => {
+    const flight = new SingleFlight<string>();
+    let shared: Cancel | undefined;
+    const work = (cancel: Cancel) => {
+      shared = cancel;
+    };
+    const a = recorder<string>();
+    const b = recorder<string>();
+    const leaveA = new Cancel();
+    const leaveB = new Cancel();
+    flight.joinTo("k", work, a, leaveA);
+    flight.joinTo("k", work, b, leaveB);
+    leaveA.cancel(new Error("a left"));
+    expect(a.told).toEqual([{ ok: false, outcome: new Error("a left") }]);
+    expect(shared!.cancelled).toBe(false);
+    expect(flight.has("k")).toBe(true);
+    leaveB.cancel(new Error("b left"));
+    expect(b.told).toEqual([{ ok: false, outcome: new Error("b left") }]);
+    expect(shared!.cancelled).toBe(true);
+    expect(flight.has("k")).toBe(false);
+  });
+
+  it("a receiver without a leave keeps the work running when the others leave", () => {
+    const flight = new SingleFlight<string>();
+    let shared: Cancel | undefined;
+    let done: { resolve(value: string): void } | undefined;
+    const a = recorder<string>();
+    const b = recorder<string>();
+    const leaveA = new Cancel();
+    flight.joinTo(
+      "k",
+      (cancel, _key, receiver) => {
+        shared = cancel;
+        done = receiver;
+      },
+      a,
+      leaveA,
+    );
+    flight.joinTo("k", () => expect.unreachable("a second call started"), b);
+    leaveA.cancel();
+    expect(shared!.cancelled).toBe(false);
+    done!.resolve("v");
+    expect(b.told).toEqual([{ ok: true, outcome: "v" }]);
+    expect(a.told).toHaveLength(1);
+    expect(a.told[0]!.ok).toBe(false);
+  });
+
+  it("rejects at once for a leave already fired, without starting work", () => {
+    const flight = new SingleFlight<string>();
+    const a = recorder<string>();
+    const leave = new Cancel();
+    leave.cancel(new Error("gone"));
+    flight.joinTo("k", () => expect.unreachable("work started"), a, leave);
+    expect(a.told).toEqual([{ ok: false, outcome: new Error("gone") }]);
+    expect(flight.has("k")).toBe(false);
+  });
+
+  it("on timeout tells every receiver the TimeoutError and cancels the work", async () => {
+    const flight = new SingleFlight<string>({ timeout: 20 });
+    let shared: Cancel | undefined;
+    const a = recorder<string>();
+    flight.joinTo(
+      "k",
+      (cancel) => {
+        shared = cancel;
+      },
+      a,
+    );
+    await vi.waitFor(() => expect(a.told).toHaveLength(1), { timeout: 5_000 });
+    expect(a.told[0]!.outcome).toBeInstanceOf(TimeoutError);
+    expect(shared!.reason).toBe(a.told[0]!.outcome);
+    expect(flight.has("k")).toBe(false);
   });
 });

@@ -3,6 +3,7 @@
 // the key is forgotten as soon as the work settles (a deduplicator, not a cache).
 import { Cancel } from "./cancel.js";
 import { hasLeft, type Leave, unwatchLeave, watchLeave } from "./leave.js";
+import type { Receiver } from "./receiver.js";
 
 /** Options for {@link SingleFlight}. */
 export interface SingleFlightOptions {
@@ -37,22 +38,31 @@ export type Work<T> = (signal: AbortSignal) => Promise<T> | T;
  */
 export type CancellableWork<T> = (cancel: Cancel, key: string) => Promise<T> | T;
 
-/** A waiter that can leave: settled by its call, or by leaving first. */
+/**
+ * The work a {@link SingleFlight.joinTo} call runs for `key`: it reports its
+ * outcome to `done`, at once or later, instead of returning a promise.
+ * `cancel` is as {@link CancellableWork}'s. A throw counts as `done.reject`.
+ */
+export type ReceivingWork<T> = (cancel: Cancel, key: string, done: Receiver<T>) => void;
+
+/**
+ * A waiter: settled by its call, or (with a `leave`) by leaving first. A
+ * waiter without `leave` is one of {@link SingleFlight.joinTo}'s that cannot leave.
+ */
 interface Waiter<T> {
-  readonly resolve: (value: T) => void;
-  readonly reject: (error: unknown) => void;
-  readonly leave: Leave;
-  readonly onLeave: () => void;
+  readonly receiver: Receiver<T>;
+  readonly leave: Leave | undefined;
+  readonly onLeave: (() => void) | undefined;
 }
 
-/** One call in flight for a key, and who waits on it. */
-class Flight<T> {
+/** One call in flight for a key, and who waits on it; also the receiver its work reports to. */
+class Flight<T> implements Receiver<T> {
   phase: "running" | "settled" = "running";
   /** Fires when every waiter that could leave has left, or on timeout. */
   readonly cancel = new Cancel();
   /** Waiters that can still leave; `Infinity` once one that cannot has joined. */
   leavable = 0;
-  /** The waiters that can leave, still waiting: one, as nearly always, or several. */
+  /** The waiters (every one of `joinTo`'s, and `join`'s that can leave): one, as nearly always, or several. */
   waiters: Waiter<T> | Waiter<T>[] | undefined;
   /** The waiters that cannot leave share one promise, made when the first joins. */
   shared:
@@ -60,7 +70,42 @@ class Flight<T> {
     | undefined;
   timer: ReturnType<typeof setTimeout> | undefined;
 
-  constructor(readonly key: string) {}
+  constructor(
+    readonly key: string,
+    /** Its SingleFlight's flights, to forget its key when it settles. */
+    private readonly flights: Map<string, Flight<T>>,
+  ) {}
+
+  resolve(value: T): void {
+    this.settle(true, value);
+  }
+
+  reject(error: unknown): void {
+    this.settle(false, error);
+  }
+
+  /**
+   * The call's outcome (or its timeout): the key is forgotten, then every
+   * waiter still waiting hears of it. A later outcome (the work settling
+   * after its timeout) is ignored.
+   */
+  settle(ok: boolean, outcome: unknown): void {
+    if (this.phase === "settled") return;
+    this.phase = "settled";
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    if (this.flights.get(this.key) === this) this.flights.delete(this.key);
+    const waiters = this.waiters;
+    this.waiters = undefined;
+    if (waiters !== undefined) {
+      if (Array.isArray(waiters)) for (const waiter of waiters) settleWaiter(waiter, ok, outcome);
+      else settleWaiter(waiters, ok, outcome);
+    }
+    const shared = this.shared;
+    if (shared !== undefined) {
+      if (ok) shared.resolve(outcome as T);
+      else shared.reject(outcome);
+    }
+  }
 }
 
 /** The error a call rejects with when {@link SingleFlightOptions.timeout} passes. */
@@ -126,6 +171,38 @@ export class SingleFlight<T> {
   }
 
   /**
+   * As {@link SingleFlight.join}, with the outcome reported to `receiver`
+   * instead of a promise: for servers that answer many calls, each without a
+   * promise of its own. `receiver` is called synchronously when the call
+   * settles (or at once, if `leave` has fired or `work` reports at once).
+   * A call started here runs `work` as a {@link ReceivingWork}.
+   */
+  joinTo(key: string, work: ReceivingWork<T>, receiver: Receiver<T>, leave?: Leave): void {
+    if (leave !== undefined && hasLeft(leave)) {
+      receiver.reject(leave.reason);
+      return;
+    }
+    const running = this.flights.get(key);
+    const flight = running ?? this.newFlight(key);
+    const waiter: Waiter<T> =
+      leave === undefined
+        ? { receiver, leave, onLeave: undefined }
+        : { receiver, leave, onLeave: () => this.leave(flight, waiter) };
+    if (leave === undefined) flight.leavable = Number.POSITIVE_INFINITY;
+    else flight.leavable++;
+    addWaiter(flight, waiter);
+    // The waiter is in place before the work runs: it may report at once.
+    if (running === undefined) {
+      try {
+        work(flight.cancel, key, flight);
+      } catch (error) {
+        flight.reject(error);
+      }
+    }
+    if (leave !== undefined && flight.phase === "running") watchLeave(leave, waiter.onLeave!);
+  }
+
+  /**
    * Forgets the call in flight for `key`: its waiters still get its result,
    * but the next `do` starts a new call. Use it when the result of a call
    * already running is known to be stale (the key was just invalidated).
@@ -134,16 +211,22 @@ export class SingleFlight<T> {
     this.flights.delete(key);
   }
 
-  private start(key: string, work: CancellableWork<T>): Flight<T> {
-    const flight = new Flight<T>(key);
+  /** A flight for `key`, registered, its timeout running (if set); its work not started. */
+  private newFlight(key: string): Flight<T> {
+    const flight = new Flight<T>(key, this.flights);
     this.flights.set(key, flight);
     if (this.timeout > 0) {
       flight.timer = setTimeout(() => {
         const error = new TimeoutError(`call did not settle within ${this.timeout} ms`);
         flight.cancel.cancel(error);
-        this.settle(flight, false, error);
+        flight.reject(error);
       }, this.timeout);
     }
+    return flight;
+  }
+
+  private start(key: string, work: CancellableWork<T>): Flight<T> {
+    const flight = this.newFlight(key);
     let run: Promise<T>;
     try {
       run = Promise.resolve(work(flight.cancel, key));
@@ -152,49 +235,22 @@ export class SingleFlight<T> {
       run = Promise.reject(error);
     }
     run.then(
-      (value) => this.settle(flight, true, value),
-      (error: unknown) => this.settle(flight, false, error),
+      (value) => flight.resolve(value),
+      (error: unknown) => flight.reject(error),
     );
     return flight;
-  }
-
-  /**
-   * The call's outcome (or its timeout): the key is forgotten, then every
-   * waiter still waiting hears of it. A later outcome (the work settling
-   * after its timeout) is ignored.
-   */
-  private settle(flight: Flight<T>, ok: boolean, outcome: unknown): void {
-    if (flight.phase === "settled") return;
-    flight.phase = "settled";
-    if (flight.timer !== undefined) clearTimeout(flight.timer);
-    if (this.flights.get(flight.key) === flight) this.flights.delete(flight.key);
-    const waiters = flight.waiters;
-    flight.waiters = undefined;
-    if (waiters !== undefined) {
-      if (Array.isArray(waiters)) for (const waiter of waiters) settleWaiter(waiter, ok, outcome);
-      else settleWaiter(waiters, ok, outcome);
-    }
-    const shared = flight.shared;
-    if (shared !== undefined) {
-      if (ok) shared.resolve(outcome as T);
-      else shared.reject(outcome);
-    }
   }
 
   /** A waiter that can leave: its own promise, settled by the call or by `leave`. */
   private wait(flight: Flight<T>, leave: Leave): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       const waiter: Waiter<T> = {
-        resolve,
-        reject,
+        receiver: { resolve, reject },
         leave,
         onLeave: () => this.leave(flight, waiter),
       };
-      const waiters = flight.waiters;
-      if (waiters === undefined) flight.waiters = waiter;
-      else if (Array.isArray(waiters)) waiters.push(waiter);
-      else flight.waiters = [waiters, waiter];
-      watchLeave(leave, waiter.onLeave);
+      addWaiter(flight, waiter);
+      watchLeave(leave, waiter.onLeave!);
     });
   }
 
@@ -210,8 +266,8 @@ export class SingleFlight<T> {
     } else {
       return; // settled already
     }
-    const reason = waiter.leave.reason;
-    waiter.reject(reason);
+    const reason = waiter.leave!.reason;
+    waiter.receiver.reject(reason);
     flight.leavable--;
     if (flight.leavable === 0) {
       if (this.flights.get(flight.key) === flight) this.flights.delete(flight.key);
@@ -220,10 +276,17 @@ export class SingleFlight<T> {
   }
 }
 
+function addWaiter<T>(flight: Flight<T>, waiter: Waiter<T>): void {
+  const waiters = flight.waiters;
+  if (waiters === undefined) flight.waiters = waiter;
+  else if (Array.isArray(waiters)) waiters.push(waiter);
+  else flight.waiters = [waiters, waiter];
+}
+
 function settleWaiter<T>(waiter: Waiter<T>, ok: boolean, outcome: unknown): void {
-  unwatchLeave(waiter.leave, waiter.onLeave);
-  if (ok) waiter.resolve(outcome as T);
-  else waiter.reject(outcome);
+  if (waiter.leave !== undefined) unwatchLeave(waiter.leave, waiter.onLeave!);
+  if (ok) waiter.receiver.resolve(outcome as T);
+  else waiter.receiver.reject(outcome);
 }
 
 /** One promise and its settle functions, for the waiters that cannot leave. */

@@ -1,7 +1,7 @@
 // The generic batcher under the fetch and push batchers: gathers the items
 // added for one peer during an event-loop turn into batches, bounds what is
 // in flight, and settles each caller as its item's result is reported.
-import { hasLeft, type Leave, unwatchLeave, watchLeave } from "@distcache/core";
+import { hasLeft, type Leave, type Receiver, unwatchLeave, watchLeave } from "@distcache/core";
 
 /** One batch for a {@link BatchSender}: items of one queue, in the order results are reported. */
 export interface Batch<Item, Result> {
@@ -66,14 +66,13 @@ export interface BatcherStats {
   readonly inFlight: number;
 }
 
-/** One caller of {@link Batcher.add}. */
+/** One caller of {@link Batcher.addTo} (or of {@link Batcher.add}, through a promise's receiver). */
 interface Waiter<Item, Result> {
   readonly item: Item;
   readonly weight: number;
   readonly leave: Leave | undefined;
-  readonly resolve: (result: Result) => void;
-  readonly reject: (error: unknown) => void;
-  /** Its promise is settled (answered, failed, or the caller left). */
+  readonly receiver: Receiver<Result>;
+  /** Its receiver was told (answered, failed, or the caller left). */
   settled: boolean;
   /** Its item was sent and has not been answered yet (counts toward `inFlight`). */
   sent: boolean;
@@ -147,42 +146,51 @@ export class Batcher<Item, Result> {
    * and with whatever the send function reports for the item.
    */
   add(queue: string, item: Item, leave?: Leave): Promise<Result> {
+    return new Promise<Result>((resolve, reject) =>
+      this.addTo(queue, item, { resolve, reject }, leave),
+    );
+  }
+
+  /**
+   * As {@link Batcher.add}, with the outcome reported to `receiver` (called
+   * synchronously: at once if `leave` has fired, else as the send function
+   * reports the item or its batch ends).
+   */
+  addTo(queue: string, item: Item, receiver: Receiver<Result>, leave?: Leave): void {
     if (leave !== undefined && hasLeft(leave)) {
-      return Promise.reject(leave.reason);
+      receiver.reject(leave.reason);
+      return;
     }
-    let target = this.queues.get(queue);
-    if (target === undefined) {
-      target = { id: queue, waiters: [], weight: 0, live: 0 };
-      this.queues.set(queue, target);
+    let into = this.queues.get(queue);
+    if (into === undefined) {
+      into = { id: queue, waiters: [], weight: 0, live: 0 };
+      this.queues.set(queue, into);
     }
-    const into = target;
-    return new Promise<Result>((resolve, reject) => {
-      const waiter: Waiter<Item, Result> = {
-        item,
-        weight: this.weight(item),
-        leave,
-        resolve,
-        reject,
-        settled: false,
-        sent: false,
-        batch: undefined,
-        onAbort: undefined,
-      };
-      if (leave !== undefined) {
-        const onAbort = () => this.abandon(waiter, into);
-        waiter.onAbort = onAbort;
-        watchLeave(leave, onAbort);
-      }
-      into.waiters.push(waiter);
-      into.live++;
-      into.weight += waiter.weight;
-      this.queued++;
-      if (into.live >= this.maxItems || into.weight >= this.maxWeight) {
-        // A full batch goes at once, if the peer has room for it.
-        if (this.inFlight < this.maxInFlight) this.dispatch(into);
-      }
-      this.wake();
-    });
+    const waiter: Waiter<Item, Result> = {
+      item,
+      weight: this.weight(item),
+      leave,
+      receiver,
+      settled: false,
+      sent: false,
+      batch: undefined,
+      onAbort: undefined,
+    };
+    if (leave !== undefined) {
+      const queued = into;
+      const onAbort = () => this.abandon(waiter, queued);
+      waiter.onAbort = onAbort;
+      watchLeave(leave, onAbort);
+    }
+    into.waiters.push(waiter);
+    into.live++;
+    into.weight += waiter.weight;
+    this.queued++;
+    if (into.live >= this.maxItems || into.weight >= this.maxWeight) {
+      // A full batch goes at once, if the peer has room for it.
+      if (this.inFlight < this.maxInFlight) this.dispatch(into);
+    }
+    this.wake();
   }
 
   /** A snapshot of the counters. */
@@ -258,8 +266,8 @@ export class Batcher<Item, Result> {
       queue: queue.id,
       items,
       signal: sent.controller.signal,
-      resolve: (index, result) => answer(index)?.resolve(result),
-      reject: (index, error) => answer(index)?.reject(error),
+      resolve: (index, result) => answer(index)?.receiver.resolve(result),
+      reject: (index, error) => answer(index)?.receiver.reject(error),
     };
     let outcome: Promise<void>;
     try {
@@ -280,7 +288,7 @@ export class Batcher<Item, Result> {
       this.land(waiter);
       if (waiter.settled) continue;
       this.settle(waiter);
-      waiter.reject(failure());
+      waiter.receiver.reject(failure());
     }
   }
 
@@ -306,7 +314,7 @@ export class Batcher<Item, Result> {
     waiter.settled = true;
     waiter.onAbort = undefined;
     const reason = waiter.leave!.reason;
-    waiter.reject(reason);
+    waiter.receiver.reject(reason);
     const sent = waiter.batch;
     if (sent === undefined) {
       // Not sent yet: it is skipped when its queue is next dispatched.

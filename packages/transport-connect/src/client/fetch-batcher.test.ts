@@ -39,6 +39,43 @@ function outcome<T>(promise: Promise<T>) {
 }
 
 describe("FetchBatcher", () => {
+  it("fetchTo tells each receiver its key's result synchronously as it is reported", async () => {
+    const { batcher, batches, flush } = harness();
+    const told: string[] = [];
+    const receiver = (name: string) => ({
+      resolve: (found: PeerValue | undefined) =>
+        told.push(`${name}: ${found === undefined ? "not cached" : text(found.value)}`),
+      reject: (error: unknown) => told.push(`${name}: ${(error as Error).message}`),
+    });
+    const leave = new Cancel();
+    batcher.fetchTo("g", "a", false, receiver("a"));
+    batcher.fetchTo("g", "b", false, receiver("b"), leave);
+    batcher.fetchTo("g", "c", false, receiver("c"));
+    const viaPromise = batcher.fetch("g", "d", false);
+    flush();
+    const [{ batch, done }] = batches as [(typeof batches)[0]];
+    expect(batch.keys).toEqual(["a", "b", "c", "d"]);
+    batch.resolve(0, value("A"));
+    expect(told).toEqual(["a: A"]);
+    leave.cancel(new Error("b left"));
+    expect(told).toEqual(["a: A", "b: b left"]);
+    batch.resolve(1, value("ignored: b left"));
+    batch.resolve(3, value("D"));
+    done();
+    expect(text((await viaPromise)!.value)).toBe("D");
+    // The batch ended without c's result: c is told so, once.
+    expect(told).toEqual([
+      "a: A",
+      "b: b left",
+      "c: the peer's batch ended without this item's result",
+    ]);
+    const gone = new Cancel();
+    gone.cancel(new Error("already gone"));
+    batcher.fetchTo("g", "e", false, receiver("e"), gone);
+    expect(told.at(-1)).toBe("e: already gone");
+    expect(batcher.stats()).toEqual({ batches: 1, keys: 4, queued: 0, inFlight: 0 });
+  });
+
   it("sends the keys asked in one turn as one batch and answers each caller by index", async () => {
     const { batcher, batches, flush } = harness();
     const a = batcher.fetch("g", "a", false);

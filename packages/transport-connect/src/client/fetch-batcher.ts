@@ -1,7 +1,7 @@
 // The fetch batcher: the forwarded Gets a node asks of one peer during an
 // event-loop turn, per group and `cacheOnly`, leave as one batch (one
 // `FetchMany`; see peer-client.ts).
-import type { Leave, PeerValue } from "@distcache/core";
+import type { Leave, PeerValue, Receiver } from "@distcache/core";
 import { Batcher } from "./batcher.js";
 
 /** Default most keys in one fetch batch. */
@@ -101,13 +101,28 @@ export class FetchBatcher {
     cacheOnly: boolean,
     leave?: Leave,
   ): Promise<PeerValue | undefined> {
+    return this.batcher.add(this.queueId(group, cacheOnly), key, leave);
+  }
+
+  /** As {@link FetchBatcher.fetch}, with the outcome reported to `receiver` (see {@link Batcher.addTo}). */
+  fetchTo(
+    group: string,
+    key: string,
+    cacheOnly: boolean,
+    receiver: Receiver<PeerValue | undefined>,
+    leave?: Leave,
+  ): void {
+    this.batcher.addTo(this.queueId(group, cacheOnly), key, receiver, leave);
+  }
+
+  private queueId(group: string, cacheOnly: boolean): string {
     let ids = this.queueIds.get(group);
     if (ids === undefined) {
       // Made once per group: a fresh `1${group}` per call would be hashed per call.
       ids = [`0${group}`, `1${group}`];
       if (this.queueIds.size < MAX_QUEUE_IDS) this.queueIds.set(group, ids);
     }
-    return this.batcher.add(ids[cacheOnly ? 1 : 0], key, leave);
+    return ids[cacheOnly ? 1 : 0];
   }
 
   /** A snapshot of the counters. */

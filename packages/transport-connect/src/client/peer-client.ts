@@ -14,6 +14,7 @@ import {
   type PeerStoreOptions,
   type PeerValue,
   type PropagationResult,
+  type Receiver,
   RemoteLoadError,
   type RemoveResult,
 } from "@distcache/core";
@@ -198,6 +199,15 @@ export class ConnectPeerClient implements PeerClient {
   get(group: string, key: string, options: PeerGetOptions): Promise<PeerValue | undefined> {
     // `cancel` first: reading `signal` would make an AbortController for it.
     return this.batcher.fetch(group, key, options.cacheOnly, options.cancel ?? options.signal);
+  }
+
+  getTo(
+    group: string,
+    key: string,
+    options: PeerGetOptions,
+    receiver: Receiver<PeerValue | undefined>,
+  ): void {
+    this.batcher.fetchTo(group, key, options.cacheOnly, receiver, options.cancel ?? options.signal);
   }
 
   async store(

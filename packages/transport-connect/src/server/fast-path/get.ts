@@ -5,7 +5,7 @@
 import type * as http2 from "node:http2";
 import { fromBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { ByteView, Group } from "@distcache/core";
+import type { ByteView, Group, Receiver } from "@distcache/core";
 import { Cancel, LoadsOverloadedError } from "@distcache/core";
 import { errorMessage } from "../../error-message.js";
 import { GetRequestSchema } from "../../gen/distcache/cache_pb.js";
@@ -58,7 +58,7 @@ export function createGetFastPath(
  * cancellation, the deadline timer and a {@link Cancel} are added only
  * when there is something to cancel (a `grpc-timeout`, or a miss that waits).
  */
-class GetCall {
+class GetCall implements Receiver<ByteView> {
   private done = false;
   /** The request side ended (END_STREAM received). */
   private ended = false;
@@ -225,16 +225,22 @@ class GetCall {
     const cancel = new Cancel();
     this.cancel = cancel;
     if (this.timer === undefined) this.watchClose();
-    group.get(key, { cancel }).then(
-      (view) => this.found(view),
-      (error: unknown) => {
-        // Cancelled: the caller left (nobody to answer) or the deadline was answered already.
-        if (cancel.cancelled) return;
-        // The origin's load queue is full: a shed, as cache-service.ts answers it.
-        if (error instanceof LoadsOverloadedError) this.fail(Code.ResourceExhausted, error.message);
-        else this.notFound(errorMessage(error));
-      },
-    );
+    // This call is the miss's receiver: its answer comes with no promise in between.
+    group.clientHandler.get(key, this, cancel);
+  }
+
+  /** The miss's value (see {@link Receiver}). */
+  resolve(view: ByteView): void {
+    this.found(view);
+  }
+
+  /** The miss failed, or was cancelled (see {@link Receiver}). */
+  reject(error: unknown): void {
+    // Cancelled: the caller left (nobody to answer) or the deadline was answered already.
+    if (this.cancel?.cancelled === true) return;
+    // The origin's load queue is full: a shed, as cache-service.ts answers it.
+    if (error instanceof LoadsOverloadedError) this.fail(Code.ResourceExhausted, error.message);
+    else this.notFound(errorMessage(error));
   }
 
   private deadline(): void {
