@@ -10,7 +10,12 @@
 // (`--max-old-space-size`, the pair the soak runs with); and with the
 // old-generation cap alone, which docs/operations.md warns against (under
 // load V8 then runs mark-compact after mark-compact). The bare responder runs
-// with the defaults and the young-generation cap. Per run: a 5,000-Get
+// with the defaults and the young-generation cap. Then the same node (with
+// the defaults and with the young-generation cap) and the bare responder
+// (defaults) on the other supported Node line, 22 or 24, whose binary
+// scripts/node-line.mjs fetches once from the npm registry: on Node 24 a
+// closed HTTP/2 stream outlives scavenges until a mark-compact, on Node 22
+// it dies young (docs/benchmarks.md, "GC in the tail"). Per run: a 5,000-Get
 // warm-up, then h2load's measured Gets; reported (medians over the rounds):
 // req/s, p50/p99/max latency (h2load --log-file), the process's CPU per Get
 // (every thread), scavenges during the measured Gets with the bytes they
@@ -27,9 +32,11 @@
 //
 // Needs h2load (Debian: nghttp2-client); prints a SKIP line without it.
 
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { NODE_MAIN, startChild, stopChild } from "../scripts/lib/node-process.mjs";
 import { freePort } from "../scripts/lib/ports.mjs";
 import { BARE_RESPONDER, BENCH_ENV, h2load, h2loadVersion, median } from "./cluster.mjs";
@@ -48,6 +55,44 @@ const TARGET = { p99: 10, max: 25 };
 /** The group every contender is asked; with `--entries`, its budget. */
 const GROUP = "scores";
 const VALUE_BYTES = 1024;
+
+const NODE_LINE = fileURLToPath(new URL("../scripts/node-line.mjs", import.meta.url));
+
+/** The Node line running this bench: its label and binary. */
+const THIS_LINE = {
+  label: `Node ${process.versions.node.split(".")[0]}`,
+  node: process.execPath,
+  version: process.version,
+};
+
+/**
+ * The other supported Node line (22 or 24) and its binary, through
+ * scripts/node-line.mjs (which fetches it from the npm registry once);
+ * `{ label, error }` when it cannot be had.
+ */
+function otherLine() {
+  const line = process.versions.node.startsWith("22.") ? "24" : "22";
+  const label = `Node ${line}`;
+  const asked = spawnSync(
+    process.execPath,
+    [
+      NODE_LINE,
+      "--line",
+      line,
+      "--",
+      "node",
+      "-p",
+      "JSON.stringify([process.execPath, process.version])",
+    ],
+    { encoding: "utf8", timeout: 300_000 },
+  );
+  if (asked.status !== 0) {
+    const why = (asked.stderr || asked.error?.message || `exit ${asked.status}`).trim();
+    return { label, error: why.split("\n").at(-1) };
+  }
+  const [node, version] = JSON.parse(asked.stdout);
+  return { label, node, version };
+}
 
 /** The value the `--entries` source gives `key`: 1 KiB, starting with the key. */
 const entryValue = (key) => `${key}:`.padEnd(VALUE_BYTES, "x");
@@ -101,7 +146,7 @@ function peakRssMiB(pid) {
  * One contender's run in a fresh process: with `fill`, the cache is filled
  * first; then the warm-up and the measured Gets.
  */
-async function runOnce(contender, flags, cfg, reqFile, logFile, fill) {
+async function runOnce({ id: contender, flags, line }, cfg, reqFile, logFile, fill) {
   const port = await freePort();
   const counter = gcCounter();
   const nodeArgs = ["--no-admin", "--host", HOST, "--port", String(port)];
@@ -116,6 +161,7 @@ async function runOnce(contender, flags, cfg, reqFile, logFile, fill) {
     onLine: counter.onLine,
     env: BENCH_ENV,
     keepLines: 20,
+    node: line.node,
   });
   try {
     await child.ready;
@@ -185,14 +231,25 @@ export async function runGcTail({
           keys: Array.from({ length: entries }, (_, i) => `k${i}`),
         };
   const oldCap = `--max-old-space-size=${OLD_CAP_MIB + Math.ceil((entries * 80) / 2 ** 20)}`;
+  const other = otherLine();
+  const row = (id, flags, line) => ({
+    id,
+    flags,
+    line,
+    name: `${id === "bare" ? "bare node:http2" : "distcache-node"} on ${line.label}, ${flags.join(" ") || "V8 defaults"}`,
+  });
   const contenders = [
-    { id: "distcache", flags: [], name: "distcache-node, V8 defaults" },
-    { id: "distcache", flags: [YOUNG_8], name: `distcache-node, ${YOUNG_8}` },
-    { id: "distcache", flags: [YOUNG_8, oldCap], name: `distcache-node, ${YOUNG_8} ${oldCap}` },
-    { id: "distcache", flags: [oldCap], name: `distcache-node, ${oldCap} alone` },
-    { id: "bare", flags: [], name: "bare node:http2, V8 defaults" },
-    { id: "bare", flags: [YOUNG_8], name: `bare node:http2, ${YOUNG_8}` },
+    row("distcache", [], THIS_LINE),
+    row("distcache", [YOUNG_8], THIS_LINE),
+    row("distcache", [YOUNG_8, oldCap], THIS_LINE),
+    row("distcache", [oldCap], THIS_LINE),
+    row("bare", [], THIS_LINE),
+    row("bare", [YOUNG_8], THIS_LINE),
+    ...(other.node === undefined
+      ? []
+      : [row("distcache", [], other), row("distcache", [YOUNG_8], other), row("bare", [], other)]),
   ];
+  if (other.node === undefined) log(`gc: no ${other.label} rows: ${other.error}`);
   const samples = contenders.map(() => []);
   try {
     for (let round = 0; round < cfg.rounds; round++) {
@@ -201,7 +258,7 @@ export async function runGcTail({
         const i = (k + round) % contenders.length;
         const c = contenders[i];
         log(`gc: round ${round + 1}/${cfg.rounds}: ${c.name}`);
-        samples[i].push(await runOnce(c.id, c.flags, cfg, reqFile, logFile, fill));
+        samples[i].push(await runOnce(c, cfg, reqFile, logFile, fill));
       }
     }
   } finally {
@@ -232,8 +289,8 @@ export async function runGcTail({
     .filter((r) => r.node)
     .map((r) => {
       const pass = r.p99 <= TARGET.p99 && r.max <= TARGET.max;
-      const flags = r.name.slice("distcache-node, ".length);
-      return `${flags}: ${pass ? "PASS" : "FAIL"} (p99 ${fmt(r.p99, 2)} ms, max ${fmt(r.max)} ms)`;
+      const setting = r.name.slice("distcache-node on ".length);
+      return `${setting}: ${pass ? "PASS" : "FAIL"} (p99 ${fmt(r.p99, 2)} ms, max ${fmt(r.max)} ms)`;
     });
   const cache =
     entries > 0
@@ -242,7 +299,7 @@ export async function runGcTail({
   const markdown = [
     "### GC in the tail: Get hit at 1 connection × 64 streams",
     "",
-    `Node ${process.version}, ${version}; ${cache}; ${cfg.requests.toLocaleString("en-US")} Gets per run after a ${cfg.warmup.toLocaleString("en-US")}-Get warm-up, each run a fresh process with --trace-gc-nvp; medians of ${cfg.rounds} rounds (contenders alternating). CPU, GC counts and promoted bytes are for the measured Gets only.`,
+    `${THIS_LINE.label} (${THIS_LINE.version})${other.node === undefined ? ` (no ${other.label} rows: ${other.error})` : ` and ${other.label} (${other.version})`}, ${version}; ${cache}; ${cfg.requests.toLocaleString("en-US")} Gets per run after a ${cfg.warmup.toLocaleString("en-US")}-Get warm-up, each run a fresh process with --trace-gc-nvp; medians of ${cfg.rounds} rounds (contenders alternating). CPU, GC counts and promoted bytes are for the measured Gets only.`,
     `Target for distcache-node (p99 ≤ ${TARGET.p99} ms and max ≤ ${TARGET.max} ms): ${verdicts.join("; ")}.`,
     "",
     markdownTable(

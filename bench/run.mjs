@@ -62,8 +62,10 @@ Parts, run in this order (all by default):
   gc        a Get hit's latency tail at 1x64 with --trace-gc: distcache-node
             with V8 defaults, --max-semi-space-size=8, that with a heap cap,
             and the heap cap alone; the bare responder, defaults and
-            --max-semi-space-size=8 (target p99 <= 10 ms, max <= 25 ms);
-            needs h2load
+            --max-semi-space-size=8; then the node (defaults and
+            --max-semi-space-size=8) and the bare responder on the other
+            Node line, 22 or 24 (fetched once by scripts/node-line.mjs)
+            (target p99 <= 10 ms, max <= 25 ms); needs h2load
   floor     the floor under a forwarded hit with bare node:http2 and no
             DistCache code: CPU per request of a one-process hit and of an
             entry forwarding over one batched HTTP/2 stream to an owner (1x64

@@ -40,6 +40,8 @@ export interface ChildOptions {
   ipc?: boolean;
   /** The child's environment. Default: this process's. */
   env?: NodeJS.ProcessEnv;
+  /** The `node` binary to run (another Node line's, say). Default: this process's. */
+  node?: string;
 }
 
 export interface NodeOptions extends ChildOptions {

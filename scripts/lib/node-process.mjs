@@ -69,10 +69,17 @@ export function startChild(
   label,
   args,
   readyText,
-  { onLine, timeoutMs = 15_000, keepLines = 200, ipc = false, env = process.env } = {},
+  {
+    onLine,
+    timeoutMs = 15_000,
+    keepLines = 200,
+    ipc = false,
+    env = process.env,
+    node = process.execPath,
+  } = {},
 ) {
   const child = track(
-    spawn(process.execPath, args, {
+    spawn(node, args, {
       stdio: ["ignore", "pipe", "pipe", ...(ipc ? ["ipc"] : [])],
       env,
     }),
