@@ -331,6 +331,32 @@ describe("SingleFlight.joinTo", () => {
     expect(b.told).toEqual([{ ok: false, outcome: new Error("boom") }]);
   });
 
+  it("tells every receiver even if one throws, then throws the first error", () => {
+    const flight = new SingleFlight<string>();
+    let done: { resolve(value: string): void } | undefined;
+    const a = recorder<string>();
+    const c = recorder<string>();
+    flight.joinTo(
+      "k",
+      (_cancel, _key, receiver) => {
+        done = receiver;
+      },
+      a,
+    );
+    const faulty = {
+      resolve: () => {
+        throw new Error("receiver bug");
+      },
+      reject: () => {},
+    };
+    flight.joinTo("k", () => expect.unreachable("a second call started"), faulty);
+    flight.joinTo("k", () => expect.unreachable("a second call started"), c);
+    expect(() => done!.resolve("v")).toThrow("receiver bug");
+    expect(a.told).toEqual([{ ok: true, outcome: "v" }]);
+    expect(c.told).toEqual([{ ok: true, outcome: "v" }]);
+    expect(flight.has("k")).toBe(false);
+  });
+
   it("work that reports at once reaches the receiver before joinTo returns", () => {
     const flight = new SingleFlight<string>();
     const a = recorder<string>();

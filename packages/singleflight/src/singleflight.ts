@@ -96,15 +96,27 @@ class Flight<T> implements Receiver<T> {
     if (this.flights.get(this.key) === this) this.flights.delete(this.key);
     const waiters = this.waiters;
     this.waiters = undefined;
-    if (waiters !== undefined) {
-      if (Array.isArray(waiters)) for (const waiter of waiters) settleWaiter(waiter, ok, outcome);
-      else settleWaiter(waiters, ok, outcome);
-    }
     const shared = this.shared;
     if (shared !== undefined) {
       if (ok) shared.resolve(outcome as T);
       else shared.reject(outcome);
     }
+    if (waiters === undefined) return;
+    if (!Array.isArray(waiters)) {
+      settleWaiter(waiters, ok, outcome);
+      return;
+    }
+    // Every waiter is told even if a receiver throws (a bug in it must not
+    // leave the others waiting); the first error is thrown after them.
+    let failure: { error: unknown } | undefined;
+    for (const waiter of waiters) {
+      try {
+        settleWaiter(waiter, ok, outcome);
+      } catch (error) {
+        failure ??= { error };
+      }
+    }
+    if (failure !== undefined) throw failure.error;
   }
 }
 

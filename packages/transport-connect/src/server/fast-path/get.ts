@@ -229,18 +229,30 @@ class GetCall implements Receiver<ByteView> {
     group.clientHandler.get(key, this, cancel);
   }
 
-  /** The miss's value (see {@link Receiver}). */
+  /**
+   * The miss's value (see {@link Receiver}). Called from inside whatever
+   * settled the load (a peer's answer being read, another caller's getter):
+   * an answer that cannot be written resets this stream only.
+   */
   resolve(view: ByteView): void {
-    this.found(view);
+    try {
+      this.found(view);
+    } catch (error) {
+      this.stream.destroy(error instanceof Error ? error : new Error(String(error)));
+    }
   }
 
-  /** The miss failed, or was cancelled (see {@link Receiver}). */
+  /** The miss failed, or was cancelled (see {@link Receiver}); as `resolve`, it never throws. */
   reject(error: unknown): void {
     // Cancelled: the caller left (nobody to answer) or the deadline was answered already.
     if (this.cancel?.cancelled === true) return;
-    // The origin's load queue is full: a shed, as cache-service.ts answers it.
-    if (error instanceof LoadsOverloadedError) this.fail(Code.ResourceExhausted, error.message);
-    else this.notFound(errorMessage(error));
+    try {
+      // The origin's load queue is full: a shed, as cache-service.ts answers it.
+      if (error instanceof LoadsOverloadedError) this.fail(Code.ResourceExhausted, error.message);
+      else this.notFound(errorMessage(error));
+    } catch (failure) {
+      this.stream.destroy(failure instanceof Error ? failure : new Error(String(failure)));
+    }
   }
 
   private deadline(): void {
