@@ -3,7 +3,10 @@
 // time, each Get with a cancellation of its own as the Get fast path gives it
 // (a core `Cancel` where the tree has one, else an AbortSignal), and the peer
 // client listening on the Get's cancellation until it answers, as the
-// transport's batcher does.
+// transport's batcher does. A tree with `group.clientHandler` is driven the
+// way the Get fast path drives it (a receiver per Get, and a peer client with
+// `getTo` answering a round's keys together a microtask later); an older
+// tree through `Group.get` and the peer client's `get`.
 // It isolates the miss path's own work (group, singleflight, fill tokens,
 // promises and abort listeners), which the cluster benches see only as a
 // share of a forwarded Get (issue 14; docs/benchmarks.md).
