@@ -2,7 +2,7 @@
 // stats, and the read path of a miss (owner, then replicas, then this node's
 // getter). What other nodes call is in peer-handler.ts; cluster writes in
 // cluster-writes.ts; this node's cache and loads in local-group.ts.
-import type { Cancel, Leave, Receiver } from "@distcache/singleflight";
+import { type Cancel, type Leave, type Receiver, reportTo } from "@distcache/singleflight";
 import { ByteView } from "./byteview.js";
 import { deleteEverywhere, setEverywhere } from "./cluster-writes.js";
 import { InvalidKeyError, requireKey } from "./errors.js";
@@ -138,20 +138,14 @@ export class Group {
 
   // A miss's work, made once per group rather than per Get.
   private readonly loadLocally = (cancel: Cancel, key: string, done: Receiver<ByteView>) => {
-    this.local.loadLocally(key, cancel.signal).then(
-      (view) => done.resolve(view),
-      (error: unknown) => done.reject(error),
-    );
+    reportTo(this.local.loadLocally(key, cancel.signal), done);
   };
   private readonly loadFromPeers = (cancel: Cancel, key: string, done: Receiver<ByteView>) => {
     const local = this.local;
     const placement = local.peers!.placement(key);
     if (placement.owner === undefined) {
       // This node owns the key: its getter.
-      local.load(key, cancel.signal).then(
-        (view) => done.resolve(view),
-        (error: unknown) => done.reject(error),
-      );
+      reportTo(local.load(key, cancel.signal), done);
       return;
     }
     const { owner, replicas, selfIsReplica } = placement;

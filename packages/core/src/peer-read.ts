@@ -1,7 +1,7 @@
 // A miss in a cluster, as one object: the key's owner, then its replicas'
 // caches, then this node's getter, reported to the shared load's receiver
 // without a promise per step.
-import type { Cancel, Receiver } from "@distcache/singleflight";
+import { type Cancel, type Receiver, reportTo } from "@distcache/singleflight";
 import { ByteView } from "./byteview.js";
 import { NotFoundError, RemoteLoadError } from "./errors.js";
 import type { FillToken } from "./fill-tokens.js";
@@ -90,10 +90,7 @@ export class PeerRead implements Receiver<PeerValue | undefined> {
     try {
       if (peer.getTo !== undefined) peer.getTo(this.local.name, this.key, options, this);
       else {
-        peer.get(this.local.name, this.key, options).then(
-          (remote) => this.resolve(remote),
-          (error: unknown) => this.reject(error),
-        );
+        reportTo(peer.get(this.local.name, this.key, options), this);
       }
     } catch (error) {
       this.reject(error);
@@ -109,11 +106,7 @@ export class PeerRead implements Receiver<PeerValue | undefined> {
     }
     // Neither the owner nor a replica could answer: the last resort is our getter.
     this.end();
-    const done = this.done;
-    this.local.load(this.key, this.cancel.signal).then(
-      (view) => done.resolve(view),
-      (error: unknown) => done.reject(error),
-    );
+    reportTo(this.local.load(this.key, this.cancel.signal), this.done);
   }
 
   private fail(error: unknown): void {

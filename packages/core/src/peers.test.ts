@@ -1,4 +1,4 @@
-import type { Receiver } from "@distcache/singleflight";
+import { type Receiver, reportTo } from "@distcache/singleflight";
 import { beforeEach, describe, expect, it } from "vitest";
 import { NotFoundError, RemoteLoadError } from "./errors.js";
 import { Group } from "./group.js";
@@ -74,10 +74,7 @@ class ReceivingMemoryPeer extends MemoryPeer {
     receiver: Receiver<PeerValue | undefined>,
   ): void {
     this.receivedTo++;
-    this.get(group, key, options).then(
-      (value) => receiver.resolve(value),
-      (error: unknown) => receiver.reject(error),
-    );
+    reportTo(this.get(group, key, options), receiver);
   }
 }
 

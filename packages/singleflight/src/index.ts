@@ -1,6 +1,6 @@
 export { Cancel, isCancel } from "./cancel.js";
 export { hasLeft, type Leave, unwatchLeave, watchLeave } from "./leave.js";
-export type { Receiver } from "./receiver.js";
+export { type Receiver, reportTo } from "./receiver.js";
 export {
   type CancellableWork,
   type DoOptions,

@@ -12,3 +12,11 @@ export interface Receiver<T> {
   resolve(value: T): void;
   reject(error: unknown): void;
 }
+
+/** Hands `promise`'s outcome to `receiver`: where promise-based work meets a receiver. */
+export function reportTo<T>(promise: PromiseLike<T>, receiver: Receiver<T>): void {
+  promise.then(
+    (value) => receiver.resolve(value),
+    (error: unknown) => receiver.reject(error),
+  );
+}

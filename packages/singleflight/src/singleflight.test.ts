@@ -1,5 +1,6 @@
 import { describe, expect, it, vi } from "vitest";
 import { Cancel } from "./cancel.js";
+import { reportTo } from "./receiver.js";
 import { SingleFlight, TimeoutError } from "./singleflight.js";
 
 /** A promise settled from outside, to hold a call in flight as long as a test needs. */
@@ -457,5 +458,17 @@ describe("SingleFlight.joinTo", () => {
     expect(a.told[0]!.outcome).toBeInstanceOf(TimeoutError);
     expect(shared!.reason).toBe(a.told[0]!.outcome);
     expect(flight.has("k")).toBe(false);
+  });
+});
+
+describe("reportTo", () => {
+  it("hands a promise's value or error to a receiver, once", async () => {
+    const ok = recorder<string>();
+    const failed = recorder<string>();
+    reportTo(Promise.resolve("v"), ok);
+    reportTo(Promise.reject(new Error("boom")), failed);
+    await vi.waitFor(() => expect(ok.told.length + failed.told.length).toBe(2));
+    expect(ok.told).toEqual([{ ok: true, outcome: "v" }]);
+    expect(failed.told).toEqual([{ ok: false, outcome: new Error("boom") }]);
   });
 });
