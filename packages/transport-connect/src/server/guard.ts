@@ -79,14 +79,29 @@ export interface ServerGuardStats extends FairShareStats, StreamWatchStats {
   readonly eventLoopDelayMs: number;
 }
 
-/** Where an admitted stream's {@link StreamRecord} is kept (one property: no lookup per large write). */
-const RECORD = Symbol("distcache.streamRecord");
-/** The admission ticket of a stream, until its close (or keepOpen) gives it back. */
-const TICKET = Symbol("distcache.admissionTicket");
-type RecordedStream = http2.ServerHttp2Stream & {
-  [RECORD]?: StreamRecord;
-  [TICKET]?: Ticket | undefined;
-};
+/**
+ * What the guard keeps on a stream it took in, until the stream closes: one
+ * property (no lookup per large write) and one shared close listener
+ * ({@link onAdmittedClose}), not a closure and a `once` wrapper per request.
+ */
+interface Admission {
+  readonly guard: ServerGuard;
+  readonly session: SessionState | undefined;
+  /** The admission ticket, until the close (or keepOpen) gives it back; none for a refused stream. */
+  ticket: Ticket | undefined;
+  /** The stream's record in the watch, when the watch is on. */
+  readonly record: StreamRecord | undefined;
+}
+const ADMISSION = Symbol("distcache.admission");
+type AdmittedStream = http2.ServerHttp2Stream & { [ADMISSION]?: Admission };
+
+/** A stream the guard took in closed: its session's count, its ticket and its record. */
+function onAdmittedClose(this: AdmittedStream): void {
+  const admission = this[ADMISSION];
+  if (admission === undefined) return;
+  this[ADMISSION] = undefined;
+  admission.guard.closed(admission);
+}
 
 /**
  * A write of at least this many bytes is counted against `maxBufferedBytes`
@@ -271,14 +286,12 @@ export class ServerGuard {
     let record: StreamRecord | undefined;
     if (refusal === undefined) {
       admitted = ticket as Ticket;
-      (stream as RecordedStream)[TICKET] = admitted;
       if (this.watch.enabled) {
         const stated =
           headers["grpc-timeout"] === undefined && headers["connect-timeout-ms"] === undefined
             ? undefined
             : statedTimeoutMs(headers);
         record = this.watch.add(stream, performance.now(), stated, session?.share);
-        (stream as RecordedStream)[RECORD] = record;
       }
     } else {
       if (typeof ticket !== "string") this.fair.release(ticket); // shed for the event loop
@@ -288,14 +301,23 @@ export class ServerGuard {
       if (this.watch.enabled)
         record = this.watch.add(stream, performance.now(), undefined, undefined);
     }
-    stream.once("close", () => {
-      if (session !== undefined && --session.open === 0) session.idleSince = performance.now();
-      const held = (stream as RecordedStream)[TICKET];
-      if (held !== undefined) this.fair.release(held);
-      if (record !== undefined) this.watch.closed(record);
-    });
+    const admission: Admission = { guard: this, session, ticket: admitted, record };
+    (stream as AdmittedStream)[ADMISSION] = admission;
+    stream.on("close", onAdmittedClose);
     if (refusal !== undefined) respondWithError(stream, headers["content-type"], ...refusal);
     return admitted !== undefined;
+  }
+
+  /** A stream this guard took in closed (see {@link onAdmittedClose}). */
+  closed(admission: Admission): void {
+    const session = admission.session;
+    if (session !== undefined && --session.open === 0) session.idleSince = performance.now();
+    const ticket = admission.ticket;
+    if (ticket !== undefined) {
+      admission.ticket = undefined;
+      this.fair.release(ticket);
+    }
+    if (admission.record !== undefined) this.watch.closed(admission.record);
   }
 
   /**
@@ -306,14 +328,14 @@ export class ServerGuard {
    * stay limited by `responseWriteTimeoutMs` and `maxBufferedBytes`.
    */
   keepOpen(stream: http2.ServerHttp2Stream): void {
-    const recorded = stream as RecordedStream;
-    const record = recorded[RECORD];
-    if (record !== undefined) this.watch.keepOpen(record);
+    const admission = (stream as AdmittedStream)[ADMISSION];
+    if (admission === undefined) return;
+    if (admission.record !== undefined) this.watch.keepOpen(admission.record);
     // The stream is no request in flight: the calls it carries are counted
     // one by one (chargeKeys), so its admission slot is given back now.
-    const ticket = recorded[TICKET];
+    const ticket = admission.ticket;
     if (ticket !== undefined) {
-      recorded[TICKET] = undefined;
+      admission.ticket = undefined;
       this.fair.release(ticket);
     }
   }
@@ -339,7 +361,7 @@ export class ServerGuard {
    * message instead when it does not fit.
    */
   holdResponse(stream: http2.ServerHttp2Stream, bytes: number): (() => void) | string {
-    const record = (stream as RecordedStream)[RECORD];
+    const record = (stream as AdmittedStream)[ADMISSION]?.record;
     const share =
       record !== undefined
         ? record.share
