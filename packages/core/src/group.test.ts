@@ -391,7 +391,7 @@ describe("Group.clientHandler", () => {
     expect(calls).toEqual(["Jack"]);
     const missing = recorder();
     group.clientHandler.get("Nobody", missing);
-    await vi.waitFor(() => expect(missing.told).toHaveLength(1));
+    await vi.waitFor(() => expect(missing.told).toHaveLength(1), { timeout: 10_000 });
     expect(missing.told[0]!.outcome).toBeInstanceOf(NotFoundError);
     expect(group.stats()).toMatchObject({
       gets: 4,
@@ -422,7 +422,9 @@ describe("Group.clientHandler", () => {
     cancel.cancel(new Error("client left"));
     expect(leaving.told).toEqual([{ ok: false, outcome: new Error("client left") }]);
     release("v");
-    await vi.waitFor(() => expect(staying.told).toEqual([{ ok: true, outcome: "v" }]));
+    await vi.waitFor(() => expect(staying.told).toEqual([{ ok: true, outcome: "v" }]), {
+      timeout: 10_000,
+    });
     expect(group.getCached("k")?.toString()).toBe("v");
   });
 });

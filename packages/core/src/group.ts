@@ -87,36 +87,35 @@ export class Group {
     if (options?.cancel !== undefined && options.signal !== undefined) {
       return Promise.reject(new TypeError("GetOptions: give signal or cancel, not both"));
     }
-    const counters = this.local.counters;
-    counters.gets++;
-    if (typeof key !== "string" || key.length === 0) {
-      counters.getErrors++;
-      return Promise.reject(new InvalidKeyError("key is required"));
+    const found = this.lookup(key);
+    if (found === undefined) {
+      return new Promise((resolve, reject) => this.miss(key, { resolve, reject }, leave));
     }
-    const hit = this.local.cache.get(key);
-    if (hit !== undefined) {
-      counters.hits++;
-      return Promise.resolve(hit);
-    }
-    return new Promise((resolve, reject) => this.miss(key, { resolve, reject }, leave));
+    return found instanceof InvalidKeyError ? Promise.reject(found) : Promise.resolve(found);
   }
 
   /** `get` for {@link ClientHandler}: the outcome goes to `receiver`, a hit's at once. */
   private getTo(key: string, receiver: Receiver<ByteView>, cancel: Cancel | undefined): void {
+    const found = this.lookup(key);
+    if (found === undefined) this.miss(key, receiver, cancel);
+    else if (found instanceof InvalidKeyError) receiver.reject(found);
+    else receiver.resolve(found);
+  }
+
+  /**
+   * A get's start, counted: the cached value, the error for an empty key, or
+   * `undefined` for a miss (which `miss` counts).
+   */
+  private lookup(key: string): ByteView | InvalidKeyError | undefined {
     const counters = this.local.counters;
     counters.gets++;
     if (typeof key !== "string" || key.length === 0) {
       counters.getErrors++;
-      receiver.reject(new InvalidKeyError("key is required"));
-      return;
+      return new InvalidKeyError("key is required");
     }
     const hit = this.local.cache.get(key);
-    if (hit !== undefined) {
-      counters.hits++;
-      receiver.resolve(hit);
-      return;
-    }
-    this.miss(key, receiver, cancel);
+    if (hit !== undefined) counters.hits++;
+    return hit;
   }
 
   /** A get's miss: joins (or starts) the key's shared load; counted as this caller's get ends. */

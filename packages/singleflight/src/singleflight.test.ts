@@ -454,7 +454,7 @@ describe("SingleFlight.joinTo", () => {
       },
       a,
     );
-    await vi.waitFor(() => expect(a.told).toHaveLength(1), { timeout: 5_000 });
+    await vi.waitFor(() => expect(a.told).toHaveLength(1), { timeout: 10_000 });
     expect(a.told[0]!.outcome).toBeInstanceOf(TimeoutError);
     expect(shared!.reason).toBe(a.told[0]!.outcome);
     expect(flight.has("k")).toBe(false);
@@ -467,7 +467,9 @@ describe("reportTo", () => {
     const failed = recorder<string>();
     reportTo(Promise.resolve("v"), ok);
     reportTo(Promise.reject(new Error("boom")), failed);
-    await vi.waitFor(() => expect(ok.told.length + failed.told.length).toBe(2));
+    await vi.waitFor(() => expect(ok.told.length + failed.told.length).toBe(2), {
+      timeout: 10_000,
+    });
     expect(ok.told).toEqual([{ ok: true, outcome: "v" }]);
     expect(failed.told).toEqual([{ ok: false, outcome: new Error("boom") }]);
   });

@@ -238,7 +238,7 @@ class GetCall implements Receiver<ByteView> {
     try {
       this.found(view);
     } catch (error) {
-      this.stream.destroy(error instanceof Error ? error : new Error(String(error)));
+      this.reset(error);
     }
   }
 
@@ -251,8 +251,13 @@ class GetCall implements Receiver<ByteView> {
       if (error instanceof LoadsOverloadedError) this.fail(Code.ResourceExhausted, error.message);
       else this.notFound(errorMessage(error));
     } catch (failure) {
-      this.stream.destroy(failure instanceof Error ? failure : new Error(String(failure)));
+      this.reset(failure);
     }
+  }
+
+  /** An answer that could not be written: this stream only is reset. */
+  private reset(failure: unknown): void {
+    this.stream.destroy(failure instanceof Error ? failure : new Error(String(failure)));
   }
 
   private deadline(): void {
