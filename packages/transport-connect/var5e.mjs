@@ -1,0 +1,2 @@
+await import("@bufbuild/protobuf");
+await import("/tmp/probe/var3.mjs");
