@@ -309,8 +309,17 @@ ok "c2. README code blocks: $(grep -c '^ok ' "$APP/blocks.out") compiled and run
 step "d. pnpm add @distcache/core alone; scenario 1"
 PAPP="$WORK/app-pnpm"
 consumer_dir "$PAPP"
-(cd "$PAPP" && npx -y "$PNPM" add @distcache/core --store-dir "$WORK/pnpm-store" >/dev/null) ||
-  { log "pnpm add failed"; (cd "$PAPP" && npx -y "$PNPM" add @distcache/core --store-dir "$WORK/pnpm-store"); exit 1; }
+# pnpm's own metadata cache too ($XDG_CACHE_HOME/pnpm): it is keyed by
+# registry host:port, and a Verdaccio of an earlier run (or of the other Node
+# line's check in the same CI job) on the same port published the same
+# versions with other tarballs, which pnpm then refuses (integrity check).
+(cd "$PAPP" && XDG_CACHE_HOME="$WORK/xdg-cache" npx -y "$PNPM" add @distcache/core --store-dir "$WORK/pnpm-store" >/dev/null) ||
+  {
+    log "pnpm add failed"
+    (cd "$PAPP" && XDG_CACHE_HOME="$WORK/xdg-cache" npx -y "$PNPM" add @distcache/core --store-dir "$WORK/pnpm-store")
+    exit 1
+  }
+[[ -d "$WORK/xdg-cache/pnpm" ]] || { log "pnpm did not keep its cache in $WORK/xdg-cache"; exit 1; }
 got="$(installed "$PAPP")"
 [[ "$got" == "@distcache/core@$CORE_VERSION " ]] || { log "pnpm installed: $got"; exit 1; }
 cp "$CONSUMER/scenario1.mjs" "$PAPP/"
