@@ -505,23 +505,21 @@ export async function runCosts({
   // The median of the per-round ratios: the two rows of one round ran seconds
   // apart, so a busy spell of the machine shifts both (the rows' medians can
   // come from different rounds).
-  const ratio = (a, b) => {
+  /** `combine(numerator samples, denominator samples)` of two scenarios' CPU per request; "n/a" when one did not run. */
+  const ratioBy = (combine) => (a, b) => {
     const x = byId.get(a);
     const y = byId.get(b);
-    if (x === undefined || y === undefined) return "n/a";
-    return formatRatio(pairedRatios(x.cpuSamples, y.cpuSamples).median);
+    return x === undefined || y === undefined
+      ? "n/a"
+      : formatRatio(combine(x.cpuSamples, y.cpuSamples));
   };
+  const ratio = ratioBy((x, y) => pairedRatios(x, y).median);
   // The ratio of the CPU summed over every round (each round runs the same
   // requests): a mark-compact costs tens of ms and lands in whichever round
   // is running, so one round's ratio can swing by half; summed, its cost is
   // spread over the requests that made its garbage.
-  const summedRatio = (a, b) => {
-    const x = byId.get(a);
-    const y = byId.get(b);
-    if (x === undefined || y === undefined) return "n/a";
-    const sum = (list) => list.reduce((total, v) => total + v, 0);
-    return formatRatio(sum(x.cpuSamples) / sum(y.cpuSamples));
-  };
+  const sum = (list) => list.reduce((total, v) => total + v, 0);
+  const summedRatio = ratioBy((x, y) => sum(x) / sum(y));
   const table = markdownTable(
     ["scenario", "processes", "conns×streams", ...RUN_COLUMNS],
     results.map((r) => [
